@@ -1,0 +1,148 @@
+"""The public Python API: train, evaluate, predict. The CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from keras_transfer import log
+from keras_transfer.backbones import get_backbone
+from keras_transfer.config import TrainConfig
+from keras_transfer.data.dataset import Dataset, load_dataset
+from keras_transfer.data.images import is_image_file, read_image, resize
+from keras_transfer.errors import DatasetError
+from keras_transfer.evaluation.metrics import classification_metrics
+from keras_transfer.features import FeatureSource
+from keras_transfer.model import build_extractor
+from keras_transfer.run import MODEL_FILE, Run, write_json
+from keras_transfer.strategies import TrainContext, get_strategy
+
+
+def _load(config: TrainConfig) -> Dataset:
+    return load_dataset(config.data, val_fraction=config.val_fraction,
+                        test_fraction=config.test_fraction, seed=config.seed)
+
+
+def _feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSource:
+    spec = get_backbone(config.backbone)
+    extractor = extractor or build_extractor(spec, config.size, config.weights, config.pooling)
+    identity = {"backbone": spec.name, "weights": spec.weights_identity(config.weights),
+                "size": config.size, "resize": config.resize, "pooling": config.pooling,
+                "preprocessing": spec.preprocessing.as_dict()}
+    return FeatureSource(extractor, identity, out / "features", config.resize)
+
+
+def train(config: TrainConfig, out: str | Path) -> Run:
+    """Trains a classifier and writes a run folder.
+
+    Args:
+        config: What to train (dataset, backbone, strategy, head, ...).
+        out: The run folder to write (created; files in it are replaced).
+
+    Example:
+        >>> run = train(TrainConfig(data="digits"), "runs/digits")  # doctest: +SKIP
+        >>> run.read("metrics.json")["accuracy"] > 0.9  # doctest: +SKIP
+        True
+    """
+    start = time.perf_counter()
+    config.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = _load(config)
+    log.info(f"dataset {dataset.source}: {len(dataset.class_names)} classes, "
+             + ", ".join(f"{name} {len(s)}" for name, s in dataset.splits.items()))
+    spec = get_backbone(config.backbone)
+    context = TrainContext(config, dataset, spec, _feature_source(config, out))
+    result = get_strategy(config.strategy).fit(context)
+    eval_split = dataset.eval_split
+    features, indices = context.features(eval_split)
+    probabilities = result.head.predict(features, verbose=0, batch_size=256)
+    metrics = classification_metrics(eval_split.labels[indices], probabilities, dataset.class_names)
+    metrics["split"] = eval_split.name
+    seconds = time.perf_counter() - start
+
+    result.classifier.save(out / MODEL_FILE)
+    config.save(out / "config.json")
+    write_json(out / "class_names.json", dataset.class_names)
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "history.json", result.history)
+    write_json(out / "dataset.json", {**dataset.summary(), "skipped_files": dataset.skipped,
+                                      "undecodable_files": context.features.failed})
+    write_json(out / "timing.json", {"total_seconds": seconds, "feature_seconds": context.features.seconds,
+                                     "epochs": len(next(iter(result.history.values()), []))})
+    return Run(out)
+
+
+def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:
+    """Metrics of a trained run on its held-out split (test, else val), or on another dataset.
+
+    Args:
+        run: The run folder.
+        data: Optional dataset whose class names match the run's; its val/test split is used.
+    """
+    run = run if isinstance(run, Run) else Run.open(run)
+    config = run.config
+    if data is not None:
+        config = dataclasses.replace(config, data=str(data))
+    dataset = _load(config)
+    if dataset.class_names != run.class_names:
+        raise DatasetError(f"classes of {config.data} differ from the run's",
+                           f"{run.class_names}", f"{dataset.class_names}")
+    extractor, head = run.model.get_layer("features"), run.model.get_layer("head")
+    source = _feature_source(config, run.path, extractor)
+    split = dataset.eval_split
+    features, indices = source(split)
+    probabilities = head.predict(features, verbose=0, batch_size=256)
+    metrics = classification_metrics(split.labels[indices], probabilities, run.class_names)
+    metrics["split"] = split.name
+    return metrics
+
+
+def collect_images(inputs: list[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expands files and folders (recursively) into image paths; returns (paths, problems)."""
+    paths, problems = [], []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+            paths += found
+            if not found:
+                problems.append((str(item), "folder holds no image files"))
+        elif item.is_file():
+            paths.append(item)
+        else:
+            problems.append((str(item), "no such file or folder"))
+    return paths, problems
+
+
+def predict(run: str | Path | Run, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32) -> list[dict]:
+    """Top-k predictions for image files and folders.
+
+    Returns:
+        One dict per input image: ``{"path", "predictions": [{"label", "probability"}...]}``;
+        unreadable inputs get ``{"path", "error"}`` instead.
+    """
+    run = run if isinstance(run, Run) else Run.open(run)
+    paths, problems = collect_images(inputs)
+    extractor = run.model.get_layer("features")
+    size = int(extractor.input_shape[1])
+    results = [{"path": p, "error": reason} for p, reason in problems]
+    for start in log.progress(range(0, len(paths), batch_size), desc="predict", unit="batch"):
+        batch, ok = [], []
+        for path in paths[start:start + batch_size]:
+            try:
+                batch.append(resize(read_image(path, size), size, run.config.resize))
+                ok.append(path)
+            except Exception as error:
+                results.append({"path": str(path), "error": f"not a readable image ({type(error).__name__}: {error})"})
+        if batch:
+            probabilities = run.model.predict_on_batch(np.stack(batch))
+            results += [_top_k(str(p), row, run.class_names, top_k) for p, row in zip(ok, np.asarray(probabilities))]
+    return results
+
+
+def _top_k(path: str, probabilities: np.ndarray, names: list[str], k: int) -> dict:
+    order = np.argsort(-probabilities)[:k]
+    return {"path": path, "predictions": [{"label": names[i], "probability": float(probabilities[i])} for i in order]}

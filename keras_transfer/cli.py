@@ -1,0 +1,131 @@
+"""Command-line interface: a thin layer over keras_transfer.api.
+
+Errors caused by the user print one message on stderr and exit 1 (or 2 for bad options);
+``--json`` prints machine-readable output on stdout; ``--quiet`` silences progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from keras_transfer import log
+from keras_transfer.errors import KerasTransferError
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info messages")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+
+
+def _train_parser(sub) -> None:
+    from keras_transfer.config import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a classifier on a dataset and write a run folder")
+    p.add_argument("data", nargs="?", default="digits",
+                   help="dataset folder, images.npy+labels.npy folder, .npz, or 'digits' (default)")
+    p.add_argument("--out", "-o", help="run folder (default: runs/<dataset name>)")
+    p.add_argument("--backbone", "-b", default=d.backbone, help=f"registered backbone (default {d.backbone})")
+    p.add_argument("--weights", default=d.weights, help="'imagenet', a local weights file, or 'none' (random)")
+    p.add_argument("--input-size", type=int, help="input side in pixels (default: the backbone's)")
+    p.add_argument("--resize", default=d.resize, help="stretch | pad | crop")
+    p.add_argument("--pooling", default=d.pooling, help="avg | max")
+    p.add_argument("--strategy", default=d.strategy, help="training strategy")
+    p.add_argument("--hidden", type=int, nargs="*", default=list(d.hidden_units), help="hidden Dense sizes of the head")
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="learning rate")
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    p.add_argument("--seed", type=int, default=d.seed)
+    _add_common(p)
+
+
+def _cmd_train(args) -> int:
+    from keras_transfer.api import train
+    from keras_transfer.config import TrainConfig
+    from keras_transfer.evaluation.metrics import format_metrics
+
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    config = TrainConfig(data=args.data, backbone=args.backbone, weights=weights, input_size=args.input_size,
+                         resize=args.resize, pooling=args.pooling, strategy=args.strategy,
+                         hidden_units=tuple(args.hidden), dropout=args.dropout, epochs=args.epochs,
+                         batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
+                         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed)
+    out = Path(args.out or Path("runs") / (Path(args.data).name or "run"))
+    run = train(config, out)
+    metrics, timing = run.read("metrics.json"), run.read("timing.json")
+    if args.json:
+        print(json.dumps({"run": str(run.path), "metrics": metrics, "timing": timing}, indent=2))
+    else:
+        print(format_metrics(metrics))
+        print(f"{metrics['split']} split; trained in {timing['total_seconds']:.1f} s "
+              f"(features {timing['feature_seconds']:.1f} s); run saved to {run.path}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from keras_transfer.api import evaluate
+    from keras_transfer.evaluation.metrics import format_metrics
+
+    metrics = evaluate(args.run, args.data)
+    print(json.dumps(metrics, indent=2) if args.json else f"{format_metrics(metrics)}\n({metrics['split']} split)")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from keras_transfer.api import predict
+
+    results = predict(args.run, args.inputs, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            text = r.get("error") or "  ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"])
+            print(f"{r['path']}: {text}")
+    errors = [r for r in results if "error" in r]
+    for r in errors:
+        log.warn(f"{r['path']}: {r['error']}")
+    return 1 if errors and len(errors) == len(results) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    p = sub.add_parser("evaluate", help="metrics of a run on its held-out split")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data", help="evaluate on another dataset with the same classes")
+    _add_common(p)
+    p = sub.add_parser("predict", help="top-k predictions for images and folders")
+    p.add_argument("run", help="run folder")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--top-k", type=int, default=3)
+    _add_common(p)
+    return parser
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``keras-transfer`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    log.set_quiet(args.quiet)
+    try:
+        return COMMANDS[args.command](args)
+    except KerasTransferError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Training configuration: one flat, frozen dataclass, saved as JSON beside the model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from keras_transfer.data.images import RESIZE_MODES
+from keras_transfer.errors import ConfigError, unknown_choice
+
+STRATEGIES = ("bottleneck",)
+POOLINGS = ("avg", "max")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run.
+
+    Example:
+        >>> TrainConfig(data="digits", epochs=5).validate().epochs
+        5
+    """
+
+    data: str = "digits"
+    backbone: str = "efficientnet_lite0"
+    weights: str | None = "imagenet"
+    input_size: int | None = None
+    resize: str = "stretch"
+    pooling: str = "avg"
+    strategy: str = "bottleneck"
+    hidden_units: tuple[int, ...] = ()
+    dropout: float = 0.2
+    epochs: int = 200
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 15
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    seed: int = 0
+
+    def validate(self) -> TrainConfig:
+        """Checks every field; returns self so calls can chain."""
+        from keras_transfer.backbones import get_backbone
+
+        spec = get_backbone(self.backbone)
+        if self.resize not in RESIZE_MODES:
+            raise unknown_choice("resize mode", self.resize, RESIZE_MODES)
+        if self.pooling not in POOLINGS:
+            raise unknown_choice("pooling", self.pooling, POOLINGS)
+        if self.strategy not in STRATEGIES:
+            raise unknown_choice("strategy", self.strategy, STRATEGIES)
+        if self.input_size is not None and self.input_size < spec.min_input_size:
+            raise ConfigError(f"input size {self.input_size} is too small for {spec.name}",
+                              f"at least {spec.min_input_size} pixels")
+        checks = [("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 1),
+                  ("learning_rate", self.learning_rate > 0), ("patience", self.patience >= 0),
+                  ("dropout", 0 <= self.dropout < 1), ("hidden_units", all(u > 0 for u in self.hidden_units))]
+        for name, ok in checks:
+            if not ok:
+                raise ConfigError(f"invalid {name}", received=repr(getattr(self, name)))
+        return self
+
+    @property
+    def size(self) -> int:
+        """The input side used: ``input_size`` or the backbone's native size."""
+        from keras_transfer.backbones import get_backbone
+
+        return self.input_size or get_backbone(self.backbone).input_size
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        raw = json.loads(path.read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        raw = {k: v for k, v in raw.items() if k in known}
+        raw["hidden_units"] = tuple(raw.get("hidden_units", ()))
+        return cls(**raw)

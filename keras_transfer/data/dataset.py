@@ -1,0 +1,269 @@
+"""Datasets: folder-per-class trees, train/val/test split folders, NumPy arrays, built-ins.
+
+Every loader returns a :class:`Dataset` with ``train`` and ``val`` splits (``test`` when
+present or requested); missing splits are cut by a deterministic stratified split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from keras_transfer import log
+from keras_transfer.data.images import array_to_rgb, check_image, is_image_file, read_image
+from keras_transfer.errors import DatasetError
+
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                 "validation": "val", "test": "test", "testing": "test"}
+BUILTIN_DATASETS = ("digits",)
+
+
+@dataclass
+class Split:
+    """One split: image sources (file paths or an (N, H, W[, C]) array) and integer labels."""
+
+    name: str
+    items: list[Path] | np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def is_array(self) -> bool:
+        return isinstance(self.items, np.ndarray)
+
+    def image(self, index: int, min_size: int | None = None) -> np.ndarray:
+        """The image at ``index`` as RGB uint8 (H, W, 3); see ``read_image`` for ``min_size``."""
+        if self.is_array:
+            return array_to_rgb(self.items[index])
+        return read_image(self.items[index], min_size)
+
+    def ids(self) -> list[str]:
+        """A printable identifier for each image: its path, or ``<split>[i]`` for arrays."""
+        if self.is_array:
+            return [f"{self.name}[{i}]" for i in range(len(self))]
+        return [str(p) for p in self.items]
+
+    def subset(self, indices: np.ndarray, name: str | None = None) -> Split:
+        items = self.items[indices] if self.is_array else [self.items[i] for i in indices]
+        return Split(name or self.name, items, self.labels[indices])
+
+
+@dataclass
+class Dataset:
+    """Class names plus named splits; ``skipped`` lists (file, reason) left out."""
+
+    class_names: list[str]
+    splits: dict[str, Split]
+    source: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def train(self) -> Split:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> Split:
+        return self.splits["val"]
+
+    @property
+    def eval_split(self) -> Split:
+        """The held-out split used for final metrics: test if present, else val."""
+        return self.splits.get("test") or self.splits["val"]
+
+    def summary(self) -> dict:
+        return {"source": self.source, "classes": self.class_names,
+                "splits": {name: len(split) for name, split in self.splits.items()},
+                "skipped": len(self.skipped)}
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministically splits indices per class; returns (kept, taken) sorted index arrays.
+
+    Each class with at least 2 images gives at least one image to the taken side.
+    """
+    rng = np.random.default_rng(seed)
+    kept, taken = [], []
+    for label in np.unique(labels):
+        indices = np.flatnonzero(labels == label)
+        indices = indices[rng.permutation(len(indices))]
+        count = int(round(len(indices) * fraction))
+        count = min(max(count, 1 if len(indices) >= 2 else 0), len(indices) - 1)
+        taken.append(indices[:count])
+        kept.append(indices[count:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(taken))
+
+
+def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
+                 test_fraction: float = 0.0, seed: int = 0) -> Dataset:
+    """Loads a dataset from a folder, a NumPy folder/file, or a built-in name.
+
+    Args:
+        source: A folder with one sub-folder per class; a folder with ``train/`` (+ ``val/``,
+            ``test/``) each holding class folders; a folder with ``images.npy`` + ``labels.npy``
+            (or a ``.npz`` with those keys); or ``"digits"`` / None for scikit-learn's digits.
+        val_fraction: Share of train cut off for validation when there is no val split.
+        test_fraction: Share cut off for a test split when there is none (0 = no test split).
+        seed: Seed of the stratified splits.
+
+    Example:
+        >>> ds = load_dataset("digits")
+        >>> ds.class_names[:3], len(ds.train) > len(ds.val)
+        (['0', '1', '2'], True)
+    """
+    for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= fraction < 1:
+            raise DatasetError(f"{name} out of range", "a number in [0, 1)", repr(fraction))
+    dataset = _load_raw(source)
+    dataset = _complete_splits(dataset, val_fraction, test_fraction, seed)
+    _check_dataset(dataset)
+    if dataset.skipped:
+        listing = "\n  ".join(f"{path}: {reason}" for path, reason in dataset.skipped)
+        log.warn(f"skipped {len(dataset.skipped)} unreadable or non-image file(s):\n  {listing}")
+    return dataset
+
+
+def _load_raw(source: str | Path | None) -> Dataset:
+    if source is None or str(source) in BUILTIN_DATASETS:
+        return _load_digits()
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset not found: {path}",
+                           "a folder of class folders, a train/val tree, images.npy + labels.npy, or 'digits'",
+                           hint="check the path")
+    if path.is_file() and path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            return _arrays_dataset(path, _npz_member(archive, path, "images"), _npz_member(archive, path, "labels"))
+    if path.is_file():
+        raise DatasetError(f"{path} is a file, not a dataset folder",
+                           "a folder with one sub-folder per class (or a .npz with images and labels)",
+                           f"a {path.suffix or 'extension-less'} file")
+    if (path / "images.npy").exists() or (path / "labels.npy").exists():
+        return _load_numpy_folder(path)
+    split_dirs = {SPLIT_ALIASES[d.name.lower()]: d for d in sorted(path.iterdir())
+                  if d.is_dir() and d.name.lower() in SPLIT_ALIASES}
+    if "train" in split_dirs:
+        return _load_split_tree(path, split_dirs)
+    return _load_class_tree(path, "all")
+
+
+def _npz_member(archive, path: Path, key: str) -> np.ndarray:
+    if key not in archive.files:
+        raise DatasetError(f"{path} has no array named {key!r}", "arrays 'images' and 'labels'",
+                           f"arrays {sorted(archive.files)}")
+    return archive[key]
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    names = [str(n) for n in digits.target_names]
+    return Dataset(names, {"all": Split("all", images, digits.target.astype(np.int64))}, "digits")
+
+
+def _load_numpy_folder(path: Path) -> Dataset:
+    arrays = {}
+    for name in ("images", "labels"):
+        file = path / f"{name}.npy"
+        if not file.exists():
+            raise DatasetError(f"{file} is missing", "both images.npy and labels.npy in the folder")
+        try:
+            arrays[name] = np.load(file, allow_pickle=False)
+        except ValueError as error:
+            raise DatasetError(f"cannot read {file}", "a plain numeric or string array (no pickled objects)",
+                               str(error)) from None
+    return _arrays_dataset(path, arrays["images"], arrays["labels"])
+
+
+def _arrays_dataset(path: Path, images: np.ndarray, labels: np.ndarray) -> Dataset:
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3, 4)):
+        raise DatasetError(f"images in {path} have shape {images.shape}",
+                           "(N, H, W) grayscale or (N, H, W, C) with C in 1, 3, 4 (channels last)")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DatasetError(f"labels in {path} do not match the images",
+                           f"a 1-D array of {len(images)} labels (one per image)",
+                           f"shape {labels.shape}")
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise DatasetError(f"images in {path} have dtype {images.dtype}", "uint8 or float pixels")
+    names, encoded = np.unique(labels.astype(str) if labels.dtype.kind in "US" else labels, return_inverse=True)
+    return Dataset([str(n) for n in names], {"all": Split("all", images, encoded.astype(np.int64))}, str(path))
+
+
+def _scan_class_dirs(root: Path) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
+    """Maps class name -> valid image paths under ``root/<class>/`` (recursively)."""
+    classes: dict[str, list[Path]] = {}
+    skipped: list[tuple[str, str]] = []
+    for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        files = []
+        for file in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            reason = check_image(file) if is_image_file(file) else "not an image file extension"
+            if reason is None:
+                files.append(file)
+            else:
+                skipped.append((str(file), reason))
+        classes[class_dir.name] = files
+    return classes, skipped
+
+
+def _load_class_tree(root: Path, split_name: str) -> Dataset:
+    classes, skipped = _scan_class_dirs(root)
+    if not classes:
+        images = [p for p in root.iterdir() if is_image_file(p)]
+        raise DatasetError(f"{root} has no class sub-folders",
+                           "one sub-folder per class, e.g. data/cats/*.jpg and data/dogs/*.jpg",
+                           f"{len(images)} image file(s) directly in the folder" if images else "no sub-folders",
+                           hint="move the images into one folder per class")
+    names = list(classes)
+    paths = [p for name in names for p in classes[name]]
+    labels = np.array([i for i, name in enumerate(names) for _ in classes[name]], dtype=np.int64)
+    dataset = Dataset(names, {split_name: Split(split_name, paths, labels)}, str(root), skipped)
+    empty = [f"{root / name}" for name in names if not classes[name]]
+    if empty and split_name in ("all", "train"):
+        raise DatasetError(f"empty class folder(s): {', '.join(empty)}",
+                           "at least one readable image in every class folder",
+                           hint="add images or remove the empty folder")
+    return dataset
+
+
+def _load_split_tree(root: Path, split_dirs: dict[str, Path]) -> Dataset:
+    parts = {name: _load_class_tree(folder, name) for name, folder in split_dirs.items()}
+    names = parts["train"].class_names
+    extra = sorted({n for part in parts.values() for n in part.class_names} - set(names))
+    if extra:
+        raise DatasetError(f"classes {extra} appear in a val/test folder of {root} but not in train/",
+                           "the same class folders in every split", hint="add training images or remove them")
+    splits, skipped = {}, []
+    for name, part in parts.items():
+        remap = np.array([names.index(n) for n in part.class_names], dtype=np.int64)
+        split = part.splits[name]
+        splits[name] = Split(name, split.items, remap[split.labels] if len(split) else split.labels)
+        skipped += part.skipped
+    return Dataset(names, splits, str(root), skipped)
+
+
+def _complete_splits(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Dataset:
+    splits = dict(dataset.splits)
+    base = splits.pop("all", None) or splits.pop("train")
+    if "test" not in splits and test_fraction > 0:
+        keep, take = stratified_split(base.labels, test_fraction, seed)
+        splits["test"], base = base.subset(take, "test"), base.subset(keep)
+    if "val" not in splits or not len(splits["val"]):
+        keep, take = stratified_split(base.labels, val_fraction or 0.2, seed + 1)
+        splits["val"], base = base.subset(take, "val"), base.subset(keep)
+    splits["train"] = Split("train", base.items, base.labels)
+    order = {"train": 0, "val": 1, "test": 2}
+    dataset.splits = dict(sorted(splits.items(), key=lambda kv: order[kv[0]]))
+    return dataset
+
+
+def _check_dataset(dataset: Dataset) -> None:
+    present = np.unique(dataset.train.labels)
+    if len(dataset.class_names) < 2 or len(present) < 2:
+        raise DatasetError(f"{dataset.source} has only {len(present)} class with images",
+                           "at least two classes to tell apart",
+                           f"classes {dataset.class_names}", hint="add a folder per class")

@@ -1,0 +1,58 @@
+"""Run-local feature files: extracted once, reused while the images and backbone are unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from keras_transfer.data.dataset import Split
+
+
+def split_fingerprint(split: Split) -> str:
+    """Hash of what a split holds: file paths, sizes and mtimes, or the array bytes."""
+    digest = hashlib.sha256()
+    if split.is_array:
+        digest.update(np.ascontiguousarray(split.items).tobytes())
+    else:
+        for path in split.items:
+            stat = path.stat()
+            digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    digest.update(split.labels.tobytes())
+    return digest.hexdigest()
+
+
+def feature_key(split: Split, identity: dict) -> str:
+    """Key of a split's features under a backbone identity (architecture, weights, size, ...)."""
+    blob = json.dumps({"split": split_fingerprint(split), **identity}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def load_features(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(features, indices) saved at ``path`` under ``key``, or None when absent or stale."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            if str(saved["key"]) != key:
+                return None
+            return saved["features"], saved["indices"]
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable or half-written: recompute
+
+
+def save_features(path: Path, key: str, features: np.ndarray, indices: np.ndarray) -> None:
+    """Writes atomically (temp file + rename), so a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, key=np.array(key), features=features, indices=indices)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

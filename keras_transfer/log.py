@@ -1,0 +1,33 @@
+"""User-facing messages: warnings and info on stderr, silenced by ``set_quiet``."""
+
+from __future__ import annotations
+
+import sys
+
+_state = {"quiet": False}
+
+
+def set_quiet(quiet: bool) -> None:
+    """Silences info messages and progress bars (warnings still print)."""
+    _state["quiet"] = quiet
+
+
+def is_quiet() -> bool:
+    return _state["quiet"]
+
+
+def info(message: str) -> None:
+    if not _state["quiet"]:
+        print(message, file=sys.stderr)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def progress(iterable=None, total: int | None = None, desc: str = "", unit: str = "img"):
+    """A tqdm progress bar (images/s and ETA) on stderr, disabled when quiet."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=_state["quiet"],
+                dynamic_ncols=True, leave=False, file=sys.stderr)
