@@ -1,0 +1,100 @@
+"""Fine-tune strategy, in the two phases the classic tutorials recommend.
+
+1. Train the head on frozen-backbone features (the bottleneck strategy).
+2. Unfreeze the top ``--unfreeze N`` blocks (counted in the spec's fine-tune groups, not raw
+   layers) and train them with the head at a lower learning rate.
+
+Speed: the frozen bottom of the backbone never changes, so its activations at the freeze
+point are computed once — for the original images and ``--finetune-views`` augmented views of
+each — and every epoch runs only the unfrozen blocks and the head.
+BatchNorm policy: BatchNorm layers stay frozen (inference mode, ImageNet statistics) in the
+unfrozen blocks too; only convolution and dense weights move.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from keras_transfer.data.augment import augment
+from keras_transfer.data.dataset import Split
+from keras_transfer.errors import ConfigError
+from keras_transfer.features.extract import iter_batches
+from keras_transfer.features.keys import array_hash
+from keras_transfer.model import POOL_LAYERS, build_classifier
+from keras_transfer.strategies.base import FitResult, TrainContext
+from keras_transfer.strategies.bottleneck import BottleneckStrategy
+from keras_transfer.strategies.training import fit, one_hot, options_for
+
+
+def backbone_of(extractor: keras.Model) -> keras.Model:
+    """The backbone model nested inside an extractor."""
+    return next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
+
+
+def split_backbone(backbone: keras.Model, groups: tuple[tuple[str, ...], ...],
+                   unfreeze: int) -> tuple[keras.Model, keras.Model]:
+    """Cuts the backbone before its last ``unfreeze`` groups: (frozen bottom, trainable top).
+
+    The top shares its layers with the backbone, so training it updates the backbone.
+    """
+    if not 1 <= unfreeze <= len(groups):
+        raise ConfigError(f"--unfreeze {unfreeze} is out of range for {backbone.name}",
+                          f"1 to {len(groups)} blocks", str(unfreeze))
+    prefixes = tuple(p for group in groups[-unfreeze:] for p in group)
+    first = next(layer for layer in backbone.layers if layer.name.startswith(prefixes))
+    try:
+        bottom = keras.Model(backbone.input, first.input, name="frozen_bottom")
+        top = keras.Model(first.input, backbone.output, name="trainable_top")
+    except ValueError as error:
+        raise ConfigError(f"cannot cut {backbone.name} before {first.name}", "a single tensor between blocks",
+                          str(error), hint="try another --unfreeze") from None
+    for layer in top.layers:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    return bottom, top
+
+
+def cut_activations(split: Split, bottom_fn, size: int, mode: str, views: int, seed: int,
+                    batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Freeze-point activations (float16) of every image and its augmented views, with labels."""
+    activations, labels = [], []
+    for indices, images, _ in iter_batches(split, size, mode, batch_size):
+        for view in range(views + 1):
+            batch = images if view == 0 else np.stack(
+                [augment(im, array_hash(im), view, seed) for im in images])
+            activations.append(np.asarray(bottom_fn(batch), dtype=np.float16))
+            labels.append(split.labels[indices])
+    return np.concatenate(activations), np.concatenate(labels)
+
+
+class FinetuneStrategy:
+    """Head on frozen features, then the top blocks fine-tuned on cached freeze-point activations."""
+
+    name = "finetune"
+    default_epochs = 10
+
+    def fit(self, context: TrainContext) -> FitResult:
+        config, dataset = context.config, context.dataset
+        warm = BottleneckStrategy().fit(context)
+        keras.utils.set_random_seed(config.seed)
+        extractor = context.features.extractor
+        bottom, top = split_backbone(backbone_of(extractor), context.spec.finetune_groups, config.unfreeze)
+        bottom_input = keras.Input(extractor.input_shape[1:], name="pixels")
+        bottom_model = keras.Model(bottom_input, bottom(extractor.get_layer("normalize")(bottom_input)))
+        bottom_fn = bottom_model.predict_on_batch
+        size, mode, n = context.features.size, config.resize, len(dataset.class_names)
+        train_x, train_y = cut_activations(dataset.train, bottom_fn, size, mode, config.finetune_views, config.seed)
+        val_x, val_y = cut_activations(dataset.val, bottom_fn, size, mode, 0, config.seed)
+
+        inputs = keras.Input(train_x.shape[1:], name="activations")
+        x = top(inputs)
+        if config.pooling in POOL_LAYERS:
+            x = POOL_LAYERS[config.pooling](name="pool")(x)
+        model = keras.Model(inputs, warm.head(x), name="finetune_training")
+        options = options_for(config, self.default_epochs, config.finetune_lr, config.finetune_epochs)
+        history = fit(model, (train_x.astype(np.float32), one_hot(train_y, n)),
+                      (val_x.astype(np.float32), one_hot(val_y, n)), options, context.checkpoints,
+                      self.name, train_y)
+        merged = {**{f"head_{k}": v for k, v in warm.history.items()}, **history}
+        return FitResult(build_classifier(extractor, warm.head, config.resize), warm.head, merged,
+                         backbone_changed=True)

@@ -1,0 +1,116 @@
+"""The training loop every strategy shares: Adam, LR on plateau, early stopping with best
+weights restored, class weights, label smoothing, checkpoints that survive Ctrl-C and resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
+
+from keras_transfer import log
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How to fit one model (one phase of a strategy)."""
+
+    epochs: int
+    learning_rate: float
+    batch_size: int = 32
+    patience: int = 15
+    label_smoothing: float = 0.0
+    class_weight: str | None = None  # None or "auto" (balanced)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One progress bar over epochs, showing the latest validation metrics."""
+
+    def __init__(self, epochs: int, desc: str):
+        super().__init__()
+        self.epochs, self.desc, self.bar = epochs, desc, None
+
+    def on_train_begin(self, logs=None):
+        self.bar = log.progress(total=self.epochs, desc=self.desc, unit="epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.bar.set_postfix(val_loss=f"{logs.get('val_loss', float('nan')):.4f}",
+                             val_acc=f"{logs.get('val_accuracy', float('nan')):.3f}")
+        self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def class_weights(labels: np.ndarray, num_classes: int, mode: str | None) -> dict[int, float] | None:
+    """Balanced class weights (``mode="auto"``) for the classes present, else None."""
+    if mode != "auto":
+        return None
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(c): float(w) for c, w in zip(present, weights)} | {
+        c: 1.0 for c in range(num_classes) if c not in present}
+
+
+def compile_model(model: keras.Model, options: FitOptions) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+
+
+def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Path,
+        name: str, labels: np.ndarray | None = None) -> dict[str, list[float]]:
+    """Fits a compiled-or-not model; survives Ctrl-C with its best weights and resumes.
+
+    Args:
+        model: The model to train (compiled here).
+        train: ``(x, one_hot_y)`` arrays or a ``keras.utils.PyDataset`` yielding them.
+        val: Validation data of the same kind.
+        options: Epochs, learning rate, patience, smoothing, class weights.
+        checkpoint_dir: Folder for the best weights and the resumable backup.
+        name: Phase name, used for file names and the progress bar.
+        labels: Integer training labels, needed for ``class_weight="auto"``.
+
+    Returns:
+        The Keras history dict, plus ``interrupted: [1.0]`` when stopped by Ctrl-C.
+    """
+    compile_model(model, options)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    best = checkpoint_dir / f"{name}.best.weights.h5"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(checkpoint_dir / f"{name}_backup")),
+        keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(2, options.patience // 3)),
+        EpochProgress(options.epochs, name),
+    ]
+    weights = class_weights(labels, model.output_shape[-1], options.class_weight) if labels is not None else None
+    arrays = isinstance(train, tuple)
+    kwargs = {"batch_size": options.batch_size, "shuffle": True} if arrays else {}
+    try:
+        history = model.fit(*(train if arrays else (train,)), validation_data=val, epochs=options.epochs,
+                            callbacks=callbacks, class_weight=weights, verbose=0, **kwargs)
+        return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    except KeyboardInterrupt:
+        log.warn(f"interrupted: keeping the best {name} weights so far; run train again to continue")
+        if best.exists():
+            model.load_weights(best)
+        partial = getattr(getattr(model, "history", None), "history", None) or {}
+        return {**{k: [float(v) for v in vals] for k, vals in partial.items()}, "interrupted": [1.0]}
+
+
+def options_for(config, default_epochs: int, learning_rate: float | None = None,
+                epochs: int | None = None) -> FitOptions:
+    """FitOptions from a TrainConfig; ``config.epochs`` (if set) overrides the strategy default."""
+    return FitOptions(epochs=epochs or config.epochs or default_epochs,
+                      learning_rate=learning_rate or config.learning_rate, batch_size=config.batch_size,
+                      patience=config.patience, label_smoothing=config.label_smoothing,
+                      class_weight=config.class_weight)
