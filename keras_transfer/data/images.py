@@ -94,3 +94,15 @@ def resize(image: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
     if mode == "pad":
         return np.asarray(ImageOps.pad(pil, (size, size), Image.BILINEAR, color=(0, 0, 0)))
     raise ValueError(f"unknown resize mode {mode!r}; expected one of {RESIZE_MODES}")
+
+
+def read_batch(paths: list[Path], size: int, mode: str = "stretch") -> tuple[list[Path], list[np.ndarray], list[tuple[str, str]]]:
+    """Reads and resizes image files for a model; returns (readable paths, images, (path, reason) failures)."""
+    ok, images, failures = [], [], []
+    for path in paths:
+        try:
+            images.append(resize(read_image(path, size), size, mode))
+            ok.append(path)
+        except Exception as error:  # PIL raises many types for bad files
+            failures.append((str(path), f"not a readable image ({type(error).__name__}: {error})"))
+    return ok, images, failures
