@@ -94,6 +94,87 @@ def _cmd_predict(args) -> int:
     return 1 if errors and len(errors) == len(results) else 0
 
 
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", help="write an HTML report (metrics, confusion, curves, mistakes, calibration, data)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", "-o", help="output folder (default: <run>/report)")
+    p.add_argument("--pdf", action="store_true", help="also write report.pdf")
+    p.add_argument("--sample", type=int, default=200, help="images sampled for the colour and size exploration")
+    _add_common(p)
+
+
+def _cmd_report(args) -> int:
+    from keras_transfer.report import ReportOptions, write_report
+
+    files = write_report(args.run, args.out, args.pdf, ReportOptions(sample=args.sample))
+    written = {"html": str(files.html), "pdf": files.pdf and str(files.pdf), "figures": list(map(str, files.figures)),
+               "seconds": files.seconds}
+    print(json.dumps(written, indent=2) if args.json else f"report written to {files.html} in {files.seconds:.1f} s")
+    return 0
+
+
+def _explain_parser(sub) -> None:
+    p = sub.add_parser("explain", help="Grad-CAM (and CAM) overlays showing where the model looks")
+    p.add_argument("run", help="run folder")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--out", "-o", help="output folder (default: <run>/explain)")
+    p.add_argument("--target", help="class to explain (default: the predicted class)")
+    _add_common(p)
+
+
+def _cmd_explain(args) -> int:
+    from keras_transfer.explain import explain
+
+    results = explain(args.run, args.inputs, args.out or Path(args.run) / "explain", args.target)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    for r in [] if args.json else results:
+        print(f"{r.path}: {r.label} {r.probability:.3f} -> {', '.join(r.files.values())}")
+    return 0
+
+
+def _similar_parser(sub) -> None:
+    p = sub.add_parser("similar", help="nearest training images by cosine similarity of backbone embeddings")
+    p.add_argument("run", help="run folder")
+    p.add_argument("inputs", nargs="+", help="query image files or folders")
+    p.add_argument("--k", type=int, default=5, help="neighbours per query")
+    p.add_argument("--split", default="train", help="split to search (default train)")
+    _add_common(p)
+
+
+def _cmd_similar(args) -> int:
+    from keras_transfer.explain import similar
+
+    table = similar(args.run, args.inputs, args.k, args.split)
+    if args.json:
+        print(json.dumps(table.to_dict(orient="records"), indent=2))
+    for query, group in [] if args.json else table.groupby("query", sort=False):
+        print(query)
+        for r in group.itertuples():
+            print(f"  {r.rank}. {r.score:.4f}  {r.label:<12} {r.path}")
+    return 0
+
+
+def _similarity_parser(sub) -> None:
+    p = sub.add_parser("similarity", help="cosine-similarity matrix heatmap of sampled images, grouped by class")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--sample", type=int, default=100, help="images drawn, spread over the classes")
+    p.add_argument("--split", default="train")
+    p.add_argument("--out", "-o", help="PNG file (default: <run>/similarity.png)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_common(p)
+
+
+def _cmd_similarity(args) -> int:
+    from keras_transfer.explain import write_similarity
+
+    path, result = write_similarity(args.run, args.out, args.sample, args.split, args.seed)
+    means = result.class_means()
+    summary = {"figure": str(path), "images": len(result.ids), "class_means": dict(zip(result.class_names, means.tolist()))}
+    print(json.dumps(summary, indent=2) if args.json else f"similarity matrix of {len(result.ids)} images written to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,10 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--top-k", type=int, default=3)
     _add_common(p)
+    for add_parser in (_report_parser, _explain_parser, _similar_parser, _similarity_parser):
+        add_parser(sub)
     return parser
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "report": _cmd_report,
+            "explain": _cmd_explain, "similar": _cmd_similar, "similarity": _cmd_similarity}
 
 
 def main(argv: list[str] | None = None) -> int:
