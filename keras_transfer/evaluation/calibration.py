@@ -54,7 +54,7 @@ def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -
     confidence = probabilities.max(axis=1)
     correct = (probabilities.argmax(axis=1) == np.asarray(labels)).astype(np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)  # [k/bins, (k+1)/bins), 1.0 in the last
     counts = np.bincount(which, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_confidence = np.bincount(which, confidence, bins) / counts

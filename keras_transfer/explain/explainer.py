@@ -13,7 +13,7 @@ from keras_transfer import log
 from keras_transfer.backbones import get_backbone
 from keras_transfer.data.images import read_batch
 from keras_transfer.errors import DatasetError, unknown_choice
-from keras_transfer.explain.gradcam import GradCAM
+from keras_transfer.explain.gradcam import GradCAM, Heatmaps
 from keras_transfer.explain.overlay import overlay, peak
 from keras_transfer.run import Run
 
@@ -70,6 +70,16 @@ class Explanation:
                 "files": self.files}
 
 
+def _explanations(names: list[str], paths: list[Path], images: list[np.ndarray], maps: Heatmaps) -> list[Explanation]:
+    items = []
+    for i, path in enumerate(paths):
+        target, probabilities = int(maps.targets[i]), maps.probabilities[i]
+        cam = None if maps.cam is None else maps.cam[i]
+        items.append(Explanation(str(path), images[i], names[target], float(probabilities[target]),
+                                 names[int(probabilities.argmax())], maps.gradcam[i], cam, {}))
+    return items
+
+
 def _unique_stem(path: Path, used: set[str]) -> str:
     stem, n = path.stem, 2
     while stem in used:
@@ -103,8 +113,8 @@ def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | N
     for path, reason in problems:
         log.warn(f"{path}: {reason}")
     explainer = GradCAM(run.model, get_backbone(run.config.backbone).gradcam_layer)
-    out = Path(out) if out is not None else None
     if out is not None:
+        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
     results, used = [], set()
     for start in log.progress(range(0, len(paths), batch_size), desc="explain", unit="batch"):
@@ -114,15 +124,8 @@ def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | N
         if not ok:
             continue
         targets = None if target is None else np.full(len(ok), run.class_names.index(target))
-        maps = explainer(np.stack(images), targets)
-        for i, path in enumerate(ok):
-            cam = None if maps.cam is None else maps.cam[i]
-            label = run.class_names[maps.targets[i]]
-            item = Explanation(str(path), images[i], label, float(maps.probabilities[i, maps.targets[i]]),
-                               run.class_names[int(maps.probabilities[i].argmax())], maps.gradcam[i], cam, {})
-            if out is not None:
-                item = _write(item, out, _unique_stem(path, used))
-            results.append(item)
+        for item, path in zip(_explanations(run.class_names, ok, images, explainer(np.stack(images), targets)), ok):
+            results.append(item if out is None else _write(item, out, _unique_stem(path, used)))
     if not results:
         raise DatasetError("no readable image to explain", "image files or folders holding images",
                            ", ".join(map(str, inputs)))

@@ -5,7 +5,7 @@ expose a layer *inside* a nested model as an output of the outer model, so :clas
 rebuilds the forward pass from the inner layers: the layers of ``features`` in order, with the
 nested backbone replaced by a model of the same layers that also outputs the Grad-CAM layer's
 activation, then the head with its last Dense taken before the softmax (class scores = logits).
-The rebuilt pass is checked against the classifier once, when the explainer is created.
+The rebuilt pass is checked against the classifier once, on the first image explained.
 
 Gradients use the backend's autograd (PyTorch, the library's backend); nothing is retrained.
 """
@@ -48,9 +48,14 @@ def _find(model: keras.Model, name: str):
     return None
 
 
-def _normalise(maps: np.ndarray) -> np.ndarray:
-    """Scales each map to [0, 1] (min-max); a constant map becomes zeros."""
-    low = maps.min(axis=(1, 2), keepdims=True)
+def _unsupported(received: str) -> RunError:
+    return RunError("cannot rebuild the classifier layer by layer for Grad-CAM",
+                    "features: a chain of layers with the backbone nested; head: a chain ending in Dense", received)
+
+
+def _normalise(maps: np.ndarray, low: np.ndarray | float | None = None) -> np.ndarray:
+    """Scales each map so ``low`` (default: its minimum) becomes 0 and its maximum 1; flat maps become zeros."""
+    low = maps.min(axis=(1, 2), keepdims=True) if low is None else low
     span = maps.max(axis=(1, 2), keepdims=True) - low
     return np.divide(maps - low, span, out=np.zeros_like(maps), where=span > 0)
 
@@ -80,7 +85,7 @@ class GradCAM:
             raise RunError("the classifier's head does not end in a Dense layer", "features -> ... -> Dense",
                            type(self._dense).__name__)
         self.cam_available = self._is_gap_dense()
-        self._check(features, head)
+        self._features, self._head, self._checked = features, head, False
 
     def _features_stages(self, features: keras.Model, name: str) -> tuple[list, int]:
         """The layers of ``features`` in order; the one holding ``name`` also outputs its activation."""
@@ -105,27 +110,26 @@ class GradCAM:
                 and all(isinstance(layer, keras.layers.Dropout) for layer in self._head_hidden))
 
     def _forward(self, x):
-        """(activation, logits) of a batch, through the inner layers with inference behaviour."""
+        """(activation, pooled features, logits) of a batch, through the inner layers in inference mode."""
         activation = None
         for i, stage in enumerate(self._stages):
             x = stage(x, training=False)
             if i == self._probe_index:
                 activation, x = x if isinstance(x, (list, tuple)) else (x, x)
+        pooled = x
         for layer in self._head_hidden:
             x = layer(x, training=False)
         logits = ops.matmul(x, self._dense.kernel)
-        return activation, logits + self._dense.bias if self._dense.use_bias else logits
+        return activation, pooled, logits + self._dense.bias if self._dense.use_bias else logits
 
-    def _check(self, features: keras.Model, head: keras.Model) -> None:
-        """Fails loudly if the rebuilt forward pass does not reproduce the classifier."""
-        x = np.random.default_rng(0).integers(0, 256, (1, self.size, self.size, 3)).astype(np.uint8)
-        _, logits = self._forward(ops.convert_to_tensor(x))
-        rebuilt = ops.convert_to_numpy(ops.softmax(logits, axis=-1))
-        expected = ops.convert_to_numpy(head(features(x, training=False), training=False))
-        if not np.allclose(rebuilt, expected, atol=1e-4):
-            raise RunError("cannot rebuild the classifier layer by layer for Grad-CAM",
-                           "features: a chain of layers with the backbone nested; head: a chain ending in Dense",
-                           f"max probability difference {np.abs(rebuilt - expected).max():.2e}")
+    def _check(self, image: np.ndarray, pooled: np.ndarray, probabilities: np.ndarray) -> None:
+        """Fails loudly, once, if the rebuilt forward pass does not reproduce the classifier on an image."""
+        features = ops.convert_to_numpy(self._features(image, training=False))
+        expected = ops.convert_to_numpy(self._head(features, training=False))
+        scale = max(1.0, float(np.abs(features).max()))
+        if not (np.allclose(pooled, features, atol=1e-4 * scale) and np.allclose(probabilities, expected, atol=1e-4)):
+            raise _unsupported(f"max probability difference {np.abs(probabilities - expected).max():.2e}")
+        self._checked = True
 
     def __call__(self, images: np.ndarray, targets: np.ndarray | None = None) -> Heatmaps:
         """Heatmaps for uint8 images (N, S, S, 3) already resized to the model's input size.
@@ -138,12 +142,15 @@ class GradCAM:
 
         x = ops.convert_to_tensor(np.asarray(images, dtype=np.float32)).requires_grad_(True)
         with torch.enable_grad():
-            activation, logits = self._forward(x)
-            if targets is None:
-                targets = logits.argmax(dim=-1).detach().cpu().numpy()
-            index = torch.as_tensor(np.asarray(targets), device=logits.device)
-            score = logits.gather(1, index[:, None]).sum()
-            (gradients,) = torch.autograd.grad(score, activation)
+            try:
+                activation, pooled, logits = self._forward(x)
+            except Exception as error:  # e.g. a feature extractor that is not a chain of layers
+                if self._checked:
+                    raise
+                raise _unsupported(f"{type(error).__name__}: {error}") from error
+            targets = logits.argmax(dim=-1).detach().cpu().numpy() if targets is None else np.asarray(targets)
+            index = torch.as_tensor(targets, device=logits.device)
+            (gradients,) = torch.autograd.grad(logits.gather(1, index[:, None]).sum(), activation)
         weights = gradients.mean(dim=(1, 2), keepdim=True)  # alpha_k: spatial mean of d score / d A_k
         gradcam = torch.relu((weights * activation).sum(dim=-1)).detach().cpu().numpy()
         cam = None
@@ -151,4 +158,6 @@ class GradCAM:
             kernel = self._dense.kernel.value.detach()[:, index].T[:, None, None, :]  # (N, 1, 1, K)
             cam = _normalise((activation.detach() * kernel).sum(dim=-1).cpu().numpy())
         probabilities = torch.softmax(logits.detach(), dim=-1).cpu().numpy()
-        return Heatmaps(probabilities, np.asarray(targets), _normalise(gradcam), cam)
+        if not self._checked:
+            self._check(np.asarray(images[:1]), pooled[:1].detach().cpu().numpy(), probabilities[:1])
+        return Heatmaps(probabilities, targets, _normalise(gradcam, low=0.0), cam)

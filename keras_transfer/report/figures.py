@@ -32,7 +32,8 @@ def metrics_figure(table: pd.DataFrame, max_rows: int = 40) -> Figure:
     errors = np.vstack([rows["estimate"] - rows["low"], rows["high"] - rows["estimate"]]).clip(min=0)
     ax.errorbar(rows["estimate"], y, xerr=errors, fmt="o", color=TRAIN_COLOUR, ecolor="#555", capsize=3)
     ax.set_yticks(y, labels)
-    ax.set_xlim(min(0.0, float(rows["low"].min()) - 0.05), 1.02)
+    lowest = float(np.nanmin(rows["low"])) if rows["low"].notna().any() else 0.0
+    ax.set_xlim(max(-1.0, np.floor((lowest - 0.05) * 10) / 10), 1.02)  # zoom onto the intervals
     ax.set_xlabel("estimate with 95% bootstrap interval")
     ax.grid(axis="x", alpha=0.3)
     return figure
