@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from keras_transfer import TrainConfig, train
+from keras_transfer.api import split_features
 from keras_transfer.cli import main
 from keras_transfer.errors import ConfigError, DatasetError, RunError
 from keras_transfer.explain import GradCAM, explain, similar, similarity_matrix, write_similarity
@@ -57,12 +58,10 @@ def scenes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, i
 def run(tmp_path_factory):
     """A bottleneck run on 60 constructed images (45 train, 15 val)."""
     root = tmp_path_factory.mktemp("shapes")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KERAS_TRANSFER_CACHE", str(root / "cache"))
-        images, labels, _ = scenes(60, seed=0)
-        np.savez(root / "shapes.npz", images=images, labels=np.array(CLASSES)[labels])
-        config = TrainConfig(data=str(root / "shapes.npz"), epochs=40, patience=10, val_fraction=0.25)
-        yield train(config, root / "run")
+    images, labels, _ = scenes(60, seed=0)
+    np.savez(root / "shapes.npz", images=images, labels=np.array(CLASSES)[labels])
+    config = TrainConfig(data=str(root / "shapes.npz"), epochs=40, patience=10, val_fraction=0.25)
+    return train(config, root / "run")
 
 
 @pytest.fixture(scope="module")
@@ -158,10 +157,7 @@ def test_explain_a_chosen_class_and_bad_inputs(run, test_images, tmp_path):
 
 
 def test_similar_finds_the_training_image_itself(run, tmp_path):
-    images, labels, _ = scenes(60, seed=0)  # the training set, re-made
-    from keras_transfer.api import _load
-
-    train_split = _load(run.config).train
+    train_split = split_features(run, "train")[0]
     position = 3
     query = tmp_path / "query.png"
     Image.fromarray(train_split.image(position)).save(query)

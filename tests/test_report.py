@@ -17,13 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_transfer import TrainConfig, train
 from keras_transfer.cli import main
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.report import ReportOptions, build_report, write_report
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-HYMENOPTERA = DATASETS / "hymenoptera_data"
 SECTIONS = ("summary", "metrics", "confusion", "curves", "mistakes", "calibration", "dataset")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -31,11 +28,9 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ants")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KERAS_TRANSFER_CACHE", str(root / "cache"))
-        yield train(TrainConfig(data=str(HYMENOPTERA), epochs=30, patience=8), root / "run")
+def run(ants_run):
+    """The session's default bottleneck run on hymenoptera (conftest)."""
+    return ants_run
 
 
 @pytest.fixture(scope="module")

@@ -109,14 +109,14 @@ def sample_grid(dataset: Dataset, per_class: int = 6, seed: int = 0, max_classes
     grid: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for ref in refs:
         name = dataset.class_names[ref.label]
-        if name in grid and len(grid[name]) < per_class:
-            try:
-                grid[name].append(thumbnail(ref.read(160)))
-            except (OSError, ValueError):
-                continue
+        if name in grid and (picture := thumbnail_of(ref.split, ref.index)) is not None:
+            grid[name].append(picture)
     return grid
 
 
-def thumbnail(image: np.ndarray, size: int = 160) -> np.ndarray:
-    """A square centre-cropped thumbnail for galleries."""
-    return resize(image, size, "crop")
+def thumbnail_of(split: Split, index: int, size: int = 160) -> np.ndarray | None:
+    """A square centre-cropped thumbnail of one image for galleries, or None if it cannot be read."""
+    try:
+        return resize(split.image(index, size), size, "crop")
+    except (OSError, ValueError):
+        return None

@@ -18,6 +18,7 @@ from keras_transfer.report.model import Plot, Section, Table
 
 
 def summary_section(ctx: ReportContext) -> Section:
+    """The run: dataset, splits, backbone, strategy, evaluation split and training time."""
     config, run = ctx.run.config, ctx.run
     timing = run.read("timing.json") or {}
     rows = [("run folder", str(run.path)), ("dataset", ctx.dataset.source),
@@ -40,12 +41,12 @@ def _interval(row) -> str:
 
 
 def metrics_section(ctx: ReportContext) -> Section:
+    """Headline and per-class metrics with bootstrap confidence intervals."""
     p, o = ctx.predictions, ctx.options
     table = bootstrap_metrics(p.labels, p.probabilities, ctx.class_names, o.resamples, seed=o.seed)
-    headline = table[table["class"] == ""]
-    overall = pd.DataFrame({"metric": headline["metric"].str.replace("_", " "),
-                            "estimate [95% CI]": [_interval(r) for r in headline.itertuples()]})
-    per_class = table[table["class"] != ""].assign(text=[_interval(r) for r in table[table["class"] != ""].itertuples()])
+    labelled = table.assign(text=[_interval(r) for r in table.itertuples()])
+    headline, per_class = labelled[labelled["class"] == ""], labelled[labelled["class"] != ""]
+    overall = pd.DataFrame({"metric": headline["metric"].str.replace("_", " "), "estimate [95% CI]": headline["text"]})
     wide = per_class.pivot(index="class", columns="metric", values="text").reindex(ctx.class_names)
     wide = wide[["precision", "recall", "f1"]].rename(columns=lambda m: f"{m} [95% CI]")
     wide["support"] = np.bincount(p.labels, minlength=len(ctx.class_names))
@@ -57,6 +58,7 @@ def metrics_section(ctx: ReportContext) -> Section:
 
 
 def confusion_section(ctx: ReportContext) -> Section:
+    """The confusion matrix, raw and normalised."""
     p, names = ctx.predictions, ctx.class_names
     matrix = np.zeros((len(names), len(names)), np.int64)
     np.add.at(matrix, (p.labels, p.predicted), 1)
@@ -66,6 +68,7 @@ def confusion_section(ctx: ReportContext) -> Section:
 
 
 def curves_section(ctx: ReportContext) -> Section:
+    """Loss and accuracy per epoch from history.json."""
     history = ctx.run.read("history.json") or {}
     if not any(history.values()):
         return Section("curves", "Training curves", ["This run recorded no per-epoch history."])
@@ -76,6 +79,7 @@ def curves_section(ctx: ReportContext) -> Section:
 
 
 def mistakes_section(ctx: ReportContext) -> Section:
+    """The misclassified held-out images with the highest predicted probability."""
     p, names, split = ctx.predictions, ctx.class_names, ctx.dataset.splits[ctx.predictions.split]
     wrong = np.flatnonzero(p.predicted != p.labels)
     confidence = p.probabilities.max(axis=1)
@@ -87,7 +91,7 @@ def mistakes_section(ctx: ReportContext) -> Section:
     if not len(top):
         return Section("mistakes", "Most confident mistakes",
                        [f"No mistakes among the {len(p.labels)} images of the {p.split} split."], {"mistakes": frame})
-    images = [explore.thumbnail(split.image(int(p.indices[i]), 160)) for i in top]
+    images = [explore.thumbnail_of(split, int(p.indices[i])) for i in top]
     titles = [f"true {r.true}\npred {r.predicted} {r.confidence:.0%}" for r in frame.itertuples()]
     text = (f"{len(wrong)} of {len(p.labels)} images of the {p.split} split are misclassified; "
             f"the {len(top)} the model was surest about:")
@@ -95,29 +99,38 @@ def mistakes_section(ctx: ReportContext) -> Section:
     return Section("mistakes", "Most confident mistakes", [text, plot, Table("", frame)], {"mistakes": frame})
 
 
+def _size_summary(sizes: pd.DataFrame) -> pd.DataFrame:
+    """Min / median / max width and height per class."""
+    if sizes.empty:
+        return pd.DataFrame()
+    stats = sizes.groupby("class", sort=False)[["width", "height"]].agg(["min", "median", "max"]).astype(int)
+    stats.columns = [" ".join(c) for c in stats.columns]
+    return stats
+
+
 def dataset_section(ctx: ReportContext) -> Section:
+    """Images per class and split, sample images, per-class colour densities and image sizes."""
     ds, o = ctx.dataset, ctx.options
     counts = explore.class_counts(ds)
     grid = explore.sample_grid(ds, o.per_class, o.seed)
     images = [img for row in grid.values() for img in row + [None] * (o.per_class - len(row))]
     sizes = explore.image_sizes(ds, o.sample, o.seed)
     densities = explore.color_densities(ds, o.sample, o.seed)
-    size_summary = sizes.groupby("class", sort=False)[["width", "height"]].describe().loc[
-        :, pd.IndexSlice[:, ["min", "50%", "max"]]].rename(columns={"50%": "median"}).astype(int)
-    size_summary.columns = [" ".join(c) for c in size_summary.columns]
+    shown = "" if len(grid) == len(ds.class_names) else f" (first {len(grid)} classes)"
     blocks = [Table("images per class and split", counts, index=True),
               Plot("class_counts", "", counts_figure(counts)),
-              Plot("samples", f"Random training images{'' if len(grid) == len(ds.class_names) else ' (first classes)'}",
+              Plot("samples", f"Random training images{shown}",
                    image_grid(images, [""] * len(images), o.per_class, list(grid))),
-              Plot("colour_distributions", f"Per-class RGB value densities (Gaussian KDE over "
-                                           f"{explore.THUMBNAIL} px thumbnails of up to {o.sample} images)", colors_figure(densities)),
+              Plot("colour_distributions", f"Per-class RGB value densities (Gaussian KDE over {explore.THUMBNAIL} "
+                                           f"px thumbnails of up to {o.sample} images)", colors_figure(densities)),
               Plot("image_sizes", f"Sizes read from the file headers of {len(sizes)} sampled images",
                    sizes_figure(sizes, ctx.run.config.size)),
-              Table("image sizes (pixels, sampled)", size_summary, index=True)]
+              Table("image sizes (pixels, sampled)", _size_summary(sizes), index=True)]
     return Section("dataset", "Dataset", blocks, {"counts": counts, "sizes": sizes, "colour_densities": densities})
 
 
 def calibration_section(ctx: ReportContext) -> Section:
+    """Reliability diagram and expected calibration error of the top-class probability."""
     p = ctx.predictions
     result = calibration(p.labels, p.probabilities, ctx.options.bins)
     text = (f"Expected calibration error (ECE) {result.ece:.3f}: the image-weighted mean gap between the "
