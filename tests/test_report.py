@@ -162,3 +162,5 @@ def test_cli_report(run, tmp_path, capsys):
     assert Path(out["html"]).is_file() and out["pdf"] is None and len(out["figures"]) >= 9
     assert main(["report", str(tmp_path / "no-run"), "-q"]) == 1
     assert "run folder not found" in capsys.readouterr().err
+    assert main(["report", str(run.path), "--out", str(tmp_path), "--sample", "0", "-q"]) == 2
+    assert "invalid report option sample" in capsys.readouterr().err

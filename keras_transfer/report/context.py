@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keras_transfer.data.dataset import Dataset
+from keras_transfer.errors import ConfigError
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.run import Run
 
@@ -29,6 +30,13 @@ class ReportOptions:
     per_class: int = 6
     bins: int = 10
     seed: int = 0
+
+    def validate(self) -> ReportOptions:
+        """Checks every count is at least 1; returns self."""
+        for name in ("sample", "resamples", "mistakes", "per_class", "bins"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"invalid report option {name}", "at least 1", repr(getattr(self, name)))
+        return self
 
 
 @dataclass(frozen=True)
@@ -56,4 +64,4 @@ def load_context(run: str | Path | Run, options: ReportOptions | None = None) ->
     else:  # runs written before predictions were saved
         predictions = eval_predictions(run)
         predictions.save(path)
-    return ReportContext(run, _load(run.config), predictions, options or ReportOptions())
+    return ReportContext(run, _load(run.config), predictions, (options or ReportOptions()).validate())

@@ -42,8 +42,10 @@ def metrics_figure(table: pd.DataFrame, max_rows: int = 40) -> Figure:
 def _heatmap(ax, values: np.ndarray, names: list[str], title: str, fmt: str) -> None:
     shown = ax.imshow(values, cmap="Blues", vmin=0)
     ticks = np.arange(len(names))
-    ax.set_xticks(ticks, names, rotation=45 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
-    ax.set_yticks(ticks, names)
+    many = len(names) > 12
+    rotation = 90 if many else 45 if len(names) > 3 else 0
+    ax.set_xticks(ticks, names, rotation=rotation, ha="right" if rotation == 45 else "center", fontsize=7 if many else None)
+    ax.set_yticks(ticks, names, fontsize=7 if many else None)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -60,9 +62,10 @@ def confusion_figure(matrix: np.ndarray, names: list[str]) -> Figure:
     matrix = np.asarray(matrix)
     totals = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
-    side = min(6.0, 2.5 + 0.35 * len(names))
-    figure = Figure(figsize=(2 * side + 1, side), layout="constrained")
-    left, right = figure.subplots(1, 2)
+    side = min(10.0, 3.0 + 0.3 * len(names))
+    stacked = len(names) > 12  # big matrices one above the other, each at full width
+    figure = Figure(figsize=(side + 1, 2 * side) if stacked else (2 * side + 1, side), layout="constrained")
+    left, right = figure.subplots(2 if stacked else 1, 1 if stacked else 2)
     _heatmap(left, matrix, names, "counts", "d")
     _heatmap(right, normalised, names, "normalised by true class", ".2f")
     return figure
