@@ -61,6 +61,6 @@ def keras_models_dir() -> Path:
     if not home:
         user = os.path.expanduser("~")
         home = os.path.join(user if os.access(user, os.W_OK) else "/tmp", ".keras")
-    if not os.access(home, os.W_OK):
+    if os.path.isdir(home) and not os.access(home, os.W_OK):
         home = "/tmp/.keras"
     return Path(home, "models")
