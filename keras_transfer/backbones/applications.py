@@ -36,6 +36,8 @@ CAFFE = Preprocessing(mean=(103.939, 116.779, 123.68), bgr=True)  # BGR, ImageNe
 TORCH = Preprocessing(mean=tuple(255 * m for m in _IMAGENET_MEAN), std=tuple(255 * s for s in _IMAGENET_STD))
 TF = Preprocessing(mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5))  # scaled to [-1, 1]
 IN_MODEL = Preprocessing()  # raw [0, 255]: the model rescales and normalises itself (EfficientNet)
+_DESCRIBED = {CAFFE: "Caffe preprocessing (BGR, mean subtracted)", TORCH: "torch preprocessing (ImageNet mean/std)",
+              TF: "tf preprocessing (scaled to [-1, 1])", IN_MODEL: "normalisation inside the model"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def _efficientnet_scale(model: keras.Model) -> None:
     """Matches keras' ``weights="imagenet"`` EfficientNet when its file is loaded by path.
 
     Only for ``"imagenet"`` does keras add ``Rescaling(1 / sqrt(std))`` after the input
-    ``Normalization`` (the weights expect ``(x - mean) / std**1.5``, tensorflow#49930).
+    ``Normalization``, because its ImageNet file expects that extra scale (tensorflow#49930).
     The same factor is folded into the Normalization variance here.
     """
     norm = next(layer for layer in model.layers if isinstance(layer, keras.layers.Normalization))
@@ -186,7 +188,7 @@ def _weights_identity(app: KerasApp, weights: Weights) -> str:
     return f"{app.name}:imagenet:{file_sha256(cached)[:12] if cached.is_file() else 'keras'}"
 
 
-def keras_app_spec(app: KerasApp, description: str) -> BackboneSpec:
+def keras_app_spec(app: KerasApp) -> BackboneSpec:
     """The registry spec of a ``keras.applications`` model."""
     return BackboneSpec(
         name=app.name, input_size=app.input_size, feature_dim=app.feature_dim,
@@ -196,10 +198,14 @@ def keras_app_spec(app: KerasApp, description: str) -> BackboneSpec:
         weights_identity=functools.partial(_weights_identity, app),
         gradcam_layer=app.gradcam_layer, finetune_groups=app.finetune_groups,
         offline_weights=lambda: (keras_models_dir() / app.weights_file(app.input_size)).is_file(),
-        min_input_size=app.min_input_size, description=description)
+        min_input_size=app.min_input_size,
+        description=f"keras.applications.{app.constructor}, {_DESCRIBED[app.preprocessing]}, "
+                    f"ImageNet weights from keras' download or a local file")
 
 
 # --------------------------------------------------------------------------- registry
+
+_VGG_GROUPS = _groups("block1_", "block2_", "block3_", "block4_", "block5_")
 
 
 @register_backbone
@@ -207,8 +213,7 @@ def resnet50() -> BackboneSpec:
     """ResNet50 (He et al., 2015)."""
     return keras_app_spec(KerasApp(
         "resnet50", "ResNet50", 224, 2048, CAFFE, _TF_URL + "resnet/", _tf_kernels("resnet50"),
-        "conv5_block3_out", _groups("conv1_ pool1_", "conv2_", "conv3_", "conv4_", "conv5_")),
-        "ResNet50 (2015), keras.applications, Caffe preprocessing (BGR, mean subtracted)")
+        "conv5_block3_out", _groups("conv1_ pool1_", "conv2_", "conv3_", "conv4_", "conv5_")))
 
 
 @register_backbone
@@ -216,8 +221,7 @@ def vgg16() -> BackboneSpec:
     """VGG16 (Simonyan & Zisserman, 2014)."""
     return keras_app_spec(KerasApp(
         "vgg16", "VGG16", 224, 512, CAFFE, _TF_URL + "vgg16/", _tf_kernels("vgg16"),
-        "block5_conv3", _groups("block1_", "block2_", "block3_", "block4_", "block5_")),
-        "VGG16 (2014), keras.applications, Caffe preprocessing (BGR, mean subtracted)")
+        "block5_conv3", _VGG_GROUPS))
 
 
 @register_backbone
@@ -225,8 +229,7 @@ def vgg19() -> BackboneSpec:
     """VGG19 (Simonyan & Zisserman, 2014)."""
     return keras_app_spec(KerasApp(
         "vgg19", "VGG19", 224, 512, CAFFE, _TF_URL + "vgg19/", _tf_kernels("vgg19"),
-        "block5_conv4", _groups("block1_", "block2_", "block3_", "block4_", "block5_")),
-        "VGG19 (2014), keras.applications, Caffe preprocessing (BGR, mean subtracted)")
+        "block5_conv4", _VGG_GROUPS))
 
 
 @register_backbone
@@ -234,8 +237,7 @@ def densenet121() -> BackboneSpec:
     """DenseNet121 (Huang et al., 2016)."""
     return keras_app_spec(KerasApp(
         "densenet121", "DenseNet121", 224, 1024, TORCH, _TF_URL + "densenet/", _tf_kernels("densenet121"),
-        "relu", _groups("conv1_ pool1", "conv2_ pool2_", "conv3_ pool3_", "conv4_ pool4_", "conv5_ bn relu")),
-        "DenseNet121 (2016), keras.applications, torch preprocessing (ImageNet mean/std)")
+        "relu", _groups("conv1_ pool1", "conv2_ pool2_", "conv3_ pool3_", "conv4_ pool4_", "conv5_ bn relu")))
 
 
 @register_backbone
@@ -247,8 +249,7 @@ def mobilenet_v2() -> BackboneSpec:
         "mobilenet_v2", "MobileNetV2", 224, 1280, TF, _TF_URL + "mobilenet_v2/", files, "out_relu",
         _groups("Conv1 bn_Conv1 expanded_conv_", "block_1_ block_2_", "block_3_ block_4_ block_5_",
                 "block_6_ block_7_ block_8_ block_9_", "block_10_ block_11_ block_12_",
-                "block_13_ block_14_ block_15_", "block_16_ Conv_1 out_relu")),
-        "MobileNetV2 1.0 (2018), keras.applications, tf preprocessing ([-1, 1])")
+                "block_13_ block_14_ block_15_", "block_16_ Conv_1 out_relu")))
 
 
 @register_backbone
@@ -257,8 +258,7 @@ def efficientnet_b0() -> BackboneSpec:
     return keras_app_spec(KerasApp(
         "efficientnet_b0", "EfficientNetB0", 224, 1280, IN_MODEL, "https://storage.googleapis.com/keras-applications/",
         ("efficientnetb0.h5", "efficientnetb0_notop.h5"), "top_activation",
-        _groups("stem_", *(f"block{i}" for i in range(1, 8)), "top_"), after_load=_efficientnet_scale),
-        "EfficientNetB0 (2019), keras.applications, normalisation inside the model (raw 0-255 input)")
+        _groups("stem_", *(f"block{i}" for i in range(1, 8)), "top_"), after_load=_efficientnet_scale))
 
 
 @register_backbone
@@ -266,8 +266,8 @@ def inception_v3() -> BackboneSpec:
     """InceptionV3 (Szegedy et al., 2015)."""
     return keras_app_spec(KerasApp(
         "inception_v3", "InceptionV3", 299, 2048, TF, _TF_URL + "inception_v3/", _tf_kernels("inception_v3"),
-        "mixed10", _groups(*(f"mixed{i}" for i in range(10)), "mixed9_1 mixed10"), min_input_size=75),
-        "InceptionV3 (2015), keras.applications, tf preprocessing ([-1, 1]), at least 75 px")
+        "mixed10", _groups(*(f"mixed{i}" for i in range(10)), "mixed9_1 mixed10"),  # mixed9_1 is inside block 10
+        min_input_size=75))
 
 
 @register_backbone
@@ -275,6 +275,5 @@ def xception() -> BackboneSpec:
     """Xception (Chollet, 2016)."""
     return keras_app_spec(KerasApp(
         "xception", "Xception", 299, 2048, TF, _TF_URL + "xception/", _tf_kernels("xception"),
-        "block14_sepconv2_act", _groups(*(f"block{i}_" for i in range(1, 15))), min_input_size=71),
-        "Xception (2016), keras.applications, tf preprocessing ([-1, 1]), at least 71 px")
+        "block14_sepconv2_act", _groups(*(f"block{i}_" for i in range(1, 15))), min_input_size=71))
 
