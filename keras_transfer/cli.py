@@ -60,8 +60,7 @@ def _cmd_train(args) -> int:
     from keras_transfer.evaluation.metrics import format_metrics
 
     config = TrainConfig(data=args.data, backbone=args.backbone, weights=args.weights, offline=args.offline,
-                         input_size=args.input_size,
-                         resize=args.resize, pooling=args.pooling, strategy=args.strategy,
+                         input_size=args.input_size, resize=args.resize, pooling=args.pooling, strategy=args.strategy,
                          hidden_units=tuple(args.hidden), dropout=args.dropout, epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
                          val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed)
@@ -110,6 +109,8 @@ def _cmd_predict(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from keras_transfer.config import TrainConfig
+
     parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "(with --imagenet: only images)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--imagenet", action="store_true", help="zero-shot: ImageNet classes of a pretrained backbone")
-    p.add_argument("--backbone", "-b", default="efficientnet_lite0", help="backbone for --imagenet")
+    p.add_argument("--backbone", "-b", default=TrainConfig.backbone, help="backbone for --imagenet")
     _add_weights(p)
     _add_common(p)
     p = sub.add_parser("backbones", help="list the registered backbones")

@@ -146,7 +146,8 @@ def test_efficientnet_b0_file_weights_match_keras_imagenet_path(tmp_path):
     x = np.random.default_rng(3).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     expected = numpy(reference, x)
     spec = get_backbone("efficientnet_b0")
-    np.testing.assert_allclose(numpy(spec.build(64, str(path)), x), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    tolerance = {"rtol": 1e-4, "atol": 1e-5 * np.abs(expected).max()}
+    np.testing.assert_allclose(numpy(spec.build(64, str(path)), x), expected, **tolerance)
     assert np.abs(numpy(source, x) - expected).max() > 0.1 * np.abs(expected).max()  # without the fix: wrong
 
     # the folded scale survives saving the classifier and reloading it in safe mode
@@ -157,7 +158,7 @@ def test_efficientnet_b0_file_weights_match_keras_imagenet_path(tmp_path):
     reloaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
     images = x.astype(np.uint8)
     np.testing.assert_allclose(np.asarray(reloaded.predict(images, verbose=0)),
-                               numpy(reference, images.astype(np.float32)).reshape(2, -1), rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+                               numpy(reference, images.astype(np.float32)).reshape(2, -1), **tolerance)
 
 
 @pytest.mark.parametrize(("name", "size", "grid"), [("inception_v3", 139, 3), ("xception", 160, 5)])

@@ -14,7 +14,8 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 from matplotlib import cbook
 
-from keras_transfer.backbones.imagenet_labels import CLASS_FILE, generate_class_index, imagenet_classes, write_class_index
+from keras_transfer.backbones.imagenet_labels import (CLASS_FILE, generate_class_index, imagenet_classes,
+                                                      write_class_index)
 from keras_transfer.cli import main
 from keras_transfer.data.images import read_image, resize
 from keras_transfer.errors import WeightsError
