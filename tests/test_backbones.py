@@ -27,8 +27,8 @@ def tiny_size(name: str) -> int:
 
 @pytest.fixture(scope="module")
 def keras_features(tmp_path_factory):
-    """Own cache folder, and features through Keras predict: ONNX export of eleven
-    backbones would take minutes (the feature engine's tests cover the ONNX path)."""
+    """Own cache folder, and features through Keras predict: ONNX export of eleven backbones
+    would take minutes (test_backbone_cli trains through ONNX; benchmarks/backbones.py exports all)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KERAS_TRANSFER_CACHE", str(tmp_path_factory.mktemp("cache")))
         mp.setattr("keras_transfer.features.make_batch_fn",
@@ -38,7 +38,7 @@ def keras_features(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, keras_features):
-    """``trained(name) -> (run, images, labels)``, trained once per backbone (2 classes, 12 images)."""
+    """``trained(name) -> Run``, trained once per backbone (2 classes, 12 random images)."""
     runs = {}
 
     def get(name: str):
@@ -51,7 +51,7 @@ def trained(tmp_path_factory, keras_features):
             np.savez(root / "data.npz", images=images, labels=labels)
             config = TrainConfig(data=str(root / "data.npz"), backbone=name, weights=None, input_size=size,
                                  epochs=2, batch_size=4, val_fraction=0.5, patience=1)
-            runs[name] = train(config, root / "run"), images, labels
+            runs[name] = train(config, root / "run")
         return runs[name]
 
     return get
@@ -69,7 +69,7 @@ def test_the_zoo_is_registered():
 
 @pytest.mark.parametrize("name", list_backbones())
 def test_reloaded_classifier_reproduces_training_features(name, trained):
-    run = trained(name)[0]
+    run = trained(name)
     spec = get_backbone(name)
     with np.load(run.path / "features" / "val.npz", allow_pickle=False) as saved:
         features, indices = saved["features"], saved["indices"]
@@ -95,7 +95,7 @@ def _val_images(run) -> np.ndarray:
 @pytest.mark.parametrize("name", list_backbones())
 def test_feature_map_gradcam_layer_and_finetune_groups(name, trained):
     spec = get_backbone(name)
-    backbone = nested_backbone(trained(name)[0])  # names as reloaded from model.keras
+    backbone = nested_backbone(trained(name))  # names as reloaded from model.keras
     assert len(backbone.output.shape) == 4 and backbone.output.shape[-1] == spec.feature_dim
     gradcam = backbone.get_layer(spec.gradcam_layer).output
     assert len(gradcam.shape) == 4 and gradcam.shape[-1] == spec.feature_dim
@@ -111,7 +111,7 @@ def test_feature_map_gradcam_layer_and_finetune_groups(name, trained):
 @pytest.mark.parametrize("name", list_backbones())
 def test_preprocessing_travels_inside_the_saved_model(name, trained):
     spec = get_backbone(name)
-    layer = trained(name)[0].model.get_layer("features").get_layer("normalize")
+    layer = trained(name).model.get_layer("features").get_layer("normalize")
     p = spec.preprocessing
     assert (tuple(layer.mean), tuple(layer.std), layer.bgr) == (p.mean, p.std, p.bgr)
     x = np.random.default_rng(1).integers(0, 256, (2, 5, 5, 3)).astype(np.uint8)
