@@ -29,7 +29,7 @@ def _load(config: TrainConfig) -> Dataset:
 
 def _feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSource:
     spec = get_backbone(config.backbone)
-    extractor = extractor or build_extractor(spec, config.size, config.weights, config.pooling)
+    extractor = extractor or build_extractor(spec, config.size, config.weights, config.pooling, config.offline)
     identity = {"backbone": spec.name, "weights": spec.weights_identity(config.weights),
                 "size": config.size, "resize": config.resize, "pooling": config.pooling,
                 "preprocessing": spec.preprocessing.as_dict()}
@@ -149,26 +149,41 @@ def collect_images(inputs: list[str | Path]) -> tuple[list[Path], list[tuple[str
 
 
 def predict(run: str | Path | Run, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32) -> list[dict]:
-    """Top-k predictions for image files and folders.
+    """Top-k predictions of a trained run for image files and folders.
 
     Returns:
-        One dict per input image: ``{"path", "predictions": [{"label", "probability"}...]}``;
+        One dict per input image: ``{"path", "predictions": [{"label", "index", "probability"}...]}``;
         unreadable inputs get ``{"path", "error"}`` instead.
     """
     run = run if isinstance(run, Run) else Run.open(run)
+    size = int(run.model.get_layer("features").input_shape[1])
+    return predict_images(run.model, inputs, run.class_names, size, run.config.resize, top_k, batch_size)
+
+
+def predict_images(model, inputs: list[str | Path], class_names: list[str], size: int,
+                   resize_mode: str = "stretch", top_k: int = 3, batch_size: int = 32) -> list[dict]:
+    """Top-k predictions of ``model`` (uint8 (size, size, 3) batch -> class probabilities).
+
+    Args:
+        model: A Keras model taking uint8 RGB images resized to ``size``.
+        inputs: Image files and folders (searched recursively).
+        class_names: The name of each output class.
+        size: Side the images are resized to (``resize_mode``: stretch, pad or crop).
+        top_k: Classes listed per image.
+        batch_size: Images per inference call.
+    """
     paths, problems = collect_images(inputs)
-    extractor = run.model.get_layer("features")
-    size = int(extractor.input_shape[1])
     results = [{"path": p, "error": reason} for p, reason in problems]
     for start in log.progress(range(0, len(paths), batch_size), desc="predict", unit="batch"):
-        ok, batch, failures = read_batch(paths[start:start + batch_size], size, run.config.resize)
+        ok, batch, failures = read_batch(paths[start:start + batch_size], size, resize_mode)
         results += [{"path": path, "error": reason} for path, reason in failures]
         if batch:
-            probabilities = run.model.predict_on_batch(np.stack(batch))
-            results += [_top_k(str(p), row, run.class_names, top_k) for p, row in zip(ok, np.asarray(probabilities))]
+            probabilities = model.predict_on_batch(np.stack(batch))
+            results += [_top_k(str(p), row, class_names, top_k) for p, row in zip(ok, np.asarray(probabilities))]
     return results
 
 
 def _top_k(path: str, probabilities: np.ndarray, names: list[str], k: int) -> dict:
     order = np.argsort(-probabilities)[:k]
-    return {"path": path, "predictions": [{"label": names[i], "probability": float(probabilities[i])} for i in order]}
+    return {"path": path, "predictions": [{"label": names[i], "index": int(i), "probability": float(probabilities[i])}
+                                          for i in order]}
