@@ -11,7 +11,7 @@ from keras_transfer.data.images import RESIZE_MODES
 from keras_transfer.errors import ConfigError, unknown_choice
 
 STRATEGIES = ("bottleneck",)
-POOLINGS = ("avg", "max")
+POOLINGS = ("avg", "max", "spatial")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class TrainConfig:
     data: str = "digits"
     backbone: str = "efficientnet_lite0"
     weights: str | None = "imagenet"
+    offline: bool = False
     input_size: int | None = None
     resize: str = "stretch"
     pooling: str = "avg"

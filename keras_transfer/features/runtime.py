@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -25,6 +26,21 @@ def identity_hash(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def _stdout_silenced():
+    """Sends file descriptor 1 to /dev/null: a failing torch export prints its whole graph there."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def export_onnx(extractor, identity: dict) -> Path:
     """Exports the Keras extractor to ONNX once per identity (cached); returns the file."""
     path = cache_dir("onnx") / f"{identity.get('backbone', 'model')}-{identity_hash(identity)}.onnx"
@@ -34,7 +50,7 @@ def export_onnx(extractor, identity: dict) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
     os.close(fd)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _stdout_silenced():
             warnings.simplefilter("ignore")
             size = extractor.input_shape[1:]
             extractor.predict_on_batch(np.zeros((1, *size), np.float32))  # export needs one call first
@@ -64,5 +80,6 @@ def make_batch_fn(extractor, identity: dict, runtime: str = "onnx") -> BatchFn:
         try:
             return onnx_batch_fn(export_onnx(extractor, identity))
         except Exception as error:  # an exotic backbone may not export: stay correct, just slower
-            log.warn(f"ONNX export failed ({type(error).__name__}: {error}); using Keras predict")
+            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            log.warn(f"ONNX export failed ({type(error).__name__}: {reason}); using Keras predict")
     return lambda images: np.asarray(extractor.predict_on_batch(images))

@@ -52,7 +52,7 @@ class BottleneckStrategy:
         for split in (dataset.train, dataset.val):
             features, indices = context.features(split)
             data[split.name] = features, split.labels[indices]
-        head = build_head(data["train"][0].shape[1], len(dataset.class_names), config.hidden_units,
+        head = build_head(data["train"][0].shape[1:], len(dataset.class_names), config.hidden_units,
                           config.dropout, config.seed)
         history = fit_head(head, data["train"], data["val"], context)
         classifier = build_classifier(context.features.extractor, head, config.resize)
