@@ -1,0 +1,125 @@
+"""The automatic planner: probe backbones on a sample, estimate each strategy's time on this
+machine, pick the best plan that fits the time budget, explain the choice in the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from keras_transfer import log
+from keras_transfer.backbones import get_backbone, list_backbones
+from keras_transfer.config import TrainConfig
+from keras_transfer.data.dataset import Dataset, Split, stratified_split
+from keras_transfer.strategies.base import FitResult, TrainContext, get_strategy
+
+PROBE_PER_CLASS = 25
+DEFAULT_BUDGET = 300.0
+FINETUNE_VIEWS = (4, 2, 1, 0)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One backbone's probe: accuracy of a linear head on a sample, and its measured speed."""
+
+    backbone: str
+    accuracy: float
+    images_per_second: float
+
+
+def _sample(split: Split, per_class: int, seed: int) -> Split:
+    """At most ``per_class`` images of each class, deterministically."""
+    keep = []
+    for label in np.unique(split.labels):
+        indices = np.flatnonzero(split.labels == label)
+        keep.append(np.random.default_rng([seed, int(label)]).permutation(indices)[:per_class])
+    return split.subset(np.sort(np.concatenate(keep)), f"probe_{split.name}")
+
+
+def probe(context: TrainContext, backbone: str) -> Probe:
+    """Features of a per-class sample through ``backbone``; linear-probe accuracy and speed."""
+    config = dataclasses.replace(context.config, backbone=backbone, input_size=None)
+    source = context.make_features(config)
+    train = _sample(context.dataset.train, PROBE_PER_CLASS, config.seed)
+    val = _sample(context.dataset.val, PROBE_PER_CLASS, config.seed)
+    x_train, i_train = source(train)
+    x_val, i_val = source(val)
+    scaler = StandardScaler().fit(x_train)
+    model = LogisticRegression(max_iter=2000, C=0.5).fit(scaler.transform(x_train), train.labels[i_train])
+    accuracy = float((model.predict(scaler.transform(x_val)) == val.labels[i_val]).mean())
+    runtime = source.engine.runtime
+    images = np.random.default_rng(0).integers(0, 256, (runtime.batch_size, source.size, source.size, 3), np.uint8)
+    runtime.infer(images)  # warm-up
+    start = time.perf_counter()
+    runtime.infer(images)
+    return Probe(backbone, accuracy, runtime.batch_size / max(time.perf_counter() - start, 1e-6))
+
+
+def estimate_seconds(strategy: str, dataset: Dataset, speed: float, views: int = 0) -> float:
+    """Rough wall time of a strategy at ``speed`` backbone images/s on this machine.
+
+    Feature extraction dominates; fine-tuning adds its views at the freeze point and about
+    10 epochs over them through the top blocks (measured at ~1/3 of a forward pass each).
+    """
+    n_train, n_all = len(dataset.train), sum(len(s) for s in dataset.splits.values())
+    bottleneck = n_all / speed + 10 + 0.002 * n_train * 50
+    if strategy == "bottleneck":
+        return bottleneck
+    if strategy == "finetune":
+        return bottleneck + n_train * (1 + views) / speed * (1 + 10 / 3)
+    raise ValueError(strategy)
+
+
+def plan(context: TrainContext, budget: float) -> tuple[TrainConfig, dict]:
+    """Chooses backbone, strategy and views; returns the resolved config and the explanation."""
+    candidates = [name for name in list_backbones() if get_backbone(name).offline_weights()]
+    start = time.perf_counter()
+    probes = []
+    for name in candidates:
+        if probes and time.perf_counter() - start > 0.25 * budget:
+            log.info(f"auto: skipping the remaining probes to stay within the budget")
+            break
+        probes.append(probe(context, name))
+        log.info(f"auto: probe {name}: accuracy {probes[-1].accuracy:.3f}, "
+                 f"{probes[-1].images_per_second:.0f} img/s")
+    best = max(probes, key=lambda p: (round(p.accuracy, 2), p.images_per_second))
+    left = budget - (time.perf_counter() - start)
+    estimates = {"bottleneck": estimate_seconds("bottleneck", context.dataset, best.images_per_second)}
+    choice = dataclasses.replace(context.config, backbone=best.backbone, input_size=None, strategy="bottleneck")
+    reason = "bottleneck: fine-tuning does not fit the budget"
+    for views in FINETUNE_VIEWS:
+        seconds = estimate_seconds("finetune", context.dataset, best.images_per_second, views)
+        estimates[f"finetune ({views} views)"] = seconds
+        if seconds <= 0.8 * left:
+            choice = dataclasses.replace(choice, strategy="finetune", finetune_views=views)
+            reason = f"finetune with {views} augmented views: the best expected accuracy that fits the budget"
+            break
+    explanation = {"budget_seconds": budget, "probe_seconds": time.perf_counter() - start,
+                   "probes": [dataclasses.asdict(p) for p in probes], "estimates_seconds": estimates,
+                   "chosen": {"backbone": choice.backbone, "strategy": choice.strategy,
+                              "finetune_views": choice.finetune_views},
+                   "reason": f"{best.backbone}: best probe accuracy ({best.accuracy:.3f}) on "
+                             f"{PROBE_PER_CLASS} images per class; {reason}"}
+    return choice, explanation
+
+
+class AutoStrategy:
+    """Plans (see ``plan``), then runs the chosen strategy; writes ``plan.json``."""
+
+    name = "auto"
+    default_epochs = 0
+
+    def fit(self, context: TrainContext) -> FitResult:
+        config, explanation = plan(context, context.config.time_budget or DEFAULT_BUDGET)
+        log.info(f"auto: {explanation['reason']}")
+        chosen = TrainContext(config, context.dataset, get_backbone(config.backbone),
+                              context.make_features(config), context.checkpoints, context.make_features)
+        result = get_strategy(config.strategy).fit(chosen)
+        result.config = config
+        result.notes["plan.json"] = explanation
+        return result
