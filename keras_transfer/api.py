@@ -15,7 +15,8 @@ from keras_transfer.data.dataset import Dataset, load_dataset
 from keras_transfer.data.images import is_image_file, read_image, resize
 from keras_transfer.errors import DatasetError
 from keras_transfer.evaluation.metrics import classification_metrics
-from keras_transfer.features import FeatureSource
+from keras_transfer.evaluation.tta import predict_views
+from keras_transfer.features import FeatureSource, RuntimeOptions
 from keras_transfer.model import build_extractor
 from keras_transfer.run import MODEL_FILE, Run, write_json
 from keras_transfer.strategies import TrainContext, get_strategy
@@ -30,9 +31,9 @@ def _feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSo
     spec = get_backbone(config.backbone)
     extractor = extractor or build_extractor(spec, config.size, config.weights, config.pooling)
     identity = {"backbone": spec.name, "weights": spec.weights_identity(config.weights),
-                "size": config.size, "resize": config.resize, "pooling": config.pooling,
-                "preprocessing": spec.preprocessing.as_dict()}
-    return FeatureSource(extractor, identity, out / "features", config.resize)
+                "size": config.size, "pooling": config.pooling, "preprocessing": spec.preprocessing.as_dict()}
+    return FeatureSource(extractor, identity, out / "features", config.resize,
+                         RuntimeOptions(config.runtime, config.precision), config.seed)
 
 
 def train(config: TrainConfig, out: str | Path) -> Run:
@@ -58,8 +59,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     context = TrainContext(config, dataset, spec, _feature_source(config, out))
     result = get_strategy(config.strategy).fit(context)
     eval_split = dataset.eval_split
-    features, indices = context.features(eval_split)
-    probabilities = result.head.predict(features, verbose=0, batch_size=256)
+    probabilities, indices = predict_views(result.head, context.features, eval_split, config.tta_views)
     metrics = classification_metrics(eval_split.labels[indices], probabilities, dataset.class_names)
     metrics["split"] = eval_split.name
     seconds = time.perf_counter() - start
@@ -94,8 +94,7 @@ def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:
     extractor, head = run.model.get_layer("features"), run.model.get_layer("head")
     source = _feature_source(config, run.path, extractor)
     split = dataset.eval_split
-    features, indices = source(split)
-    probabilities = head.predict(features, verbose=0, batch_size=256)
+    probabilities, indices = predict_views(head, source, split, config.tta_views)
     metrics = classification_metrics(split.labels[indices], probabilities, run.class_names)
     metrics["split"] = split.name
     return metrics

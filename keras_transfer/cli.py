@@ -43,6 +43,11 @@ def _train_parser(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
     p.add_argument("--test-fraction", type=float, default=d.test_fraction)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--augment-views", type=int, default=d.augment_views,
+                   help="cached augmented views per training image (flip, rotate, zoom, shift, shear, colour)")
+    p.add_argument("--tta-views", type=int, default=d.tta_views, help="augmented views averaged at evaluation")
+    p.add_argument("--runtime", default=d.runtime, help="feature runtime: auto | openvino | onnx | keras")
+    p.add_argument("--precision", default=d.precision, help="fp32 (default) | bf16 (OpenVINO, faster, ~1%% less exact)")
     _add_common(p)
 
 
@@ -56,7 +61,9 @@ def _cmd_train(args) -> int:
                          resize=args.resize, pooling=args.pooling, strategy=args.strategy,
                          hidden_units=tuple(args.hidden), dropout=args.dropout, epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
-                         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed)
+                         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+                         augment_views=args.augment_views, tta_views=args.tta_views, runtime=args.runtime,
+                         precision=args.precision)
     out = Path(args.out or Path("runs") / (Path(args.data).name or "run"))
     run = train(config, out)
     metrics, timing = run.read("metrics.json"), run.read("timing.json")
@@ -94,6 +101,29 @@ def _cmd_predict(args) -> int:
     return 1 if errors and len(errors) == len(results) else 0
 
 
+def _cache_parser(sub) -> None:
+    p = sub.add_parser("cache", help="inspect, verify or clear the on-disk caches (features, exported models)")
+    p.add_argument("action", choices=("info", "clear", "verify"))
+    p.add_argument("--backbone", help="clear: only this backbone's cached features")
+    _add_common(p)
+
+
+def _cmd_cache(args) -> int:
+    from keras_transfer.features.maintenance import cache_info, clear_cache, verify_cache
+
+    result = {"info": cache_info, "verify": verify_cache}.get(args.action, lambda: clear_cache(args.backbone))()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.action == "info":
+        print(f"{result['root']}: {result['bytes'] / 1e6:.1f} MB, {result['feature_entries']} feature entries")
+        for item in result["identities"]:
+            print(f"  {item['backbone']} {item['size']}px {item['precision']} [{item['identity']}]: "
+                  f"{item['entries']} entries, {item['views']} view(s), {item['bytes'] / 1e6:.1f} MB")
+    else:
+        print("  ".join(f"{k}: {v}" for k, v in result.items()))
+    return 1 if result.get("corrupt") else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,10 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--top-k", type=int, default=3)
     _add_common(p)
+    _cache_parser(sub)
     return parser
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "cache": _cmd_cache}
 
 
 def main(argv: list[str] | None = None) -> int:

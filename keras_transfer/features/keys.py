@@ -1,0 +1,50 @@
+"""Cache keys: the content hash of every image, and the hash of an extractor identity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from keras_transfer.data.dataset import Split
+
+_READ_BLOCK = 1 << 20
+
+
+def identity_hash(identity: dict) -> str:
+    """A short stable hash of a JSON-able identity dict (order of keys does not matter)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def file_hash(path) -> str:
+    """blake2b-128 of a file's bytes (read in blocks; hashing releases the GIL)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while block := handle.read(_READ_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def array_hash(array: np.ndarray) -> str:
+    """blake2b-128 of an image array's bytes, shape and dtype."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.blake2b(f"{array.shape}|{array.dtype.str}|".encode(), digest_size=16)
+    digest.update(array.data)
+    return digest.hexdigest()
+
+
+def content_keys(split: Split, workers: int = 4) -> list[str | None]:
+    """The content hash of every image of ``split``; None for files that cannot be read."""
+    if split.is_array:
+        return [array_hash(image) for image in split.items]
+
+    def safe_hash(path) -> str | None:
+        try:
+            return file_hash(path)
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(safe_hash, split.items))
