@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -38,18 +39,23 @@ class FeatureEngine:
     options: RuntimeOptions = RuntimeOptions()
     cache: FeatureCache = field(default_factory=FeatureCache)
     extracted: int = 0
-    _runtime: Runtime | None = field(default=None, repr=False)
 
     @property
     def identity(self) -> dict:
         """Everything the features depend on except the image and the view."""
         return {**self.model_identity, "resize": self.maker.resize_mode, "precision": self.options.precision}
 
-    @property
+    @cached_property
     def runtime(self) -> Runtime:
-        if self._runtime is None:
-            self._runtime = make_runtime(self.extractor, self.model_identity, self.options)
-        return self._runtime
+        """The inference runtime, built (exported, compiled) on first use only."""
+        return make_runtime(self.extractor, self.model_identity, self.options)
+
+    @property
+    def identity_key(self) -> str:
+        return identity_hash(self.identity)
+
+    def view_names(self, views: Sequence[int]) -> dict[int, str]:
+        return {v: view_name(v, self.maker.seed, self.maker.policy) for v in views}
 
     def fill(self, split: Split, views: Sequence[int], sink: Sink, desc: str = "features") -> list[tuple[int, str]]:
         """Calls ``sink`` once per (view, distinct image) with its features; returns failures.
@@ -62,41 +68,48 @@ class FeatureEngine:
         """
         contents = content_keys(split)
         failures = [(i, "cannot read the file") for i, c in enumerate(contents) if c is None]
-        groups: dict[str, list[int]] = {}
-        for i, content in enumerate(contents):
-            if content is not None:
-                groups.setdefault(content, []).append(i)
-        groups_np = {c: np.asarray(ix) for c, ix in groups.items()}
-        ident = identity_hash(self.identity)
-        self.cache.register(ident, self.identity)
-        names = [view_name(v, self.maker.seed, self.maker.policy) for v in views]
-        missing = {c: [] for c in groups}
-        for position, name in enumerate(names):
-            found = set()
-            for content, vector in self.cache.get(ident, name, list(groups)):
-                sink(position, groups_np[content], vector)
-                found.add(content)
-            for content in groups.keys() - found:
-                missing[content].append(position)
-        tasks = [Task(groups[c][0], c, tuple(views[p] for p in ps)) for c, ps in missing.items() if ps]
+        groups = _group(contents)
+        missing = self._lookup(groups, list(views), sink)
+        tasks = [Task(int(groups[c][0]), c, tuple(vs)) for c, vs in missing.items() if vs]
         if tasks:
-            def content_sink(position: int, content: str, vector: np.ndarray) -> None:
-                sink(position, groups_np[content], vector)
-
-            bad = self._extract(split, tasks, dict(zip(views, range(len(views)))), content_sink, desc)
-            failures += [(i, reason) for task, reason in bad for i in groups[task.content]]
-            self.extracted += sum(len(t.views) for t in tasks)
+            positions = {v: p for p, v in enumerate(views)}
+            bad = self._extract(split, tasks, lambda view, content, vector:
+                                sink(positions[view], groups[content], vector), desc)
+            failures += [(int(i), reason) for task, reason in bad for i in groups[task.content]]
         return failures
 
-    def _extract(self, split: Split, tasks: list[Task], positions: dict[int, int],
-                 sink: Callable[[int, str, np.ndarray], None], desc: str) -> list[tuple[Task, str]]:
-        """Runs ``tasks`` through the runtime, committing each batch to the cache."""
-        runtime, ident, bad = self.runtime, identity_hash(self.identity), []
-        name = {v: view_name(v, self.maker.seed, self.maker.policy) for v in positions}
+    def _lookup(self, groups: dict[str, np.ndarray], views: list[int], sink: Sink) -> dict[str, list[int]]:
+        """Sends every cached view to ``sink``; returns the missing view numbers per content."""
+        self.cache.register(self.identity_key, self.identity)
+        missing: dict[str, list[int]] = {c: [] for c in groups}
+        for position, (view, name) in enumerate(self.view_names(views).items()):
+            found = set()
+            for content, vector in self.cache.get(self.identity_key, name, list(groups)):
+                sink(position, groups[content], vector)
+                found.add(content)
+            for content in groups.keys() - found:
+                missing[content].append(view)
+        return missing
+
+    def _extract(self, split: Split, tasks: list[Task], sink: Callable[[int, str, np.ndarray], None],
+                 desc: str) -> list[tuple[Task, str]]:
+        """Runs ``tasks`` through the runtime, committing each batch to the cache; returns failures."""
+        runtime, ident, bad = self.runtime, self.identity_key, []
+        names = self.view_names(sorted({v for t in tasks for v in t.views}))
         with log.progress(total=sum(len(t.views) for t in tasks), desc=f"{desc} ({runtime.name})") as bar:
             for tags, features in extract(split, tasks, self.maker, runtime, bad):
-                self.cache.put(ident, [(name[v], task.content, f) for (task, v), f in zip(tags, features)])
+                self.cache.put(ident, [(names[v], task.content, f) for (task, v), f in zip(tags, features)])
                 for (task, view), vector in zip(tags, features):
-                    sink(positions[view], task.content, vector)
+                    sink(view, task.content, vector)
                 bar.update(len(tags))
+                self.extracted += len(tags)
         return bad
+
+
+def _group(contents: list[str | None]) -> dict[str, np.ndarray]:
+    """Content hash -> indices of the images with those bytes (duplicates share one entry)."""
+    groups: dict[str, list[int]] = {}
+    for i, content in enumerate(contents):
+        if content is not None:
+            groups.setdefault(content, []).append(i)
+    return {c: np.asarray(ix) for c, ix in groups.items()}

@@ -92,5 +92,4 @@ def extract(split: Split, tasks: list[Task], maker: ViewMaker, runtime: Runtime,
         failures: Receives (task, reason) for every image that could not be decoded.
         workers: Decoding threads.
     """
-    batch = max(runtime.batch_size, 16)
-    yield from runtime.stream(_batches(split, tasks, maker, batch, workers, failures))
+    yield from runtime.stream(_batches(split, tasks, maker, runtime.batch_size, workers, failures))
