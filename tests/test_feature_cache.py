@@ -169,8 +169,9 @@ def test_cache_cli_info_verify_clear(tmp_path, images, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)["checked"] == 8
     assert main(["cache", "clear", "--backbone", "tiny", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["removed_entries"] == 8
+    (tmp_path / "root" / "notes.txt").write_text("not ours")
     assert main(["cache", "clear"]) == 0
-    assert not any((tmp_path / "root").iterdir())
+    assert [p.name for p in (tmp_path / "root").iterdir()] == ["notes.txt"]
 
 
 def test_progress_bar_shows_rate_and_quiet_silences_it(tmp_path, images, capsys):

@@ -10,6 +10,9 @@ from keras_transfer.features.cache import FeatureCache, checksum
 from keras_transfer.paths import cache_dir
 
 _VERIFY_CHUNK = 2000
+# What the library writes under the cache root; ``clear`` removes only these, so a cache root
+# pointed at a folder holding other things never loses them.
+CACHE_PARTS = ("features", "onnx", "openvino", "weights")
 
 
 def _size(path: Path) -> int:
@@ -44,16 +47,17 @@ def cache_info() -> dict:
 
 
 def clear_cache(backbone: str | None = None) -> dict:
-    """Deletes the whole cache root's contents, or only one backbone's feature entries.
+    """Deletes the library's caches (features, exported models, converted weights), or only
+    one backbone's feature entries.
 
     Returns:
         ``{"removed_bytes": ...}`` or ``{"removed_entries": ...}`` with ``backbone``.
     """
     if backbone is None:
-        root = cache_dir()
-        removed = _size(root)
-        for part in root.iterdir():
-            shutil.rmtree(part) if part.is_dir() else part.unlink()
+        parts = [cache_dir() / name for name in CACHE_PARTS if (cache_dir() / name).exists()]
+        removed = sum(_size(part) for part in parts)
+        for part in parts:
+            shutil.rmtree(part)
         return {"removed_bytes": removed}
     cache = FeatureCache()
     db = cache.db
