@@ -11,10 +11,11 @@ import numpy as np
 from keras_transfer import log
 from keras_transfer.backbones import get_backbone
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.dataset import Dataset, load_dataset
-from keras_transfer.data.images import is_image_file, read_image, resize
-from keras_transfer.errors import DatasetError
+from keras_transfer.data.dataset import Dataset, Split, load_dataset
+from keras_transfer.data.images import is_image_file, read_batch
+from keras_transfer.errors import DatasetError, unknown_choice
 from keras_transfer.evaluation.metrics import classification_metrics
+from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.evaluation.tta import predict_views
 from keras_transfer.features import FeatureSource, RuntimeOptions
 from keras_transfer.model import build_extractor
@@ -29,7 +30,7 @@ def _load(config: TrainConfig) -> Dataset:
 
 def _feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSource:
     spec = get_backbone(config.backbone)
-    extractor = extractor or build_extractor(spec, config.size, config.weights, config.pooling)
+    extractor = extractor or build_extractor(spec, config.size, config.weights, config.pooling, config.offline)
     identity = {"backbone": spec.name, "weights": spec.weights_identity(config.weights),
                 "size": config.size, "pooling": config.pooling, "preprocessing": spec.preprocessing.as_dict()}
     return FeatureSource(extractor, identity, out / "features", config.resize,
@@ -59,8 +60,8 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     context = TrainContext(config, dataset, spec, _feature_source(config, out))
     result = get_strategy(config.strategy).fit(context)
     eval_split = dataset.eval_split
-    probabilities, indices = predict_views(result.head, context.features, eval_split, config.tta_views)
-    metrics = classification_metrics(eval_split.labels[indices], probabilities, dataset.class_names)
+    predictions = _predict_split(eval_split, context.features, result.head, config.tta_views)
+    metrics = classification_metrics(predictions.labels, predictions.probabilities, dataset.class_names)
     metrics["split"] = eval_split.name
     seconds = time.perf_counter() - start
 
@@ -68,6 +69,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     config.save(out / "config.json")
     write_json(out / "class_names.json", dataset.class_names)
     write_json(out / "metrics.json", metrics)
+    predictions.save(out / PREDICTIONS_FILE)
     write_json(out / "history.json", result.history)
     write_json(out / "dataset.json", {**dataset.summary(), "skipped_files": dataset.skipped,
                                       "undecodable_files": context.features.failed})
@@ -76,8 +78,14 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     return Run(out)
 
 
-def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:
-    """Metrics of a trained run on its held-out split (test, else val), or on another dataset.
+def _predict_split(split, source: FeatureSource, head, tta_views: int = 0) -> Predictions:
+    probabilities, indices = predict_views(head, source, split, tta_views)
+    return Predictions(split.name, np.array(split.ids(), dtype=str)[indices], indices,
+                       split.labels[indices], probabilities)
+
+
+def eval_predictions(run: str | Path | Run, data: str | Path | None = None) -> Predictions:
+    """Probabilities of a run's held-out split (test, else val), or of another dataset's.
 
     Args:
         run: The run folder.
@@ -92,12 +100,36 @@ def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:
         raise DatasetError(f"classes of {config.data} differ from the run's",
                            f"{run.class_names}", f"{dataset.class_names}")
     extractor, head = run.model.get_layer("features"), run.model.get_layer("head")
-    source = _feature_source(config, run.path, extractor)
-    split = dataset.eval_split
-    probabilities, indices = predict_views(head, source, split, config.tta_views)
-    metrics = classification_metrics(split.labels[indices], probabilities, run.class_names)
-    metrics["split"] = split.name
+    return _predict_split(dataset.eval_split, _feature_source(config, run.path, extractor), head, config.tta_views)
+
+
+def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:
+    """Metrics of a trained run on its held-out split (test, else val), or on another dataset.
+
+    Args:
+        run: The run folder.
+        data: Optional dataset whose class names match the run's; its val/test split is used.
+    """
+    run = run if isinstance(run, Run) else Run.open(run)
+    predictions = eval_predictions(run, data)
+    metrics = classification_metrics(predictions.labels, predictions.probabilities, run.class_names)
+    metrics["split"] = predictions.split
     return metrics
+
+
+def split_features(run: str | Path | Run, split: str = "train") -> tuple[Split, np.ndarray, np.ndarray]:
+    """Pooled backbone features of one split of a run's dataset (saved by train, else extracted).
+
+    Returns:
+        (the split, features (M, D), indices (M,) into the split of the images that decoded).
+    """
+    run = run if isinstance(run, Run) else Run.open(run)
+    dataset = _load(run.config)
+    if split not in dataset.splits:
+        raise unknown_choice("split", split, dataset.splits)
+    source = _feature_source(run.config, run.path, run.model.get_layer("features"))
+    features, indices = source(dataset.splits[split])
+    return dataset.splits[split], features, indices
 
 
 def collect_images(inputs: list[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -117,31 +149,41 @@ def collect_images(inputs: list[str | Path]) -> tuple[list[Path], list[tuple[str
 
 
 def predict(run: str | Path | Run, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32) -> list[dict]:
-    """Top-k predictions for image files and folders.
+    """Top-k predictions of a trained run for image files and folders.
 
     Returns:
-        One dict per input image: ``{"path", "predictions": [{"label", "probability"}...]}``;
+        One dict per input image: ``{"path", "predictions": [{"label", "index", "probability"}...]}``;
         unreadable inputs get ``{"path", "error"}`` instead.
     """
     run = run if isinstance(run, Run) else Run.open(run)
+    size = int(run.model.get_layer("features").input_shape[1])
+    return predict_images(run.model, inputs, run.class_names, size, run.config.resize, top_k, batch_size)
+
+
+def predict_images(model, inputs: list[str | Path], class_names: list[str], size: int,
+                   resize_mode: str = "stretch", top_k: int = 3, batch_size: int = 32) -> list[dict]:
+    """Top-k predictions of ``model`` (uint8 (size, size, 3) batch -> class probabilities).
+
+    Args:
+        model: A Keras model taking uint8 RGB images resized to ``size``.
+        inputs: Image files and folders (searched recursively).
+        class_names: The name of each output class.
+        size: Side the images are resized to (``resize_mode``: stretch, pad or crop).
+        top_k: Classes listed per image.
+        batch_size: Images per inference call.
+    """
     paths, problems = collect_images(inputs)
-    extractor = run.model.get_layer("features")
-    size = int(extractor.input_shape[1])
     results = [{"path": p, "error": reason} for p, reason in problems]
     for start in log.progress(range(0, len(paths), batch_size), desc="predict", unit="batch"):
-        batch, ok = [], []
-        for path in paths[start:start + batch_size]:
-            try:
-                batch.append(resize(read_image(path, size), size, run.config.resize))
-                ok.append(path)
-            except Exception as error:
-                results.append({"path": str(path), "error": f"not a readable image ({type(error).__name__}: {error})"})
+        ok, batch, failures = read_batch(paths[start:start + batch_size], size, resize_mode)
+        results += [{"path": path, "error": reason} for path, reason in failures]
         if batch:
-            probabilities = run.model.predict_on_batch(np.stack(batch))
-            results += [_top_k(str(p), row, run.class_names, top_k) for p, row in zip(ok, np.asarray(probabilities))]
+            probabilities = model.predict_on_batch(np.stack(batch))
+            results += [_top_k(str(p), row, class_names, top_k) for p, row in zip(ok, np.asarray(probabilities))]
     return results
 
 
 def _top_k(path: str, probabilities: np.ndarray, names: list[str], k: int) -> dict:
     order = np.argsort(-probabilities)[:k]
-    return {"path": path, "predictions": [{"label": names[i], "probability": float(probabilities[i])} for i in order]}
+    return {"path": path, "predictions": [{"label": names[i], "index": int(i), "probability": float(probabilities[i])}
+                                          for i in order]}

@@ -12,12 +12,20 @@ import sys
 from pathlib import Path
 
 from keras_transfer import log
-from keras_transfer.errors import KerasTransferError
+from keras_transfer.errors import ConfigError, KerasTransferError
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info messages")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+
+
+def _add_weights(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", default="imagenet", type=lambda w: None if w.lower() == "none" else w,
+                        help="'imagenet', a local weights file (e.g. a keras *_notop.h5), or 'none' (random)")
+    parser.add_argument("--offline", action="store_true",
+                        help="never use the network: ImageNet weights only from the bundle or the keras cache "
+                             "(also KERAS_TRANSFER_OFFLINE=1)")
 
 
 def _train_parser(sub) -> None:
@@ -29,10 +37,10 @@ def _train_parser(sub) -> None:
                    help="dataset folder, images.npy+labels.npy folder, .npz, or 'digits' (default)")
     p.add_argument("--out", "-o", help="run folder (default: runs/<dataset name>)")
     p.add_argument("--backbone", "-b", default=d.backbone, help=f"registered backbone (default {d.backbone})")
-    p.add_argument("--weights", default=d.weights, help="'imagenet', a local weights file, or 'none' (random)")
+    _add_weights(p)
     p.add_argument("--input-size", type=int, help="input side in pixels (default: the backbone's)")
     p.add_argument("--resize", default=d.resize, help="stretch | pad | crop")
-    p.add_argument("--pooling", default=d.pooling, help="avg | max")
+    p.add_argument("--pooling", default=d.pooling, help="avg | max | spatial (the h x w feature map)")
     p.add_argument("--strategy", default=d.strategy, help="training strategy")
     p.add_argument("--hidden", type=int, nargs="*", default=list(d.hidden_units), help="hidden Dense sizes of the head")
     p.add_argument("--dropout", type=float, default=d.dropout)
@@ -47,7 +55,7 @@ def _train_parser(sub) -> None:
                    help="cached augmented views per training image (flip, rotate, zoom, shift, shear, colour)")
     p.add_argument("--tta-views", type=int, default=d.tta_views, help="augmented views averaged at evaluation")
     p.add_argument("--runtime", default=d.runtime, help="feature runtime: auto | openvino | onnx | keras")
-    p.add_argument("--precision", default=d.precision, help="fp32 (default) | bf16 (OpenVINO, faster, ~1%% less exact)")
+    p.add_argument("--precision", default=d.precision, help="fp32 (default) | bf16 (OpenVINO, faster, less exact)")
     _add_common(p)
 
 
@@ -56,9 +64,8 @@ def _cmd_train(args) -> int:
     from keras_transfer.config import TrainConfig
     from keras_transfer.evaluation.metrics import format_metrics
 
-    weights = None if str(args.weights).lower() == "none" else args.weights
-    config = TrainConfig(data=args.data, backbone=args.backbone, weights=weights, input_size=args.input_size,
-                         resize=args.resize, pooling=args.pooling, strategy=args.strategy,
+    config = TrainConfig(data=args.data, backbone=args.backbone, weights=args.weights, offline=args.offline,
+                         input_size=args.input_size, resize=args.resize, pooling=args.pooling, strategy=args.strategy,
                          hidden_units=tuple(args.hidden), dropout=args.dropout, epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
                          val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
@@ -87,8 +94,15 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_predict(args) -> int:
     from keras_transfer.api import predict
+    from keras_transfer.zero_shot import predict_imagenet
 
-    results = predict(args.run, args.inputs, top_k=args.top_k)
+    if args.imagenet:
+        results = predict_imagenet(args.paths, args.backbone, args.weights, args.top_k, args.offline)
+    elif len(args.paths) < 2:
+        raise ConfigError("predict needs a run folder and at least one image", received=" ".join(args.paths),
+                          hint="keras-transfer predict RUN IMAGE...; or --imagenet IMAGE... for ImageNet classes")
+    else:
+        results = predict(args.paths[0], args.paths[1:], top_k=args.top_k)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -99,6 +113,87 @@ def _cmd_predict(args) -> int:
     for r in errors:
         log.warn(f"{r['path']}: {r['error']}")
     return 1 if errors and len(errors) == len(results) else 0
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", help="write an HTML report (metrics, confusion, curves, mistakes, calibration, data)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", "-o", help="output folder (default: <run>/report)")
+    p.add_argument("--pdf", action="store_true", help="also write report.pdf")
+    p.add_argument("--sample", type=int, default=200, help="images sampled for the colour and size exploration")
+    _add_common(p)
+
+
+def _cmd_report(args) -> int:
+    from keras_transfer.report import ReportOptions, write_report
+
+    files = write_report(args.run, args.out, args.pdf, ReportOptions(sample=args.sample))
+    written = {"html": str(files.html), "pdf": files.pdf and str(files.pdf), "figures": list(map(str, files.figures)),
+               "seconds": files.seconds}
+    print(json.dumps(written, indent=2) if args.json else f"report written to {files.html} in {files.seconds:.1f} s")
+    return 0
+
+
+def _explain_parser(sub) -> None:
+    p = sub.add_parser("explain", help="Grad-CAM (and CAM) overlays showing where the model looks")
+    p.add_argument("run", help="run folder")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("--out", "-o", help="output folder (default: <run>/explain)")
+    p.add_argument("--target", help="class to explain (default: the predicted class)")
+    _add_common(p)
+
+
+def _cmd_explain(args) -> int:
+    from keras_transfer.explain import explain
+
+    results = explain(args.run, args.inputs, args.out or Path(args.run) / "explain", args.target)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    for r in [] if args.json else results:
+        print(f"{r.path}: {r.label} {r.probability:.3f} -> {', '.join(r.files.values())}")
+    return 0
+
+
+def _similar_parser(sub) -> None:
+    p = sub.add_parser("similar", help="nearest training images by cosine similarity of backbone embeddings")
+    p.add_argument("run", help="run folder")
+    p.add_argument("inputs", nargs="+", help="query image files or folders")
+    p.add_argument("--k", type=int, default=5, help="neighbours per query")
+    p.add_argument("--split", default="train", help="split to search (default train)")
+    _add_common(p)
+
+
+def _cmd_similar(args) -> int:
+    from keras_transfer.explain import similar
+
+    table = similar(args.run, args.inputs, args.k, args.split)
+    if args.json:
+        print(json.dumps(table.to_dict(orient="records"), indent=2))
+    for query, group in [] if args.json else table.groupby("query", sort=False):
+        print(query)
+        for r in group.itertuples():
+            print(f"  {r.rank}. {r.score:.4f}  {r.label:<12} {r.path}")
+    return 0
+
+
+def _similarity_parser(sub) -> None:
+    p = sub.add_parser("similarity", help="cosine-similarity matrix heatmap of sampled images, grouped by class")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--sample", type=int, default=100, help="images drawn, spread over the classes")
+    p.add_argument("--split", default="train")
+    p.add_argument("--out", "-o", help="PNG file (default: <run>/similarity.png)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_common(p)
+
+
+def _cmd_similarity(args) -> int:
+    from keras_transfer.explain import write_similarity
+
+    path, result = write_similarity(args.run, args.out, args.sample, args.split, args.seed)
+    means = result.class_means()
+    summary = {"figure": str(path), "images": len(result.ids), "class_means": dict(zip(result.class_names, means.tolist()))}
+    print(json.dumps(summary, indent=2) if args.json else f"similarity matrix of {len(result.ids)} images written to {path}")
+    return 0
 
 
 def _cache_parser(sub) -> None:
@@ -125,6 +220,8 @@ def _cmd_cache(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from keras_transfer.config import TrainConfig
+
     parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
@@ -133,15 +230,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="evaluate on another dataset with the same classes")
     _add_common(p)
     p = sub.add_parser("predict", help="top-k predictions for images and folders")
-    p.add_argument("run", help="run folder")
-    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, then image files or folders "
+                                                            "(with --imagenet: only images)")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--imagenet", action="store_true", help="zero-shot: ImageNet classes of a pretrained backbone")
+    p.add_argument("--backbone", "-b", default=TrainConfig.backbone, help="backbone for --imagenet")
+    _add_weights(p)
     _add_common(p)
-    _cache_parser(sub)
+    p = sub.add_parser("backbones", help="list the registered backbones")
+    _add_common(p)
+    for add_parser in (_report_parser, _explain_parser, _similar_parser, _similarity_parser, _cache_parser):
+        add_parser(sub)
     return parser
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "cache": _cmd_cache}
+def _cmd_backbones(args) -> int:
+    from keras_transfer.backbones.catalog import backbone_table, format_table
+
+    rows = backbone_table()
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "backbones": _cmd_backbones,
+            "report": _cmd_report, "explain": _cmd_explain, "similar": _cmd_similar, "similarity": _cmd_similarity,
+            "cache": _cmd_cache}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from keras_transfer.errors import ConfigError, unknown_choice
 from keras_transfer.features.runtime import RuntimeOptions
 
 STRATEGIES = ("bottleneck",)
-POOLINGS = ("avg", "max")
+POOLINGS = ("avg", "max", "spatial")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class TrainConfig:
     data: str = "digits"
     backbone: str = "efficientnet_lite0"
     weights: str | None = "imagenet"
+    offline: bool = False
     input_size: int | None = None
     resize: str = "stretch"
     pooling: str = "avg"

@@ -7,24 +7,37 @@ import keras
 from keras_transfer.backbones import BackboneSpec
 from keras_transfer.layers import ImageNormalization
 
+POOL_LAYERS = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
 
-def build_extractor(spec: BackboneSpec, size: int, weights: str | None, pooling: str = "avg") -> keras.Model:
-    """uint8/float RGB (size, size, 3) -> normalisation -> frozen backbone -> pooled features."""
-    backbone = spec.build(size, weights)
+
+def build_extractor(spec: BackboneSpec, size: int, weights: str | None, pooling: str = "avg",
+                    offline: bool = False) -> keras.Model:
+    """uint8/float RGB (size, size, 3) -> normalisation -> frozen backbone -> features.
+
+    Args:
+        spec: The backbone.
+        size: Input side in pixels.
+        weights: ``"imagenet"``, a local weights file, or None (random).
+        pooling: ``avg`` or ``max`` give (D,) vectors; ``spatial`` keeps the (h, w, D) map.
+        offline: Never touch the network for weights.
+    """
+    backbone = spec.build(size, weights, offline=offline)
     backbone.trainable = False
     inputs = keras.Input((size, size, 3), name="pixels")
     p = spec.preprocessing
     x = ImageNormalization(p.mean, p.std, p.bgr, name="normalize")(inputs)
     x = backbone(x, training=False)
-    pool = keras.layers.GlobalAveragePooling2D if pooling == "avg" else keras.layers.GlobalMaxPooling2D
-    return keras.Model(inputs, pool(name="pool")(x), name="features")
+    if pooling in POOL_LAYERS:
+        x = POOL_LAYERS[pooling](name="pool")(x)
+    return keras.Model(inputs, x, name="features")
 
 
-def build_head(feature_dim: int, num_classes: int, hidden_units: tuple[int, ...] = (),
+def build_head(feature_shape: int | tuple[int, ...], num_classes: int, hidden_units: tuple[int, ...] = (),
                dropout: float = 0.2, seed: int = 0) -> keras.Model:
-    """Features -> [Dense(relu) + Dropout]* -> Dropout -> Dense(softmax)."""
-    inputs = keras.Input((feature_dim,), name="features")
-    x = inputs
+    """Features -> [GAP for (h, w, D) maps] -> [Dense(relu) + Dropout]* -> Dropout -> Dense(softmax)."""
+    shape = (feature_shape,) if isinstance(feature_shape, int) else tuple(feature_shape)
+    inputs = keras.Input(shape, name="features")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(inputs) if len(shape) == 3 else inputs
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{i}")(x)
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)

@@ -28,6 +28,17 @@ def isolated_cache(tmp_path_factory):
         os.environ["KERAS_TRANSFER_CACHE"] = old
 
 
+@pytest.fixture(scope="session")
+def ants_run(tmp_path_factory):
+    """A default bottleneck run on hymenoptera, trained through the CLI once per session."""
+    from keras_transfer.cli import main
+    from keras_transfer.run import Run
+
+    out = tmp_path_factory.mktemp("runs") / "ants"
+    assert main(["train", str(HYMENOPTERA), "--out", str(out), "--quiet"]) == 0
+    return Run.open(out)
+
+
 def make_image(path: Path, colour: tuple[int, int, int], size=(40, 30), mode="RGB", fmt=None) -> Path:
     """Writes a small image with a coloured square on noise, in the given PIL mode/format."""
     rng = np.random.default_rng(abs(hash(path.name)) % 2**32)

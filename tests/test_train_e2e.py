@@ -17,13 +17,6 @@ from keras_transfer.data.dataset import load_dataset
 from keras_transfer.run import Run
 
 
-@pytest.fixture(scope="session")
-def ants_run(tmp_path_factory) -> Run:
-    out = tmp_path_factory.mktemp("runs") / "ants"
-    assert main(["train", str(HYMENOPTERA), "--out", str(out), "--quiet"]) == 0
-    return Run.open(out)
-
-
 def test_bar_hymenoptera_val_accuracy(ants_run):
     metrics = ants_run.read("metrics.json")
     assert metrics["split"] == "val" and metrics["n"] == 153

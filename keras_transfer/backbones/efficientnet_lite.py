@@ -17,7 +17,6 @@ layouts once and cached as ``<cache>/weights/efficientnet_lite0-<sha12>.npz``.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import math
 import os
@@ -30,6 +29,7 @@ import numpy as np
 
 from keras_transfer.backbones.registry import register_backbone
 from keras_transfer.backbones.spec import BackboneSpec, Preprocessing, Weights
+from keras_transfer.backbones.weights import file_identity, file_sha256, local_weights_file
 from keras_transfer.errors import ConfigError, WeightsError, unknown_choice
 from keras_transfer.paths import cache_dir
 
@@ -187,15 +187,6 @@ def _package_weights_path(variant: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @functools.cache
 def weights_sha256(variant: str) -> str:
     """Hex sha256 of the bundled ImageNet ``.pth`` of a variant (memoised in-process).
@@ -203,7 +194,7 @@ def weights_sha256(variant: str) -> str:
     Raises:
         WeightsError: The weights package of the variant is not installed.
     """
-    return _file_sha256(_require_package_weights(variant))
+    return file_sha256(_require_package_weights(variant))
 
 
 def _require_package_weights(variant: str) -> Path:
@@ -312,13 +303,9 @@ def _load_weights(model: keras.Model, variant: str, weights: str) -> None:
         pth = _require_package_weights(variant)
         _assign(model, _converted_weights(variant, pth, weights_sha256(variant)), "imagenet")
         return
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"weights file {weights!r} not found",
-                           expected="'imagenet', None, or a path to a .pth or .weights.h5 file",
-                           received=repr(weights))
+    path = local_weights_file(weights, "a .pth or .weights.h5 file")
     if path.suffix == ".pth":
-        _assign(model, _converted_weights(variant, path, _file_sha256(path)), str(path))
+        _assign(model, _converted_weights(variant, path, file_sha256(path)), str(path))
         return
     try:
         model.load_weights(path)
@@ -334,10 +321,7 @@ def _weights_identity(variant: str, weights: Weights) -> str:
         return "random"
     if weights == "imagenet":
         return f"efficientnet_{_variant_key(variant)}:imagenet:{weights_sha256(variant)[:12]}"
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"weights file {weights!r} not found", expected="an existing file")
-    return f"file:{_file_sha256(path)[:12]}"
+    return file_identity(weights)
 
 
 # --------------------------------------------------------------------------- registry
@@ -358,7 +342,8 @@ def _spec(variant: str) -> BackboneSpec:
         input_size=size,
         feature_dim=HEAD_FILTERS,
         preprocessing=_PREPROCESSING,
-        build=lambda input_size, weights: build_efficientnet_lite(key, input_size, weights),
+        build=lambda input_size, weights, offline=False: build_efficientnet_lite(key, input_size, weights),
+        build_imagenet=lambda weights, offline=False: build_efficientnet_lite(key, None, weights, include_top=True),
         weights_identity=lambda weights: _weights_identity(key, weights),
         gradcam_layer="head_act",
         finetune_groups=_finetune_groups(key),

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Weights argument accepted by every builder: "imagenet" (bundled or downloaded),
+# Weights argument accepted by every builder: "imagenet" (bundled or keras' download),
 # a path to a local weights file, or None for random initialisation.
 Weights = str | None
 
@@ -35,16 +35,20 @@ class BackboneSpec:
         input_size: Native square input size in pixels.
         feature_dim: Channels of the feature map (= pooled feature size).
         preprocessing: Normalisation the weights were trained with.
-        build: ``build(input_size, weights) -> keras.Model`` mapping normalised float images
-            ``(N, S, S, 3)`` to the last feature map ``(N, h, w, feature_dim)``.
+        build: ``build(input_size, weights, offline=False) -> keras.Model`` mapping normalised
+            float images ``(N, S, S, 3)`` to the last feature map ``(N, h, w, feature_dim)``.
+            ``offline=True`` (or ``KERAS_TRANSFER_OFFLINE=1``) must never touch the network.
         weights_identity: ``weights_identity(weights) -> str``: a name + content hash that
             identifies the weights, used in cache keys.
         gradcam_layer: Name of the layer to explain with Grad-CAM inside the built model.
         finetune_groups: Blocks from input to output, each a tuple of layer-name prefixes,
-            so ``--unfreeze N`` unfreezes the last N groups.
+            so ``--unfreeze N`` unfreezes the last N groups; see :meth:`layer_groups`.
         offline_weights: ``offline_weights() -> bool``: ImageNet weights are available
             without the network right now.
         min_input_size: Smallest input size the architecture accepts.
+        build_imagenet: ``build_imagenet(weights, offline=False) -> keras.Model``: the
+            ImageNet classifier (include_top) at the native size, normalised images to 1000
+            logits; None when the backbone has no ImageNet head.
     """
 
     name: str
@@ -58,3 +62,29 @@ class BackboneSpec:
     offline_weights: Callable[[], bool] = field(default=lambda: False)
     min_input_size: int = 32
     description: str = ""
+    build_imagenet: Callable[..., Any] | None = None
+
+    def layer_groups(self, model) -> list[list[str]]:
+        """The names of ``model``'s layers in each of :attr:`finetune_groups`, input to output.
+
+        A layer joins the group holding its longest matching prefix. A layer matching none
+        (keras' auto-named layers such as ``conv2d_7``) joins the group of the next layer that
+        matches, i.e. the block it feeds; unmatched layers at the end join the last group.
+        Input layers belong to no group.
+        """
+        from keras.layers import InputLayer
+
+        groups: list[list[str]] = [[] for _ in self.finetune_groups]
+        pending: list[str] = []
+        for layer in model.layers:
+            if isinstance(layer, InputLayer):
+                continue
+            matches = [(len(p), g) for g, prefixes in enumerate(self.finetune_groups)
+                       for p in prefixes if layer.name.startswith(p)]
+            pending.append(layer.name)
+            if matches:
+                groups[max(matches)[1]] += pending
+                pending = []
+        if groups:
+            groups[-1] += pending
+        return groups

@@ -97,6 +97,25 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(taken))
 
 
+def stratified_sample(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """About ``n`` indices spread evenly over the classes (all of a class when it has fewer),
+    sorted by (class, index). Deterministic for a seed.
+
+    Example:
+        >>> labels = np.array([0, 0, 0, 1, 1, 2])
+        >>> labels[stratified_sample(labels, 4)].tolist()
+        [0, 0, 1, 2]
+    """
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    chosen = []
+    for rank, label in enumerate(classes):
+        members = np.flatnonzero(labels == label)
+        quota = n // len(classes) + (1 if rank < n % len(classes) else 0)
+        chosen.append(np.sort(rng.choice(members, min(quota, len(members)), replace=False)))
+    return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+
+
 def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
                  test_fraction: float = 0.0, seed: int = 0) -> Dataset:
     """Loads a dataset from a folder, a NumPy folder/file, or a built-in name.

@@ -77,8 +77,23 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def square(image: np.ndarray, mode: str) -> np.ndarray:
+    """Centre-crops (``crop``) or zero-pads (``pad``) an (H, W, C) image to a square.
+
+    Uses the integer offsets of keras' ``Resizing(crop_to_aspect_ratio / pad_to_aspect_ratio)``,
+    the layer saved inside every classifier, so training and the saved model see the same pixels.
+    """
+    height, width = image.shape[:2]
+    if mode == "crop":
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return image[top:top + side, left:left + side]
+    top, left = (max(height, width) - height) // 2, (max(height, width) - width) // 2
+    return np.pad(image, ((top, top), (left, left), (0, 0)))
+
+
 def resize(image: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
-    """Resizes an RGB uint8 image to (size, size, 3).
+    """Resizes an RGB uint8 image to (size, size, 3) (bilinear, antialiased when shrinking).
 
     Args:
         image: RGB uint8 array (H, W, 3).
@@ -86,11 +101,20 @@ def resize(image: np.ndarray, size: int, mode: str = "stretch") -> np.ndarray:
         mode: ``stretch`` (ignore aspect), ``pad`` (fit inside, black borders) or
             ``crop`` (centre crop to a square, then resize).
     """
-    pil = Image.fromarray(image)
-    if mode == "stretch":
-        return np.asarray(pil.resize((size, size), Image.BILINEAR, reducing_gap=None))
-    if mode == "crop":
-        return np.asarray(ImageOps.fit(pil, (size, size), Image.BILINEAR))
-    if mode == "pad":
-        return np.asarray(ImageOps.pad(pil, (size, size), Image.BILINEAR, color=(0, 0, 0)))
-    raise ValueError(f"unknown resize mode {mode!r}; expected one of {RESIZE_MODES}")
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {mode!r}; expected one of {RESIZE_MODES}")
+    if mode != "stretch":
+        image = square(image, mode)
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR, reducing_gap=None))
+
+
+def read_batch(paths: list[Path], size: int, mode: str = "stretch") -> tuple[list[Path], list[np.ndarray], list[tuple[str, str]]]:
+    """Reads and resizes image files for a model; returns (readable paths, images, (path, reason) failures)."""
+    ok, images, failures = [], [], []
+    for path in paths:
+        try:
+            images.append(resize(read_image(path, size), size, mode))
+            ok.append(path)
+        except Exception as error:  # PIL raises many types for bad files
+            failures.append((str(path), f"not a readable image ({type(error).__name__}: {error})"))
+    return ok, images, failures

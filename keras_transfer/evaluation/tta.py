@@ -20,8 +20,9 @@ def predict_views(head, source, split: Split, tta_views: int = 0) -> tuple[np.nd
         (probabilities (M, C), indices (M,) into the split of the images that decoded).
     """
     features, indices = source.views(split, tta_views)
-    views, count, dim = features.shape
+    views, count = features.shape[:2]
     if count == 0:
         return np.zeros((0, int(head.output_shape[-1])), np.float32), indices
-    probabilities = np.asarray(head.predict(features.reshape(views * count, dim), verbose=0, batch_size=256))
+    flat = features.reshape(views * count, *features.shape[2:])
+    probabilities = np.asarray(head.predict(flat, verbose=0, batch_size=256))
     return probabilities.reshape(views, count, -1).mean(axis=0), indices

@@ -86,10 +86,10 @@ class FeatureSource:
         out: np.ndarray | None = None
         have = np.zeros((count, len(split)), bool)
 
-        def sink(position: int, rows: np.ndarray, vector: np.ndarray) -> None:
+        def sink(position: int, rows: list[int], vector: np.ndarray) -> None:
             nonlocal out
             if out is None:
-                out = np.zeros((count, len(split), len(vector)), np.float32)
+                out = np.zeros((count, len(split), *vector.shape), np.float32)
             out[position, rows] = vector
             have[position, rows] = True
 
@@ -101,5 +101,5 @@ class FeatureSource:
             self.failed += [(ids[i], reason) for i, reason in failures]
         indices = np.flatnonzero(have.all(axis=0))
         if out is None:
-            return np.zeros((count, 0, 0), np.float32), indices
+            return np.zeros((count, 0, *self.engine.feature_shape), np.float32), indices
         return (out if len(indices) == len(split) else out[:, indices]), indices

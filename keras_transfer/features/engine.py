@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -12,12 +13,47 @@ from keras_transfer import log
 from keras_transfer.data.augment import view_name
 from keras_transfer.data.dataset import Split
 from keras_transfer.features.cache import FeatureCache
-from keras_transfer.features.extract import Task, ViewMaker, extract
+from keras_transfer.features.extract import Tag, Task, ViewMaker, extract
 from keras_transfer.features.keys import content_keys, identity_hash
 from keras_transfer.features.runtime import Runtime, RuntimeOptions, make_runtime
 
-# sink(view position, image indices sharing one content, feature vector)
-Sink = Callable[[int, np.ndarray, np.ndarray], None]
+# sink(view position, indices of the images sharing one content, their features)
+Sink = Callable[[int, list[int], np.ndarray], None]
+
+
+@dataclass
+class Groups:
+    """The distinct contents of a split (identical files are extracted once).
+
+    Attributes:
+        keys: Content hash of each group.
+        first: Index in the split of each group's first image.
+        number: Content hash -> group number.
+        extra: Group number -> the other indices with the same content (duplicates only).
+    """
+
+    keys: list[str]
+    first: np.ndarray
+    number: dict[str, int]
+    extra: dict[int, list[int]]
+
+    @classmethod
+    def of(cls, contents: list[str | None]) -> Groups:
+        number: dict[str, int] = {}
+        first: list[int] = []
+        extra: dict[int, list[int]] = {}
+        for i, content in enumerate(contents):
+            if content is None:
+                continue
+            if content in number:
+                extra.setdefault(number[content], []).append(i)
+            else:
+                number[content] = len(first)
+                first.append(i)
+        return cls(list(number), np.asarray(first, np.int64), number, extra)
+
+    def rows(self, group: int) -> list[int]:
+        return [int(self.first[group]), *self.extra.get(group, ())]
 
 
 @dataclass
@@ -25,7 +61,7 @@ class FeatureEngine:
     """Extracts views of images through the shared cache; the runtime is built only on a miss.
 
     Attributes:
-        extractor: Keras model, uint8 (B, S, S, 3) -> (B, D) features.
+        extractor: Keras model, uint8 (B, S, S, 3) -> (B, *feature shape) features.
         model_identity: What defines the extractor (backbone, weights hash, size, pooling, ...).
         maker: Decoding, resizing and augmentation (its resize mode and seed are part of the key).
         options: Runtime, precision and batching.
@@ -46,13 +82,18 @@ class FeatureEngine:
         return {**self.model_identity, "resize": self.maker.resize_mode, "precision": self.options.precision}
 
     @cached_property
+    def identity_key(self) -> str:
+        return identity_hash(self.identity)
+
+    @cached_property
+    def feature_shape(self) -> tuple[int, ...]:
+        """Shape of one image's features: (D,) pooled, or (h, w, D) for spatial pooling."""
+        return tuple(int(d) for d in self.extractor.output_shape[1:])
+
+    @cached_property
     def runtime(self) -> Runtime:
         """The inference runtime, built (exported, compiled) on first use only."""
         return make_runtime(self.extractor, self.model_identity, self.options)
-
-    @property
-    def identity_key(self) -> str:
-        return identity_hash(self.identity)
 
     def view_names(self, views: Sequence[int]) -> dict[int, str]:
         return {v: view_name(v, self.maker.seed, self.maker.policy) for v in views}
@@ -68,48 +109,49 @@ class FeatureEngine:
         """
         contents = content_keys(split)
         failures = [(i, "cannot read the file") for i, c in enumerate(contents) if c is None]
-        groups = _group(contents)
-        missing = self._lookup(groups, list(views), sink)
-        tasks = [Task(int(groups[c][0]), c, tuple(vs)) for c, vs in missing.items() if vs]
-        if tasks:
-            positions = {v: p for p, v in enumerate(views)}
-            bad = self._extract(split, tasks, lambda view, content, vector:
-                                sink(positions[view], groups[content], vector), desc)
-            failures += [(int(i), reason) for task, reason in bad for i in groups[task.content]]
-        return failures
+        groups = Groups.of(contents)
+        del contents
+        views = list(views)
+        have = self._lookup(groups, views, sink)
+        if have.all():
+            return failures
+        names, positions = self.view_names(views), {v: p for p, v in enumerate(views)}
 
-    def _lookup(self, groups: dict[str, np.ndarray], views: list[int], sink: Sink) -> dict[str, list[int]]:
-        """Sends every cached view to ``sink``; returns the missing view numbers per content."""
+        def store(tags: list[Tag], features: np.ndarray) -> None:
+            self.cache.put(self.identity_key, [(names[v], task.content, f) for (task, v), f in zip(tags, features)])
+            for (task, view), vector in zip(tags, features):
+                sink(positions[view], groups.rows(groups.number[task.content]), vector)
+
+        bad = self._extract(split, _tasks(groups, views, have), int((~have).sum()), store, desc)
+        return failures + [(i, reason) for task, reason in bad for i in groups.rows(groups.number[task.content])]
+
+    def _lookup(self, groups: Groups, views: list[int], sink: Sink) -> np.ndarray:
+        """Sends every cached view to ``sink``; returns which (view, group) were found."""
         self.cache.register(self.identity_key, self.identity)
-        missing: dict[str, list[int]] = {c: [] for c in groups}
-        for position, (view, name) in enumerate(self.view_names(views).items()):
-            found = set()
-            for content, vector in self.cache.get(self.identity_key, name, list(groups)):
-                sink(position, groups[content], vector)
-                found.add(content)
-            for content in groups.keys() - found:
-                missing[content].append(view)
-        return missing
+        have = np.zeros((len(views), len(groups.keys)), bool)
+        size = math.prod(self.feature_shape)
+        for position, name in enumerate(self.view_names(views).values()):
+            for content, vector in self.cache.get(self.identity_key, name, groups.keys):
+                if vector.size == size:  # anything else is recomputed (and replaced)
+                    group = groups.number[content]
+                    have[position, group] = True
+                    sink(position, groups.rows(group), vector.reshape(self.feature_shape))
+        return have
 
-    def _extract(self, split: Split, tasks: list[Task], sink: Callable[[int, str, np.ndarray], None],
-                 desc: str) -> list[tuple[Task, str]]:
-        """Runs ``tasks`` through the runtime, committing each batch to the cache; returns failures."""
-        runtime, ident, bad = self.runtime, self.identity_key, []
-        names = self.view_names(sorted({v for t in tasks for v in t.views}))
-        with log.progress(total=sum(len(t.views) for t in tasks), desc=f"{desc} ({runtime.name})") as bar:
+    def _extract(self, split: Split, tasks: Iterator[Task], total: int,
+                 store: Callable[[list[Tag], np.ndarray], None], desc: str) -> list[tuple[Task, str]]:
+        """Runs ``tasks`` through the runtime, handing each batch to ``store``; returns failures."""
+        runtime, bad = self.runtime, []
+        with log.progress(total=total, desc=f"{desc} ({runtime.name})") as bar:
             for tags, features in extract(split, tasks, self.maker, runtime, bad):
-                self.cache.put(ident, [(names[v], task.content, f) for (task, v), f in zip(tags, features)])
-                for (task, view), vector in zip(tags, features):
-                    sink(view, task.content, vector)
+                store(tags, features)
                 bar.update(len(tags))
                 self.extracted += len(tags)
         return bad
 
 
-def _group(contents: list[str | None]) -> dict[str, np.ndarray]:
-    """Content hash -> indices of the images with those bytes (duplicates share one entry)."""
-    groups: dict[str, list[int]] = {}
-    for i, content in enumerate(contents):
-        if content is not None:
-            groups.setdefault(content, []).append(i)
-    return {c: np.asarray(ix) for c, ix in groups.items()}
+def _tasks(groups: Groups, views: list[int], have: np.ndarray) -> Iterator[Task]:
+    """One task per distinct image with missing views, generated lazily (bounded memory)."""
+    for group in np.flatnonzero(~have.all(axis=0)):
+        missing = tuple(views[p] for p in np.flatnonzero(~have[:, group]))
+        yield Task(int(groups.first[group]), groups.keys[group], missing)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -40,8 +41,23 @@ def _atomic_file(path: Path, write: Callable[[str], None]) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _stdout_silenced():
+    """Sends file descriptor 1 to /dev/null: a failing torch export prints its whole graph there."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _keras_to_onnx(extractor, tmp: str) -> None:
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _stdout_silenced():
         warnings.simplefilter("ignore")
         extractor.predict_on_batch(np.zeros((1, *extractor.input_shape[1:]), np.float32))  # export needs a call
         extractor.export(tmp, format="onnx", verbose=False)

@@ -62,7 +62,7 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, ahead: int) -> Iter
             yield pending.popleft().result()
 
 
-def _batches(split: Split, tasks: list[Task], maker: ViewMaker, batch_size: int, workers: int,
+def _batches(split: Split, tasks: Iterable[Task], maker: ViewMaker, batch_size: int, workers: int,
              failures: list[tuple[Task, str]]) -> Iterator[tuple[list[Tag], np.ndarray]]:
     tags: list[Tag] = []
     images: list[np.ndarray] = []
@@ -80,7 +80,7 @@ def _batches(split: Split, tasks: list[Task], maker: ViewMaker, batch_size: int,
         yield tags, np.stack(images)
 
 
-def extract(split: Split, tasks: list[Task], maker: ViewMaker, runtime: Runtime,
+def extract(split: Split, tasks: Iterable[Task], maker: ViewMaker, runtime: Runtime,
             failures: list[tuple[Task, str]], workers: int = 2) -> Iterator[tuple[list[Tag], np.ndarray]]:
     """Streams ``(tags, features)`` batches for every view of every task, in task order.
 

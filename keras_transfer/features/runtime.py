@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,8 +75,7 @@ class OpenVinoRuntime(Runtime):
 
     compiled: Any = None
     requests: int = 2
-    dim: int = 0
-    _free: deque = field(default_factory=deque, repr=False)
+    shape: tuple[int, ...] = ()  # of one image's features
 
     def stream(self, batches: Iterable[tuple[Any, np.ndarray]]) -> Iterator[tuple[Any, np.ndarray]]:
         free = deque(self.compiled.create_infer_request() for _ in range(self.requests))
@@ -97,7 +96,7 @@ class OpenVinoRuntime(Runtime):
 
         b = self.batch_size
         for tag, images in batches:
-            item = [tag, np.empty((len(images), self.dim), np.float32), -(-len(images) // b)]
+            item = [tag, np.empty((len(images), *self.shape), np.float32), -(-len(images) // b)]
             items.append(item)
             for offset in range(0, len(images), b):
                 if not free:
@@ -139,8 +138,8 @@ def openvino_runtime(path, size: int, options: RuntimeOptions) -> OpenVinoRuntim
         config["INFERENCE_NUM_THREADS"] = options.threads
     compiled = core.compile_model(model, "CPU", config)
     requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) + 1
-    return OpenVinoRuntime("openvino", None, options.batch_size, compiled, requests,
-                           int(compiled.output(0).get_partial_shape()[1].get_length()))
+    shape = tuple(d.get_length() for d in compiled.output(0).get_partial_shape()[1:])
+    return OpenVinoRuntime("openvino", None, options.batch_size, compiled, requests, shape)
 
 
 def onnx_runtime(path, options: RuntimeOptions) -> Runtime:
@@ -159,6 +158,12 @@ def onnx_runtime(path, options: RuntimeOptions) -> Runtime:
 def keras_runtime(extractor, options: RuntimeOptions) -> Runtime:
     """Keras ``predict_on_batch``: the reference, and the fallback when export fails."""
     return Runtime("keras", lambda images: np.asarray(extractor.predict_on_batch(images)), 4 * options.batch_size)
+
+
+def _reason(error: Exception | None) -> str:
+    """First line of an error (a failing torch export can print a whole graph)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
 
 
 def make_runtime(extractor, model_identity: dict, options: RuntimeOptions) -> Runtime:
@@ -181,11 +186,10 @@ def make_runtime(extractor, model_identity: dict, options: RuntimeOptions) -> Ru
         except Exception as error:  # exotic backbone or missing package: stay correct, just slower
             if options.runtime != "auto":
                 raise ConfigError(f"the {name} runtime cannot run {model_identity.get('backbone')}",
-                                  received=f"{type(error).__name__}: {error}",
-                                  hint="use --runtime auto to fall back") from error
+                                  received=_reason(error), hint="use --runtime auto to fall back") from error
             last_error = error
     if options.precision != "fp32":
         raise ConfigError(f"precision {options.precision} needs the openvino runtime, which failed",
-                          received=f"{type(last_error).__name__}: {last_error}")
-    log.warn(f"fast runtimes unavailable ({type(last_error).__name__}: {last_error}); using Keras predict")
+                          received=_reason(last_error))
+    log.warn(f"fast runtimes unavailable ({_reason(last_error)}); using Keras predict")
     return keras_runtime(extractor, options)

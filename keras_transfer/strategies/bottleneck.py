@@ -53,11 +53,11 @@ class BottleneckStrategy:
         config, dataset = context.config, context.dataset
         keras.utils.set_random_seed(config.seed)
         features, indices = context.features.views(dataset.train, config.augment_views)
-        data = {"train": (features.reshape(-1, features.shape[-1]),
+        data = {"train": (features.reshape(-1, *features.shape[2:]),
                           np.tile(dataset.train.labels[indices], len(features)))}
         features, indices = context.features(dataset.val)
         data["val"] = features, dataset.val.labels[indices]
-        head = build_head(data["train"][0].shape[1], len(dataset.class_names), config.hidden_units,
+        head = build_head(data["train"][0].shape[1:], len(dataset.class_names), config.hidden_units,
                           config.dropout, config.seed)
         history = fit_head(head, data["train"], data["val"], context)
         classifier = build_classifier(context.features.extractor, head, config.resize)

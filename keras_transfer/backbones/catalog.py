@@ -1,0 +1,69 @@
+"""The table of registered backbones behind ``keras-transfer backbones``."""
+
+from __future__ import annotations
+
+import json
+
+from keras_transfer import log
+from keras_transfer.backbones.registry import get_backbone, list_backbones
+from keras_transfer.backbones.spec import BackboneSpec
+from keras_transfer.paths import cache_dir
+
+
+def _count_key(spec: BackboneSpec) -> str:
+    import keras
+
+    from keras_transfer import __version__
+
+    return f"{spec.name}|keras {keras.__version__}|keras-transfer {__version__}"
+
+
+def parameter_counts(specs: list[BackboneSpec]) -> dict[str, int]:
+    """Parameters of each backbone without its top (``{name: count}``).
+
+    Counting builds the model with random weights (seconds each), so counts are kept in
+    ``<cache>/backbones/parameters.json``, keyed by name and library versions. Convolutional
+    backbones have the same count at every input size, so the smallest allowed size is built.
+    """
+    from keras_transfer.run import write_json
+
+    store = cache_dir("backbones") / "parameters.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    missing = [s for s in specs if _count_key(s) not in known]
+    if missing:
+        for spec in log.progress(missing, desc="counting parameters", unit="model"):
+            known[_count_key(spec)] = int(spec.build(max(spec.min_input_size, 32), None).count_params())
+        write_json(store, known)
+    return {s.name: known[_count_key(s)] for s in specs}
+
+
+def backbone_table(names: list[str] | None = None) -> list[dict]:
+    """One row per backbone (default: every registered one), in registration order.
+
+    Returns:
+        Dicts with ``name``, ``input_size``, ``min_input_size``, ``parameters``,
+        ``feature_dim``, ``offline_weights`` (ImageNet weights usable without the network
+        right now) and ``description``.
+
+    Example:
+        >>> [row["name"] for row in backbone_table()][:2]  # doctest: +SKIP
+        ['efficientnet_lite0', 'efficientnet_lite1']
+    """
+    specs = [get_backbone(n) for n in (names or list_backbones())]
+    counts = parameter_counts(specs)
+    return [{"name": s.name, "input_size": s.input_size, "min_input_size": s.min_input_size,
+             "parameters": counts[s.name], "feature_dim": s.feature_dim,
+             "offline_weights": bool(s.offline_weights()), "description": s.description} for s in specs]
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows of :func:`backbone_table` as an aligned text table."""
+    lines = [f"{'name':<20} {'input':>5} {'min':>4} {'params':>7} {'features':>8}  offline weights"]
+    for r in rows:
+        lines.append(f"{r['name']:<20} {r['input_size']:>5} {r['min_input_size']:>4} {r['parameters'] / 1e6:>6.1f}M "
+                     f"{r['feature_dim']:>8}  "
+                     f"{'yes' if r['offline_weights'] else 'no'}")
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""``explain``: Grad-CAM / CAM overlays for image files, returned and written as PNG files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from keras_transfer import log
+from keras_transfer.backbones import get_backbone
+from keras_transfer.data.images import read_batch
+from keras_transfer.errors import DatasetError, unknown_choice
+from keras_transfer.explain.gradcam import GradCAM, Heatmaps
+from keras_transfer.explain.overlay import overlay, peak
+from keras_transfer.run import Run
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why the classifier gave one image its class.
+
+    Attributes:
+        path: The image file.
+        image: The model's input: the image resized as the classifier resizes it (S, S, 3) uint8.
+        label: The class explained (the predicted one unless a target was given).
+        probability: The predicted probability of ``label``.
+        predicted: The predicted class.
+        gradcam: Grad-CAM map (h, w) in [0, 1].
+        cam: Classic CAM map (h, w) in [0, 1], or None when the head is not GAP -> Dense.
+        files: PNG overlays written, by method (``gradcam``, ``cam``).
+    """
+
+    path: str
+    image: np.ndarray
+    label: str
+    probability: float
+    predicted: str
+    gradcam: np.ndarray
+    cam: np.ndarray | None
+    files: dict[str, str]
+
+    def maps(self) -> dict[str, np.ndarray]:
+        return {"gradcam": self.gradcam} | ({"cam": self.cam} if self.cam is not None else {})
+
+    def peak(self, method: str = "gradcam") -> tuple[int, int]:
+        """(row, column) in the model input of the hottest point of a map."""
+        return peak(self.maps()[method], self.image.shape[:2])
+
+    def overlay(self, method: str = "gradcam") -> np.ndarray:
+        return overlay(self.image, self.maps()[method])
+
+    def figure(self) -> Figure:
+        """The image beside its overlays, titled with the explained class."""
+        maps = self.maps()
+        figure = Figure(figsize=(3 * (1 + len(maps)), 3.3), layout="constrained")
+        panels = [("input", self.image)] + [(name, self.overlay(name)) for name in maps]
+        for ax, (title, picture) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+            ax.imshow(picture)
+            ax.set_title(title if title == "input" else {"gradcam": "Grad-CAM", "cam": "CAM"}[title])
+            ax.axis("off")
+        figure.suptitle(f"{Path(self.path).name}: {self.label} ({self.probability:.1%})")
+        return figure
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "label": self.label, "probability": self.probability,
+                "predicted": self.predicted, "peak": {m: list(self.peak(m)) for m in self.maps()},
+                "files": self.files}
+
+
+def _explanations(names: list[str], paths: list[Path], images: list[np.ndarray], maps: Heatmaps) -> list[Explanation]:
+    items = []
+    for i, path in enumerate(paths):
+        target, probabilities = int(maps.targets[i]), maps.probabilities[i]
+        cam = None if maps.cam is None else maps.cam[i]
+        items.append(Explanation(str(path), images[i], names[target], float(probabilities[target]),
+                                 names[int(probabilities.argmax())], maps.gradcam[i], cam, {}))
+    return items
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, n = path.stem, 2
+    while stem in used:
+        stem, n = f"{path.stem}_{n}", n + 1
+    used.add(stem)
+    return stem
+
+
+def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | None = None,
+            target: str | None = None, batch_size: int = 8) -> list[Explanation]:
+    """Grad-CAM (and classic CAM where the head allows it) for image files and folders.
+
+    Args:
+        run: The run folder.
+        inputs: Image files and/or folders (searched recursively).
+        out: Folder for ``<image>_gradcam.png`` / ``<image>_cam.png`` overlays; None writes nothing.
+        target: Class to explain for every image; default: each image's predicted class.
+        batch_size: Images per forward/backward pass.
+
+    Example:
+        >>> found = explain("runs/ants", ["bee.jpg"], out="runs/ants/explain")  # doctest: +SKIP
+        >>> found[0].label, found[0].files["gradcam"]  # doctest: +SKIP
+        ('bees', 'runs/ants/explain/bee_gradcam.png')
+    """
+    from keras_transfer.api import collect_images
+
+    run = run if isinstance(run, Run) else Run.open(run)
+    if target is not None and target not in run.class_names:
+        raise unknown_choice("class", target, run.class_names)
+    paths, problems = collect_images(inputs)
+    for path, reason in problems:
+        log.warn(f"{path}: {reason}")
+    explainer = GradCAM(run.model, get_backbone(run.config.backbone).gradcam_layer)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+    results, used = [], set()
+    for start in log.progress(range(0, len(paths), batch_size), desc="explain", unit="batch"):
+        ok, images, failures = read_batch(paths[start:start + batch_size], explainer.size, run.config.resize)
+        for path, reason in failures:
+            log.warn(f"{path}: {reason}")
+        if not ok:
+            continue
+        targets = None if target is None else np.full(len(ok), run.class_names.index(target))
+        for item, path in zip(_explanations(run.class_names, ok, images, explainer(np.stack(images), targets)), ok):
+            results.append(item if out is None else _write(item, out, _unique_stem(path, used)))
+    if not results:
+        raise DatasetError("no readable image to explain", "image files or folders holding images",
+                           ", ".join(map(str, inputs)))
+    return results
+
+
+def _write(item: Explanation, out: Path, stem: str) -> Explanation:
+    files = {}
+    for method in item.maps():
+        files[method] = str(out / f"{stem}_{method}.png")
+        Image.fromarray(item.overlay(method)).save(files[method])
+    return Explanation(**{**item.__dict__, "files": files})
