@@ -112,3 +112,21 @@ def test_source_saves_views_beside_the_run_and_reuses_them(tmp_path, photos):
     assert not (tmp_path / "shared").exists()  # served from the run folder alone
     original, _ = again(photos)
     np.testing.assert_allclose(original, features[0], rtol=1e-5)
+
+
+def test_spatial_feature_maps_keep_their_shape_through_the_cache(tmp_path, photos):
+    import keras
+
+    pooled = tiny_extractor()
+    spatial = keras.Model(pooled.input, pooled.layers[-2].output, name="features")  # (15, 15, 8) maps
+
+    def source(run: str) -> FeatureSource:
+        return FeatureSource(spatial, {"backbone": "tiny", "pooling": "spatial"}, tmp_path / run,
+                             options=RuntimeOptions("keras"), cache=FeatureCache(tmp_path / "shared"))
+
+    first = source("a")
+    maps, _ = first.views(photos, 1)
+    assert maps.shape == (2, 20, 15, 15, 8)
+    again = source("b")  # another run folder: every map comes back from the shared cache
+    np.testing.assert_array_equal(again.views(photos, 1)[0], maps)
+    assert again.engine.extracted == 0 and first.engine.extracted == 40

@@ -74,13 +74,16 @@ class FeatureSource:
         engine = self.engine
         key = feature_key(split, {**engine.identity, "views": count, "seed": self.seed,
                                   "policy": engine.maker.policy.fingerprint()})
+        # One view: <split>.npz holds (M, ...) like any plain feature file; K views: (K, M, ...).
         path = self.store_dir / (f"{split.name}.npz" if count == 1 else f"{split.name}-{count}views.npz")
         saved = load_features(path, key)
         if saved is None:
-            saved = self._compute(split, count)
-            save_features(path, key, *saved)
+            features, indices = self._compute(split, count)
+            save_features(path, key, features[0] if count == 1 else features, indices)
+        else:
+            features, indices = (saved[0][None] if count == 1 else saved[0]), saved[1]
         self.seconds += time.perf_counter() - start
-        return saved
+        return features, indices
 
     def _compute(self, split: Split, count: int) -> tuple[np.ndarray, np.ndarray]:
         out: np.ndarray | None = None
