@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> dict:
         bench.case("keras_lite0", "keras_lite0", train[:args.keras_images])
     if "train" not in skip:
         data = linked_dataset([Path(f) for f in train], args.work / f"cifar-{args.images}")
+        shutil.rmtree(args.work / "run", ignore_errors=True)
         bench.case("warm_train", "warm_train", {"data": str(data), "out": str(args.work / "run")})
     for size in filter(None, args.memory_sizes.split(",")):
         files = [str(f) for f in balanced_files(root, "train", int(size))]

@@ -73,7 +73,7 @@ class FeatureSource:
         count = 1 + augmented
         engine = self.engine
         key = feature_key(split, {**engine.identity, "views": count, "seed": self.seed,
-                                  "policy": engine.maker.policy.fingerprint()})
+                                  "policy": engine.maker.policy.fingerprint(), "layout": 2})
         # One view: <split>.npz holds (M, ...) like any plain feature file; K views: (K, M, ...).
         path = self.store_dir / (f"{split.name}.npz" if count == 1 else f"{split.name}-{count}views.npz")
         saved = load_features(path, key)

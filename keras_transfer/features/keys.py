@@ -35,16 +35,24 @@ def array_hash(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def content_keys(split: Split, workers: int = 4) -> list[str | None]:
-    """The content hash of every image of ``split``; None for files that cannot be read."""
+def _hash_files(paths: list) -> list[str | None]:
+    hashes = []
+    for path in paths:
+        try:
+            hashes.append(file_hash(path))
+        except OSError:
+            hashes.append(None)
+    return hashes
+
+
+def content_keys(split: Split, workers: int = 4, chunk: int = 256) -> list[str | None]:
+    """The content hash of every image of ``split``; None for files that cannot be read.
+
+    Files are hashed in threads, ``chunk`` files per task (one future per image would cost
+    more memory than the hashes themselves on large datasets).
+    """
     if split.is_array:
         return [array_hash(image) for image in split.items]
-
-    def safe_hash(path) -> str | None:
-        try:
-            return file_hash(path)
-        except OSError:
-            return None
-
+    chunks = [split.items[i:i + chunk] for i in range(0, len(split.items), chunk)]
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(safe_hash, split.items))
+        return [h for hashes in pool.map(_hash_files, chunks) for h in hashes]

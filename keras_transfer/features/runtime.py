@@ -32,7 +32,7 @@ class RuntimeOptions:
     Attributes:
         runtime: auto (OpenVINO, else ONNX Runtime, else Keras), openvino, onnx or keras.
         precision: fp32 (default, matches Keras to 1e-4) or bf16 (OpenVINO on CPUs with
-            bf16 support: about 2x faster, ~1-2% relative feature error).
+            bf16 support: about 1.7x faster; ~7% relative feature error on AVX512-BF16).
         batch_size: Images per OpenVINO inference request (ONNX Runtime and Keras use
             ``4 * batch_size``).
         streams: OpenVINO streams (parallel requests); None lets OpenVINO choose.
@@ -41,7 +41,7 @@ class RuntimeOptions:
 
     runtime: str = "auto"
     precision: str = "fp32"
-    batch_size: int = 8
+    batch_size: int = 4  # measured best with 2 streams on 2 cores (python -m benchmarks.run --sweep)
     streams: int | None = None
     threads: int | None = None
 
