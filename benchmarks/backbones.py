@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 import keras_transfer  # noqa: E402, F401  (selects the torch backend)
 from keras_transfer.backbones import get_backbone, list_backbones  # noqa: E402
-from keras_transfer.features.runtime import export_onnx, onnx_batch_fn  # noqa: E402
+from keras_transfer.features.export import export_onnx  # noqa: E402
+from keras_transfer.features.runtime import RuntimeOptions, onnx_runtime  # noqa: E402
 from keras_transfer.model import build_extractor  # noqa: E402
 
 
@@ -58,7 +59,8 @@ def measure(name: str, size: int | None, batch: int) -> dict:
     row["keras_img_s"] = throughput(keras_fn, images)
     start = time.perf_counter()
     try:
-        onnx_fn = onnx_batch_fn(export_onnx(extractor, {"backbone": name, "size": size, "bench": True}))
+        onnx_fn = onnx_runtime(export_onnx(extractor, {"backbone": name, "size": size, "bench": True}),
+                               RuntimeOptions("onnx")).infer
     except Exception as error:  # report, do not stop: this is what the benchmark is for
         row.update(onnx="fails", export_s=time.perf_counter() - start,
                    onnx_error=f"{type(error).__name__}: {str(error).strip().splitlines()[0][:70]}")

@@ -16,7 +16,8 @@ from keras_transfer.data.images import is_image_file, read_batch
 from keras_transfer.errors import DatasetError, unknown_choice
 from keras_transfer.evaluation.metrics import classification_metrics
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
-from keras_transfer.features import FeatureSource
+from keras_transfer.evaluation.tta import predict_views
+from keras_transfer.features import FeatureSource, RuntimeOptions
 from keras_transfer.model import build_extractor
 from keras_transfer.run import MODEL_FILE, Run, write_json
 from keras_transfer.strategies import TrainContext, get_strategy
@@ -31,9 +32,9 @@ def _feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSo
     spec = get_backbone(config.backbone)
     extractor = extractor or build_extractor(spec, config.size, config.weights, config.pooling, config.offline)
     identity = {"backbone": spec.name, "weights": spec.weights_identity(config.weights),
-                "size": config.size, "resize": config.resize, "pooling": config.pooling,
-                "preprocessing": spec.preprocessing.as_dict()}
-    return FeatureSource(extractor, identity, out / "features", config.resize)
+                "size": config.size, "pooling": config.pooling, "preprocessing": spec.preprocessing.as_dict()}
+    return FeatureSource(extractor, identity, out / "features", config.resize,
+                         RuntimeOptions(config.runtime, config.precision), config.seed)
 
 
 def train(config: TrainConfig, out: str | Path) -> Run:
@@ -59,7 +60,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     context = TrainContext(config, dataset, spec, _feature_source(config, out))
     result = get_strategy(config.strategy).fit(context)
     eval_split = dataset.eval_split
-    predictions = _predict_split(eval_split, context.features, result.head)
+    predictions = _predict_split(eval_split, context.features, result.head, config.tta_views)
     metrics = classification_metrics(predictions.labels, predictions.probabilities, dataset.class_names)
     metrics["split"] = eval_split.name
     seconds = time.perf_counter() - start
@@ -77,9 +78,8 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     return Run(out)
 
 
-def _predict_split(split, source: FeatureSource, head) -> Predictions:
-    features, indices = source(split)
-    probabilities = np.asarray(head.predict(features, verbose=0, batch_size=256))
+def _predict_split(split, source: FeatureSource, head, tta_views: int = 0) -> Predictions:
+    probabilities, indices = predict_views(head, source, split, tta_views)
     return Predictions(split.name, np.array(split.ids(), dtype=str)[indices], indices,
                        split.labels[indices], probabilities)
 
@@ -100,7 +100,7 @@ def eval_predictions(run: str | Path | Run, data: str | Path | None = None) -> P
         raise DatasetError(f"classes of {config.data} differ from the run's",
                            f"{run.class_names}", f"{dataset.class_names}")
     extractor, head = run.model.get_layer("features"), run.model.get_layer("head")
-    return _predict_split(dataset.eval_split, _feature_source(config, run.path, extractor), head)
+    return _predict_split(dataset.eval_split, _feature_source(config, run.path, extractor), head, config.tta_views)
 
 
 def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:

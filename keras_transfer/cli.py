@@ -51,6 +51,11 @@ def _train_parser(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
     p.add_argument("--test-fraction", type=float, default=d.test_fraction)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--augment-views", type=int, default=d.augment_views,
+                   help="cached augmented views per training image (flip, rotate, zoom, shift, shear, colour)")
+    p.add_argument("--tta-views", type=int, default=d.tta_views, help="augmented views averaged at evaluation")
+    p.add_argument("--runtime", default=d.runtime, help="feature runtime: auto | openvino | onnx | keras")
+    p.add_argument("--precision", default=d.precision, help="fp32 (default) | bf16 (OpenVINO, faster, less exact)")
     _add_common(p)
 
 
@@ -63,7 +68,9 @@ def _cmd_train(args) -> int:
                          input_size=args.input_size, resize=args.resize, pooling=args.pooling, strategy=args.strategy,
                          hidden_units=tuple(args.hidden), dropout=args.dropout, epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
-                         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed)
+                         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+                         augment_views=args.augment_views, tta_views=args.tta_views, runtime=args.runtime,
+                         precision=args.precision)
     out = Path(args.out or Path("runs") / (Path(args.data).name or "run"))
     run = train(config, out)
     metrics, timing = run.read("metrics.json"), run.read("timing.json")
@@ -189,6 +196,29 @@ def _cmd_similarity(args) -> int:
     return 0
 
 
+def _cache_parser(sub) -> None:
+    p = sub.add_parser("cache", help="inspect, verify or clear the on-disk caches (features, exported models)")
+    p.add_argument("action", choices=("info", "clear", "verify"))
+    p.add_argument("--backbone", help="clear: only this backbone's cached features")
+    _add_common(p)
+
+
+def _cmd_cache(args) -> int:
+    from keras_transfer.features.maintenance import cache_info, clear_cache, verify_cache
+
+    result = {"info": cache_info, "verify": verify_cache}.get(args.action, lambda: clear_cache(args.backbone))()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.action == "info":
+        print(f"{result['root']}: {result['bytes'] / 1e6:.1f} MB, {result['feature_entries']} feature entries")
+        for item in result["identities"]:
+            print(f"  {item['backbone']} {item['size']}px {item['precision']} [{item['identity']}]: "
+                  f"{item['entries']} entries, {item['views']} view(s), {item['bytes'] / 1e6:.1f} MB")
+    else:
+        print("  ".join(f"{k}: {v}" for k, v in result.items()))
+    return 1 if result.get("corrupt") else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from keras_transfer.config import TrainConfig
 
@@ -209,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p = sub.add_parser("backbones", help="list the registered backbones")
     _add_common(p)
-    for add_parser in (_report_parser, _explain_parser, _similar_parser, _similarity_parser):
+    for add_parser in (_report_parser, _explain_parser, _similar_parser, _similarity_parser, _cache_parser):
         add_parser(sub)
     return parser
 
@@ -223,7 +253,8 @@ def _cmd_backbones(args) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "backbones": _cmd_backbones,
-            "report": _cmd_report, "explain": _cmd_explain, "similar": _cmd_similar, "similarity": _cmd_similarity}
+            "report": _cmd_report, "explain": _cmd_explain, "similar": _cmd_similar, "similarity": _cmd_similarity,
+            "cache": _cmd_cache}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from keras_transfer.data.images import RESIZE_MODES
 from keras_transfer.errors import ConfigError, unknown_choice
+from keras_transfer.features.runtime import RuntimeOptions
 
 STRATEGIES = ("bottleneck",)
 POOLINGS = ("avg", "max", "spatial")
@@ -40,6 +41,10 @@ class TrainConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.0
     seed: int = 0
+    augment_views: int = 0
+    tta_views: int = 0
+    runtime: str = "auto"
+    precision: str = "fp32"
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self so calls can chain."""
@@ -57,10 +62,12 @@ class TrainConfig:
                               f"at least {spec.min_input_size} pixels")
         checks = [("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 1),
                   ("learning_rate", self.learning_rate > 0), ("patience", self.patience >= 0),
-                  ("dropout", 0 <= self.dropout < 1), ("hidden_units", all(u > 0 for u in self.hidden_units))]
+                  ("dropout", 0 <= self.dropout < 1), ("hidden_units", all(u > 0 for u in self.hidden_units)),
+                  ("augment_views", self.augment_views >= 0), ("tta_views", self.tta_views >= 0)]
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"invalid {name}", received=repr(getattr(self, name)))
+        RuntimeOptions(self.runtime, self.precision).validate()
         return self
 
     @property

@@ -27,12 +27,11 @@ def tiny_size(name: str) -> int:
 
 @pytest.fixture(scope="module")
 def keras_features(tmp_path_factory):
-    """Own cache folder, and features through Keras predict: ONNX export of eleven backbones
-    would take minutes (test_backbone_cli trains through ONNX; benchmarks/backbones.py exports all)."""
+    """Own cache folder; features through Keras predict (``runtime="keras"`` below): ONNX export of
+    eleven backbones would take minutes (test_backbone_cli trains through ONNX; benchmarks/backbones.py
+    exports all)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KERAS_TRANSFER_CACHE", str(tmp_path_factory.mktemp("cache")))
-        mp.setattr("keras_transfer.features.make_batch_fn",
-                   lambda extractor, identity, runtime="onnx": lambda x: np.asarray(extractor.predict_on_batch(x)))
         yield
 
 
@@ -50,7 +49,7 @@ def trained(tmp_path_factory, keras_features):
             root = tmp_path_factory.mktemp(name)
             np.savez(root / "data.npz", images=images, labels=labels)
             config = TrainConfig(data=str(root / "data.npz"), backbone=name, weights=None, input_size=size,
-                                 epochs=2, batch_size=4, val_fraction=0.5, patience=1)
+                                 epochs=2, batch_size=4, val_fraction=0.5, patience=1, runtime="keras")
             runs[name] = train(config, root / "run")
         return runs[name]
 

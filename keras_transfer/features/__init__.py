@@ -1,7 +1,8 @@
-"""Feature extraction through a frozen backbone, with on-disk reuse."""
+"""Feature extraction through a frozen backbone: fast runtimes, a shared cache, augmented views."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,57 +10,99 @@ import numpy as np
 
 from keras_transfer import log
 from keras_transfer.data.dataset import Split
-from keras_transfer.features.extract import extract_features
-from keras_transfer.features.runtime import make_batch_fn
+from keras_transfer.features.cache import FeatureCache
+from keras_transfer.features.engine import FeatureEngine
+from keras_transfer.features.extract import ViewMaker
+from keras_transfer.features.runtime import PRECISIONS, RUNTIMES, RuntimeOptions
 from keras_transfer.features.store import feature_key, load_features, save_features
+
+__all__ = ["PRECISIONS", "RUNTIMES", "FeatureCache", "FeatureEngine", "FeatureSource", "RuntimeOptions"]
 
 
 @dataclass
 class FeatureSource:
-    """Pooled backbone features for a split, extracted once and saved under ``store_dir``.
+    """Pooled backbone features of a split's views, saved beside the run and in the shared cache.
+
+    A split's features are first looked up in ``store_dir`` (the run folder: same files, same
+    backbone -> loaded in milliseconds), then per image in the shared content-addressed cache,
+    and only the images and views missing from both go through the backbone.
 
     Attributes:
         extractor: Keras model, uint8 (S, S, 3) batch -> (B, D) features.
-        identity: Everything that changes the features (backbone, weights hash, size, ...).
-        store_dir: Folder for the saved feature files.
+        identity: What defines the extractor (backbone, weights hash, size, pooling, preprocessing).
+        store_dir: Run-local folder for the split feature files.
         resize_mode: stretch, pad or crop.
-        batch_size: Images per inference call.
+        options: Runtime, precision and batching.
+        seed: Seed of the augmented views.
+        cache: The shared cache (default: ``cache_dir("features")``).
         failed: (image id, reason) of every image that could not be decoded.
+        seconds: Time spent getting features, in total.
     """
 
     extractor: object
     identity: dict
     store_dir: Path
     resize_mode: str = "stretch"
-    batch_size: int = 32
-    runtime: str = "onnx"
+    options: RuntimeOptions = RuntimeOptions()
+    seed: int = 0
+    cache: FeatureCache | None = None
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
-    _batch_fn: object = field(default=None, repr=False)
+    _engine: FeatureEngine | None = field(default=None, repr=False)
 
     @property
-    def size(self) -> int:
-        return int(self.extractor.input_shape[1])
+    def engine(self) -> FeatureEngine:
+        if self._engine is None:
+            maker = ViewMaker(int(self.extractor.input_shape[1]), self.resize_mode, self.seed)
+            self._engine = FeatureEngine(self.extractor, self.identity, maker, self.options,
+                                         self.cache or FeatureCache())
+        return self._engine
 
     def __call__(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
         """(features (M, D), indices (M,) into the split of the images that decoded)."""
-        import time
+        features, indices = self.views(split, 0)
+        return features[0], indices
 
+    def views(self, split: Split, augmented: int) -> tuple[np.ndarray, np.ndarray]:
+        """The original plus ``augmented`` augmented views of every image of ``split``.
+
+        Returns:
+            (features (1 + augmented, M, D), indices (M,) of the images that decoded).
+        """
         start = time.perf_counter()
-        key = feature_key(split, self.identity)
-        path = self.store_dir / f"{split.name}.npz"
+        count = 1 + augmented
+        engine = self.engine
+        key = feature_key(split, {**engine.identity, "views": count, "seed": self.seed,
+                                  "policy": engine.maker.policy.fingerprint(), "layout": 2})
+        # One view: <split>.npz holds (M, ...) like any plain feature file; K views: (K, M, ...).
+        path = self.store_dir / (f"{split.name}.npz" if count == 1 else f"{split.name}-{count}views.npz")
         saved = load_features(path, key)
         if saved is None:
-            if self._batch_fn is None:
-                self._batch_fn = make_batch_fn(self.extractor, self.identity, self.runtime)
-            features, indices, failed = extract_features(
-                split, self._batch_fn, self.size, self.resize_mode,
-                self.batch_size, desc=f"features {split.name}")
-            if failed:
-                listing = "\n  ".join(f"{i}: {r}" for i, r in failed)
-                log.warn(f"skipped {len(failed)} image(s) of {split.name} that could not be decoded:\n  {listing}")
-                self.failed += failed
-            save_features(path, key, features, indices)
-            saved = features, indices
+            features, indices = self._compute(split, count)
+            save_features(path, key, features[0] if count == 1 else features, indices)
+        else:
+            features, indices = (saved[0][None] if count == 1 else saved[0]), saved[1]
         self.seconds += time.perf_counter() - start
-        return saved
+        return features, indices
+
+    def _compute(self, split: Split, count: int) -> tuple[np.ndarray, np.ndarray]:
+        out: np.ndarray | None = None
+        have = np.zeros((count, len(split)), bool)
+
+        def sink(position: int, rows: list[int], vector: np.ndarray) -> None:
+            nonlocal out
+            if out is None:
+                out = np.zeros((count, len(split), *vector.shape), np.float32)
+            out[position, rows] = vector
+            have[position, rows] = True
+
+        failures = self.engine.fill(split, range(count), sink, desc=f"features {split.name}")
+        if failures:
+            ids = split.ids()
+            listing = "\n  ".join(f"{ids[i]}: {reason}" for i, reason in failures)
+            log.warn(f"skipped {len(failures)} image(s) of {split.name} that could not be decoded:\n  {listing}")
+            self.failed += [(ids[i], reason) for i, reason in failures]
+        indices = np.flatnonzero(have.all(axis=0))
+        if out is None:
+            return np.zeros((count, 0, *self.engine.feature_shape), np.float32), indices
+        return (out if len(indices) == len(split) else out[:, indices]), indices

@@ -1,70 +1,95 @@
-"""Streaming feature extraction: decode + resize in threads, batched inference, bounded memory."""
+"""The extraction pipeline: decode + resize + augment in threads, overlapped with batched inference.
+
+Decoding runs a bounded number of images ahead of the inference runtime in a thread pool (PIL
+releases the GIL while decoding and resizing), so the runtime never waits on JPEG decoding and
+memory stays bounded by that look-ahead, whatever the size of the dataset.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
-from keras_transfer import log
+from keras_transfer.data.augment import AugmentPolicy, augment
 from keras_transfer.data.dataset import Split
 from keras_transfer.data.images import resize
-
-BatchFn = Callable[[np.ndarray], np.ndarray]
-
-
-def load_resized(split: Split, index: int, size: int, mode: str) -> np.ndarray | str:
-    """The image at ``index`` resized to (size, size, 3) uint8, or the reason it failed."""
-    try:
-        return resize(split.image(index, size), size, mode)
-    except Exception as error:  # corrupt data must not stop a long extraction
-        return f"{type(error).__name__}: {error}"
+from keras_transfer.features.runtime import Runtime
 
 
-def iter_batches(split: Split, size: int, mode: str, batch_size: int,
-                 workers: int = 2) -> Iterator[tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]]:
-    """Yields (indices, uint8 images, failures) batches; decoding runs one batch ahead."""
-    chunks = [np.arange(i, min(i + batch_size, len(split))) for i in range(0, len(split), batch_size)]
+@dataclass(frozen=True)
+class Task:
+    """Views to extract for one image: ``index`` into the split, its content hash, view numbers."""
+
+    index: int
+    content: str
+    views: tuple[int, ...]
+
+
+Tag = tuple[Task, int]  # (task, view number) of one row of a batch
+
+
+@dataclass(frozen=True)
+class ViewMaker:
+    """Turns an image of a split into the backbone-ready uint8 views of a task."""
+
+    size: int
+    resize_mode: str = "stretch"
+    seed: int = 0
+    policy: AugmentPolicy = AugmentPolicy()
+
+    def __call__(self, split: Split, task: Task) -> list[np.ndarray] | str:
+        """The task's views as (size, size, 3) uint8 arrays, or the reason decoding failed."""
+        try:
+            image = resize(split.image(task.index, self.size), self.size, self.resize_mode)
+        except Exception as error:  # corrupt data must not stop a long extraction
+            return f"{type(error).__name__}: {error}"
+        return [augment(image, task.content, view, self.seed, self.policy) for view in task.views]
+
+
+def ordered_map(fn: Callable, items: Iterable, workers: int, ahead: int) -> Iterator:
+    """``map(fn, items)`` in a thread pool, in order, at most ``ahead`` items in flight."""
     with ThreadPoolExecutor(workers) as pool:
-        def submit(chunk: np.ndarray) -> list[Future]:
-            return [pool.submit(load_resized, split, int(i), size, mode) for i in chunk]
-
-        pending = submit(chunks[0]) if chunks else []
-        for n, chunk in enumerate(chunks):
-            current, pending = pending, (submit(chunks[n + 1]) if n + 1 < len(chunks) else [])
-            results = [f.result() for f in current]
-            ok = [k for k, r in enumerate(results) if not isinstance(r, str)]
-            failures = [(int(chunk[k]), r) for k, r in enumerate(results) if isinstance(r, str)]
-            images = np.stack([results[k] for k in ok]) if ok else np.zeros((0, size, size, 3), np.uint8)
-            yield chunk[ok], images, failures
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
-def extract_features(split: Split, batch_fn: BatchFn, size: int, mode: str = "stretch",
-                     batch_size: int = 32, desc: str = "features") -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Runs every image of ``split`` through ``batch_fn``.
+def _batches(split: Split, tasks: Iterable[Task], maker: ViewMaker, batch_size: int, workers: int,
+             failures: list[tuple[Task, str]]) -> Iterator[tuple[list[Tag], np.ndarray]]:
+    tags: list[Tag] = []
+    images: list[np.ndarray] = []
+    made = ordered_map(lambda task: (task, maker(split, task)), tasks, workers, ahead=4 * batch_size)
+    for task, views in made:
+        if isinstance(views, str):
+            failures.append((task, views))
+            continue
+        tags += [(task, view) for view in task.views]
+        images += views
+        while len(images) >= batch_size:
+            yield tags[:batch_size], np.stack(images[:batch_size])
+            tags, images = tags[batch_size:], images[batch_size:]
+    if images:
+        yield tags, np.stack(images)
+
+
+def extract(split: Split, tasks: Iterable[Task], maker: ViewMaker, runtime: Runtime,
+            failures: list[tuple[Task, str]], workers: int = 2) -> Iterator[tuple[list[Tag], np.ndarray]]:
+    """Streams ``(tags, features)`` batches for every view of every task, in task order.
 
     Args:
         split: The images.
-        batch_fn: Maps a uint8 batch (B, size, size, 3) to float features (B, D).
-        size: Input side of the backbone.
-        mode: Resize mode (stretch, pad, crop).
-        batch_size: Images per inference call.
-        desc: Progress-bar label.
-
-    Returns:
-        (features (M, D) float32, indices (M,) of the images that decoded, failures as
-        (image id, reason) for those that did not).
+        tasks: What to extract.
+        maker: Decoding, resizing and augmentation.
+        runtime: Inference runtime; its batch size sets the batch size here.
+        failures: Receives (task, reason) for every image that could not be decoded.
+        workers: Decoding threads.
     """
-    ids = split.ids()
-    features, kept, failed = [], [], []
-    with log.progress(total=len(split), desc=desc) as bar:
-        for indices, images, failures in iter_batches(split, size, mode, batch_size):
-            if len(images):
-                features.append(np.asarray(batch_fn(images), dtype=np.float32))
-                kept.append(indices)
-            failed += [(ids[i], reason) for i, reason in failures]
-            bar.update(len(indices) + len(failures))
-    if not features:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), failed
-    return np.concatenate(features), np.concatenate(kept).astype(np.int64), failed
+    yield from runtime.stream(_batches(split, tasks, maker, runtime.batch_size, workers, failures))

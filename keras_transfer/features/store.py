@@ -1,4 +1,4 @@
-"""Run-local feature files: extracted once, reused while the images and backbone are unchanged."""
+"""Run-local feature files: a split's features saved beside the run, reused while nothing changed."""
 
 from __future__ import annotations
 

@@ -41,17 +41,22 @@ def fit_head(head: keras.Model, train: tuple[np.ndarray, np.ndarray], val: tuple
 
 
 class BottleneckStrategy:
-    """Extract pooled features once (saved beside the run), then fit a Dense head on them."""
+    """Extract pooled features once (saved beside the run), then fit a Dense head on them.
+
+    With ``augment_views`` K > 0 the head trains on the original plus K cached augmented views
+    of every training image; validation uses the originals only.
+    """
 
     name = "bottleneck"
 
     def fit(self, context: TrainContext) -> FitResult:
         config, dataset = context.config, context.dataset
         keras.utils.set_random_seed(config.seed)
-        data = {}
-        for split in (dataset.train, dataset.val):
-            features, indices = context.features(split)
-            data[split.name] = features, split.labels[indices]
+        features, indices = context.features.views(dataset.train, config.augment_views)
+        data = {"train": (features.reshape(-1, *features.shape[2:]),
+                          np.tile(dataset.train.labels[indices], len(features)))}
+        features, indices = context.features(dataset.val)
+        data["val"] = features, dataset.val.labels[indices]
         head = build_head(data["train"][0].shape[1:], len(dataset.class_names), config.hidden_units,
                           config.dropout, config.seed)
         history = fit_head(head, data["train"], data["val"], context)

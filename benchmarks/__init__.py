@@ -1,0 +1,1 @@
+"""Benchmarks of the feature engine (``python -m benchmarks.run``); not part of the package."""

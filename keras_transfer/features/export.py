@@ -1,0 +1,95 @@
+"""Exporting the frozen Keras extractor once to an optimised ONNX file, cached per identity.
+
+Keras on the torch backend exports NHWC models with a transpose around every convolution, an
+unfused BatchNorm and explicit pads: run as is, half the time goes into those transposes. So
+the raw export is rewritten once by ONNX Runtime's basic graph optimiser (transpose
+cancellation, constant folding, standard ONNX ops only) and that clean file is what every
+runtime loads; OpenVINO then fuses BatchNorm, pads and ReLU6 into the convolutions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from keras_transfer import log
+from keras_transfer.features.keys import identity_hash
+from keras_transfer.paths import cache_dir
+
+# Bump when the export recipe changes, so stale exported files are never reused.
+EXPORT_VERSION = 2
+
+
+def _atomic_file(path: Path, write: Callable[[str], None]) -> Path:
+    """Calls ``write(tmp)`` then renames tmp to ``path``; never leaves a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+@contextlib.contextmanager
+def _stdout_silenced():
+    """Sends file descriptor 1 to /dev/null: a failing torch export prints its whole graph there."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _keras_to_onnx(extractor, tmp: str) -> None:
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _stdout_silenced():
+        warnings.simplefilter("ignore")
+        extractor.predict_on_batch(np.zeros((1, *extractor.input_shape[1:]), np.float32))  # export needs a call
+        extractor.export(tmp, format="onnx", verbose=False)
+
+
+def _optimise_onnx(source: Path, tmp: str) -> None:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = tmp
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(extractor, identity: dict) -> Path:
+    """The optimised ONNX file of ``extractor`` (exported once per identity, then cached).
+
+    Args:
+        extractor: Keras model, (B, S, S, 3) pixels in [0, 255] -> (B, D) features.
+        identity: Everything that defines the extractor's function (backbone, weights, size, ...).
+
+    Returns:
+        Path of ``<cache>/onnx/<backbone>-<hash>.onnx``.
+    """
+    stem = f"{identity.get('backbone', 'model')}-{identity_hash({**identity, 'export': EXPORT_VERSION})}"
+    folder = cache_dir("onnx")
+    path = folder / f"{stem}.onnx"
+    if path.exists():
+        return path
+    log.info(f"exporting {identity.get('backbone')} to ONNX (once; cached in {folder})")
+    raw = _atomic_file(folder / f"{stem}.raw.onnx", lambda tmp: _keras_to_onnx(extractor, tmp))
+    try:
+        return _atomic_file(path, lambda tmp: _optimise_onnx(raw, tmp))
+    finally:
+        raw.unlink(missing_ok=True)
