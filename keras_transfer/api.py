@@ -10,7 +10,7 @@ import numpy as np
 
 from keras_transfer import log
 from keras_transfer.backbones import get_backbone
-from keras_transfer.config import TrainConfig
+from keras_transfer.config import TUNED_STRATEGIES, TrainConfig
 from keras_transfer.data.dataset import Dataset, Split, load_dataset
 from keras_transfer.data.images import is_image_file, read_batch
 from keras_transfer.errors import DatasetError, unknown_choice
@@ -18,7 +18,8 @@ from keras_transfer.evaluation.metrics import classification_metrics
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.evaluation.tta import predict_views
 from keras_transfer.features import FeatureSource, RuntimeOptions
-from keras_transfer.model import build_extractor
+from keras_transfer.features.keys import identity_hash
+from keras_transfer.model import build_extractor, weights_digest
 from keras_transfer.run import MODEL_FILE, Run, write_json
 from keras_transfer.strategies import TrainContext, get_strategy
 
@@ -29,12 +30,21 @@ def _load(config: TrainConfig) -> Dataset:
 
 
 def _feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSource:
+    """Features of ``config``'s backbone; a given (trained) extractor is identified by its weights."""
     spec = get_backbone(config.backbone)
-    extractor = extractor or build_extractor(spec, config.size, config.weights, config.pooling, config.offline)
     identity = {"backbone": spec.name, "weights": spec.weights_identity(config.weights),
                 "size": config.size, "pooling": config.pooling, "preprocessing": spec.preprocessing.as_dict()}
+    if extractor is not None and config.strategy in TUNED_STRATEGIES:
+        identity = {"backbone": f"{spec.name}+{config.strategy}", "weights": weights_digest(extractor),
+                    "size": int(extractor.input_shape[1]), "pooling": config.pooling}
+    extractor = extractor or build_extractor(spec, config.size, config.weights, config.pooling, config.offline)
     return FeatureSource(extractor, identity, out / "features", config.resize,
                          RuntimeOptions(config.runtime, config.precision), config.seed)
+
+
+def _checkpoints(config: TrainConfig, out: Path) -> Path:
+    """Checkpoints of this exact config: re-running the same command resumes from them."""
+    return out / "checkpoints" / identity_hash(dataclasses.asdict(config))
 
 
 def train(config: TrainConfig, out: str | Path) -> Run:
@@ -57,24 +67,34 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     log.info(f"dataset {dataset.source}: {len(dataset.class_names)} classes, "
              + ", ".join(f"{name} {len(s)}" for name, s in dataset.splits.items()))
     spec = get_backbone(config.backbone)
-    context = TrainContext(config, dataset, spec, _feature_source(config, out))
+    context = TrainContext(config, dataset, spec, _feature_source(config, out), _checkpoints(config, out),
+                           lambda other: _feature_source(other, out))
+    fit_start = time.perf_counter()
     result = get_strategy(config.strategy).fit(context)
+    fit_seconds = time.perf_counter() - fit_start
+    config = result.config or config
+    source = context.features
+    if result.backbone_changed:
+        source = _feature_source(config, out, result.classifier.get_layer("features"))
     eval_split = dataset.eval_split
-    predictions = _predict_split(eval_split, context.features, result.head, config.tta_views)
+    predictions = _predict_split(eval_split, source, result.head, config.tta_views)
     metrics = classification_metrics(predictions.labels, predictions.probabilities, dataset.class_names)
     metrics["split"] = eval_split.name
     seconds = time.perf_counter() - start
 
     result.classifier.save(out / MODEL_FILE)
     config.save(out / "config.json")
+    for name, note in result.notes.items():
+        write_json(out / name, note)
     write_json(out / "class_names.json", dataset.class_names)
     write_json(out / "metrics.json", metrics)
     predictions.save(out / PREDICTIONS_FILE)
     write_json(out / "history.json", result.history)
     write_json(out / "dataset.json", {**dataset.summary(), "skipped_files": dataset.skipped,
                                       "undecodable_files": context.features.failed})
-    write_json(out / "timing.json", {"total_seconds": seconds, "feature_seconds": context.features.seconds,
-                                     "epochs": len(next(iter(result.history.values()), []))})
+    write_json(out / "timing.json", {"total_seconds": seconds, "fit_seconds": fit_seconds,
+                                     "feature_seconds": context.features.seconds,
+                                     "epochs": len(result.history.get("loss", []))})
     return Run(out)
 
 

@@ -41,13 +41,23 @@ def _train_parser(sub) -> None:
     p.add_argument("--input-size", type=int, help="input side in pixels (default: the backbone's)")
     p.add_argument("--resize", default=d.resize, help="stretch | pad | crop")
     p.add_argument("--pooling", default=d.pooling, help="avg | max | spatial (the h x w feature map)")
-    p.add_argument("--strategy", default=d.strategy, help="training strategy")
-    p.add_argument("--hidden", type=int, nargs="*", default=list(d.hidden_units), help="hidden Dense sizes of the head")
+    p.add_argument("--strategy", default=d.strategy, help="bottleneck | frozen | finetune | scratch | auto")
+    p.add_argument("--head", default=d.head, help="linear | gap_dense_bn | flatten_bn | conv (spatial features)")
+    p.add_argument("--hidden", dest="hidden_units", type=int, nargs="*", default=list(d.hidden_units),
+                   help="hidden sizes of the head")
     p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default: the strategy's")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.learning_rate, help="learning rate")
+    p.add_argument("--lr", dest="learning_rate", type=float, default=d.learning_rate, help="learning rate")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
+    p.add_argument("--class-weight", default=d.class_weight, help="'auto': balance imbalanced classes")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--unfreeze", type=int, default=d.unfreeze, help="finetune: top blocks to unfreeze")
+    p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs)
+    p.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
+    p.add_argument("--finetune-views", type=int, default=d.finetune_views,
+                   help="finetune: augmented views per image cached at the freeze point")
+    p.add_argument("--time-budget", type=float, default=d.time_budget, help="auto: seconds to spend")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
     p.add_argument("--test-fraction", type=float, default=d.test_fraction)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -60,17 +70,14 @@ def _train_parser(sub) -> None:
 
 
 def _cmd_train(args) -> int:
+    import dataclasses
+
     from keras_transfer.api import train
     from keras_transfer.config import TrainConfig
     from keras_transfer.evaluation.metrics import format_metrics
 
-    config = TrainConfig(data=args.data, backbone=args.backbone, weights=args.weights, offline=args.offline,
-                         input_size=args.input_size, resize=args.resize, pooling=args.pooling, strategy=args.strategy,
-                         hidden_units=tuple(args.hidden), dropout=args.dropout, epochs=args.epochs,
-                         batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
-                         val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-                         augment_views=args.augment_views, tta_views=args.tta_views, runtime=args.runtime,
-                         precision=args.precision)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    config = TrainConfig(**{**values, "hidden_units": tuple(args.hidden_units)})
     out = Path(args.out or Path("runs") / (Path(args.data).name or "run"))
     run = train(config, out)
     metrics, timing = run.read("metrics.json"), run.read("timing.json")
@@ -80,6 +87,14 @@ def _cmd_train(args) -> int:
         print(format_metrics(metrics))
         print(f"{metrics['split']} split; trained in {timing['total_seconds']:.1f} s "
               f"(features {timing['feature_seconds']:.1f} s); run saved to {run.path}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from keras_transfer.evaluation.compare import compare_runs, format_table
+
+    rows = compare_runs(args.runs)
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
     return 0
 
 
@@ -239,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p = sub.add_parser("backbones", help="list the registered backbones")
     _add_common(p)
+    p = sub.add_parser("compare", help="the tutorials' comparison table of several runs")
+    p.add_argument("runs", nargs="+", help="run folders")
+    _add_common(p)
     for add_parser in (_report_parser, _explain_parser, _similar_parser, _similarity_parser, _cache_parser):
         add_parser(sub)
     return parser
@@ -254,7 +272,7 @@ def _cmd_backbones(args) -> int:
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "backbones": _cmd_backbones,
             "report": _cmd_report, "explain": _cmd_explain, "similar": _cmd_similar, "similarity": _cmd_similarity,
-            "cache": _cmd_cache}
+            "cache": _cmd_cache, "compare": _cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

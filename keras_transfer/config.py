@@ -11,7 +11,9 @@ from keras_transfer.data.images import RESIZE_MODES
 from keras_transfer.errors import ConfigError, unknown_choice
 from keras_transfer.features.runtime import RuntimeOptions
 
-STRATEGIES = ("bottleneck",)
+STRATEGIES = ("bottleneck", "frozen", "finetune", "scratch", "auto")
+TUNED_STRATEGIES = ("finetune", "scratch")  # strategies whose extractor weights move
+CLASS_WEIGHTS = ("auto",)
 POOLINGS = ("avg", "max", "spatial")
 
 
@@ -32,9 +34,10 @@ class TrainConfig:
     resize: str = "stretch"
     pooling: str = "avg"
     strategy: str = "bottleneck"
+    head: str = "linear"
     hidden_units: tuple[int, ...] = ()
     dropout: float = 0.2
-    epochs: int = 200
+    epochs: int | None = None  # None: the strategy's default
     batch_size: int = 32
     learning_rate: float = 1e-3
     patience: int = 15
@@ -45,6 +48,13 @@ class TrainConfig:
     tta_views: int = 0
     runtime: str = "auto"
     precision: str = "fp32"
+    unfreeze: int = 2
+    finetune_epochs: int | None = None
+    finetune_lr: float = 1e-4
+    finetune_views: int = 2
+    class_weight: str | None = None
+    label_smoothing: float = 0.0
+    time_budget: float | None = None
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self so calls can chain."""
@@ -60,10 +70,20 @@ class TrainConfig:
         if self.input_size is not None and self.input_size < spec.min_input_size:
             raise ConfigError(f"input size {self.input_size} is too small for {spec.name}",
                               f"at least {spec.min_input_size} pixels")
-        checks = [("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 1),
+        from keras_transfer.heads import HEADS
+
+        if self.head not in HEADS:
+            raise unknown_choice("head", self.head, HEADS)
+        if self.class_weight not in (None, *CLASS_WEIGHTS):
+            raise unknown_choice("class weight", str(self.class_weight), CLASS_WEIGHTS)
+        checks = [("epochs", self.epochs is None or self.epochs >= 1), ("batch_size", self.batch_size >= 1),
                   ("learning_rate", self.learning_rate > 0), ("patience", self.patience >= 0),
                   ("dropout", 0 <= self.dropout < 1), ("hidden_units", all(u > 0 for u in self.hidden_units)),
-                  ("augment_views", self.augment_views >= 0), ("tta_views", self.tta_views >= 0)]
+                  ("augment_views", self.augment_views >= 0), ("tta_views", self.tta_views >= 0),
+                  ("unfreeze", self.unfreeze >= 1), ("finetune_lr", self.finetune_lr > 0),
+                  ("finetune_epochs", self.finetune_epochs is None or self.finetune_epochs >= 1),
+                  ("finetune_views", self.finetune_views >= 0), ("label_smoothing", 0 <= self.label_smoothing < 1),
+                  ("time_budget", self.time_budget is None or self.time_budget > 0)]
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"invalid {name}", received=repr(getattr(self, name)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_transfer import heads
 from keras_transfer.backbones import BackboneSpec
 from keras_transfer.layers import ImageNormalization
 
@@ -34,16 +35,9 @@ def build_extractor(spec: BackboneSpec, size: int, weights: str | None, pooling:
 
 def build_head(feature_shape: int | tuple[int, ...], num_classes: int, hidden_units: tuple[int, ...] = (),
                dropout: float = 0.2, seed: int = 0) -> keras.Model:
-    """Features -> [GAP for (h, w, D) maps] -> [Dense(relu) + Dropout]* -> Dropout -> Dense(softmax)."""
+    """The default ``linear`` head: [GAP for maps] -> [Dense(relu) + Dropout]* -> Dropout -> softmax."""
     shape = (feature_shape,) if isinstance(feature_shape, int) else tuple(feature_shape)
-    inputs = keras.Input(shape, name="features")
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(inputs) if len(shape) == 3 else inputs
-    for i, units in enumerate(hidden_units):
-        x = keras.layers.Dropout(dropout, seed=seed, name=f"dropout_{i}")(x)
-        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
-    x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="head")
+    return heads.build_head(shape, num_classes, "linear", heads.HeadOptions(tuple(hidden_units), dropout, seed))
 
 
 def build_classifier(extractor: keras.Model, head: keras.Model, resize_mode: str = "stretch") -> keras.Model:
@@ -54,3 +48,15 @@ def build_classifier(extractor: keras.Model, head: keras.Model, resize_mode: str
                               crop_to_aspect_ratio=resize_mode == "crop",
                               pad_to_aspect_ratio=resize_mode == "pad", name="resize")(inputs)
     return keras.Model(inputs, head(extractor(x)), name="classifier")
+
+
+def weights_digest(model: keras.Model) -> str:
+    """A content hash of a model's weights (names a fine-tuned or scratch extractor in caches)."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight.value)).tobytes())
+    return f"sha256:{digest.hexdigest()[:16]}"

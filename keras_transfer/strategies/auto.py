@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from keras_transfer import log
 from keras_transfer.backbones import get_backbone, list_backbones
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.dataset import Dataset, Split, stratified_split
+from keras_transfer.data.dataset import Dataset, Split
 from keras_transfer.strategies.base import FitResult, TrainContext, get_strategy
 
 PROBE_PER_CLASS = 25
@@ -82,7 +82,7 @@ def plan(context: TrainContext, budget: float) -> tuple[TrainConfig, dict]:
     probes = []
     for name in candidates:
         if probes and time.perf_counter() - start > 0.25 * budget:
-            log.info(f"auto: skipping the remaining probes to stay within the budget")
+            log.info("auto: skipping the remaining probes to stay within the budget")
             break
         probes.append(probe(context, name))
         log.info(f"auto: probe {name}: accuracy {probes[-1].accuracy:.3f}, "

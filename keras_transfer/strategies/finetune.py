@@ -16,11 +16,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_transfer.data.augment import augment
 from keras_transfer.data.dataset import Split
 from keras_transfer.errors import ConfigError
-from keras_transfer.features.extract import iter_batches
-from keras_transfer.features.keys import array_hash
+from keras_transfer.features import FeatureSource
 from keras_transfer.model import POOL_LAYERS, build_classifier
 from keras_transfer.strategies.base import FitResult, TrainContext
 from keras_transfer.strategies.bottleneck import BottleneckStrategy
@@ -54,17 +52,21 @@ def split_backbone(backbone: keras.Model, groups: tuple[tuple[str, ...], ...],
     return bottom, top
 
 
-def cut_activations(split: Split, bottom_fn, size: int, mode: str, views: int, seed: int,
-                    batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Freeze-point activations (float16) of every image and its augmented views, with labels."""
-    activations, labels = [], []
-    for indices, images, _ in iter_batches(split, size, mode, batch_size):
-        for view in range(views + 1):
-            batch = images if view == 0 else np.stack(
-                [augment(im, array_hash(im), view, seed) for im in images])
-            activations.append(np.asarray(bottom_fn(batch), dtype=np.float16))
-            labels.append(split.labels[indices])
-    return np.concatenate(activations), np.concatenate(labels)
+def freeze_point_source(context: TrainContext, bottom: keras.Model) -> FeatureSource:
+    """A FeatureSource whose "features" are the frozen bottom's activations (cached like any)."""
+    features = context.features
+    extractor = features.extractor
+    pixels = keras.Input(extractor.input_shape[1:], name="pixels")
+    model = keras.Model(pixels, bottom(extractor.get_layer("normalize")(pixels)), name="freeze_point")
+    identity = {**features.identity, "pooling": None, "cut": bottom.output.name, "cut_shape": list(bottom.output.shape[1:])}
+    return FeatureSource(model, identity, context.checkpoints / "activations", features.resize_mode,
+                         features.options, features.seed, features.cache)
+
+
+def activations(source: FeatureSource, split: Split, views: int) -> tuple[np.ndarray, np.ndarray]:
+    """(activations of the original + ``views`` augmented views of each image, their labels)."""
+    values, indices = source.views(split, views)
+    return values.reshape(-1, *values.shape[2:]), np.tile(split.labels[indices], len(values))
 
 
 class FinetuneStrategy:
@@ -79,12 +81,9 @@ class FinetuneStrategy:
         keras.utils.set_random_seed(config.seed)
         extractor = context.features.extractor
         bottom, top = split_backbone(backbone_of(extractor), context.spec.finetune_groups, config.unfreeze)
-        bottom_input = keras.Input(extractor.input_shape[1:], name="pixels")
-        bottom_model = keras.Model(bottom_input, bottom(extractor.get_layer("normalize")(bottom_input)))
-        bottom_fn = bottom_model.predict_on_batch
-        size, mode, n = context.features.size, config.resize, len(dataset.class_names)
-        train_x, train_y = cut_activations(dataset.train, bottom_fn, size, mode, config.finetune_views, config.seed)
-        val_x, val_y = cut_activations(dataset.val, bottom_fn, size, mode, 0, config.seed)
+        source, n = freeze_point_source(context, bottom), len(dataset.class_names)
+        train_x, train_y = activations(source, dataset.train, config.finetune_views)
+        val_x, val_y = activations(source, dataset.val, 0)
 
         inputs = keras.Input(train_x.shape[1:], name="activations")
         x = top(inputs)
@@ -92,8 +91,7 @@ class FinetuneStrategy:
             x = POOL_LAYERS[config.pooling](name="pool")(x)
         model = keras.Model(inputs, warm.head(x), name="finetune_training")
         options = options_for(config, self.default_epochs, config.finetune_lr, config.finetune_epochs)
-        history = fit(model, (train_x.astype(np.float32), one_hot(train_y, n)),
-                      (val_x.astype(np.float32), one_hot(val_y, n)), options, context.checkpoints,
+        history = fit(model, (train_x, one_hot(train_y, n)), (val_x, one_hot(val_y, n)), options, context.checkpoints,
                       self.name, train_y)
         merged = {**{f"head_{k}": v for k, v in warm.history.items()}, **history}
         return FitResult(build_classifier(extractor, warm.head, config.resize), warm.head, merged,

@@ -14,7 +14,7 @@ import keras
 from keras_transfer.data.stream import ImageBatches
 from keras_transfer.model import build_classifier
 from keras_transfer.strategies.base import FitResult, TrainContext
-from keras_transfer.strategies.heads import build_head_for
+from keras_transfer.heads import build_head_for
 from keras_transfer.strategies.training import fit, options_for
 
 

@@ -10,7 +10,7 @@ from keras_transfer.data.stream import ImageBatches
 from keras_transfer.model import build_classifier
 from keras_transfer.strategies.base import FitResult, TrainContext
 from keras_transfer.strategies.frozen import augmentation
-from keras_transfer.strategies.heads import build_head_for
+from keras_transfer.heads import build_head_for
 from keras_transfer.strategies.training import fit, options_for
 
 FILTERS = (32, 64, 128, 128, 256)

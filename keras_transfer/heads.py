@@ -25,7 +25,7 @@ class HeadOptions:
         return keras.layers.Dropout(self.dropout, seed=self.seed, name=name)(x) if self.dropout else x
 
 
-def _pooled(x, name: str = "gap"):
+def _pooled(x, name: str = "pool"):
     """Spatial maps are average-pooled; vectors pass through."""
     return keras.layers.GlobalAveragePooling2D(name=name)(x) if len(x.shape) == 4 else x
 
