@@ -25,8 +25,8 @@ from keras_transfer.strategies import TrainContext, get_strategy
 
 
 def _load(config: TrainConfig) -> Dataset:
-    return load_dataset(config.data, val_fraction=config.val_fraction,
-                        test_fraction=config.test_fraction, seed=config.seed)
+    return load_dataset(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                        seed=config.seed, max_per_class=config.max_per_class)
 
 
 def _feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSource:

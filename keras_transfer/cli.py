@@ -60,6 +60,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--time-budget", type=float, default=d.time_budget, help="auto: seconds to spend")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
     p.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    p.add_argument("--max-per-class", type=int, default=d.max_per_class,
+                   help="at most N images per class in each split on disk (e.g. 100-per-class experiments)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--augment-views", type=int, default=d.augment_views,
                    help="cached augmented views per training image (flip, rotate, zoom, shift, shear, colour)")

@@ -43,6 +43,7 @@ class TrainConfig:
     patience: int = 15
     val_fraction: float = 0.2
     test_fraction: float = 0.0
+    max_per_class: int | None = None
     seed: int = 0
     augment_views: int = 0
     tta_views: int = 0

@@ -97,6 +97,13 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(taken))
 
 
+def cap_per_class(labels: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices keeping at most ``limit`` randomly chosen items of each class."""
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(labels == label))[:limit] for label in np.unique(labels)]
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
+
 def stratified_sample(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """About ``n`` indices spread evenly over the classes (all of a class when it has fewer),
     sorted by (class, index). Deterministic for a seed.
@@ -117,7 +124,7 @@ def stratified_sample(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
-                 test_fraction: float = 0.0, seed: int = 0) -> Dataset:
+                 test_fraction: float = 0.0, seed: int = 0, max_per_class: int | None = None) -> Dataset:
     """Loads a dataset from a folder, a NumPy folder/file, or a built-in name.
 
     Args:
@@ -127,6 +134,8 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
         val_fraction: Share of train cut off for validation when there is no val split.
         test_fraction: Share cut off for a test split when there is none (0 = no test split).
         seed: Seed of the stratified splits.
+        max_per_class: Keep at most this many images of each class in every split found on
+            disk (before val/test are cut from train), e.g. 100 for "100 images per class".
 
     Example:
         >>> ds = load_dataset("digits")
@@ -137,6 +146,11 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
         if not 0 <= fraction < 1:
             raise DatasetError(f"{name} out of range", "a number in [0, 1)", repr(fraction))
     dataset = _load_raw(source)
+    if max_per_class is not None:
+        if max_per_class < 1:
+            raise DatasetError("max_per_class out of range", "a positive number of images", repr(max_per_class))
+        dataset.splits = {name: split.subset(cap_per_class(split.labels, max_per_class, seed))
+                          for name, split in dataset.splits.items()}
     dataset = _complete_splits(dataset, val_fraction, test_fraction, seed)
     _check_dataset(dataset)
     if dataset.skipped:
