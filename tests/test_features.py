@@ -130,3 +130,10 @@ def test_spatial_feature_maps_keep_their_shape_through_the_cache(tmp_path, photo
     again = source("b")  # another run folder: every map comes back from the shared cache
     np.testing.assert_array_equal(again.views(photos, 1)[0], maps)
     assert again.engine.extracted == 0 and first.engine.extracted == 40
+
+
+def test_cli_rejects_bf16_on_onnx_runtime(capsys):
+    from keras_transfer.cli import main
+
+    assert main(["train", "digits", "--runtime", "onnx", "--precision", "bf16", "-q"]) == 2
+    assert "needs the openvino runtime" in capsys.readouterr().err

@@ -101,7 +101,7 @@ class FeatureSource:
             ids = split.ids()
             listing = "\n  ".join(f"{ids[i]}: {reason}" for i, reason in failures)
             log.warn(f"skipped {len(failures)} image(s) of {split.name} that could not be decoded:\n  {listing}")
-            self.failed += [(ids[i], reason) for i, reason in failures]
+            self.failed += [f for f in ((ids[i], reason) for i, reason in failures) if f not in self.failed]
         indices = np.flatnonzero(have.all(axis=0))
         if out is None:
             return np.zeros((count, 0, *self.engine.feature_shape), np.float32), indices

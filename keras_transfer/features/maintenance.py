@@ -12,7 +12,7 @@ from keras_transfer.paths import cache_dir
 _VERIFY_CHUNK = 2000
 # What the library writes under the cache root; ``clear`` removes only these, so a cache root
 # pointed at a folder holding other things never loses them.
-CACHE_PARTS = ("features", "onnx", "openvino", "weights")
+CACHE_PARTS = ("features", "onnx", "openvino", "weights", "backbones")
 
 
 def _size(path: Path) -> int:
