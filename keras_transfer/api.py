@@ -73,7 +73,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     result = get_strategy(config.strategy).fit(context)
     fit_seconds = time.perf_counter() - fit_start
     config = result.config or config
-    source = context.features
+    source = result.features or context.features
     if result.backbone_changed:
         source = _feature_source(config, out, result.classifier.get_layer("features"))
     eval_split = dataset.eval_split
@@ -93,7 +93,8 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     write_json(out / "dataset.json", {**dataset.summary(), "skipped_files": dataset.skipped,
                                       "undecodable_files": context.features.failed})
     write_json(out / "timing.json", {"total_seconds": seconds, "fit_seconds": fit_seconds,
-                                     "feature_seconds": context.features.seconds,
+                                     "feature_seconds": context.features.seconds + (
+                                         result.features.seconds if result.features else 0.0),
                                      "epochs": len(result.history.get("loss", []))})
     return Run(out)
 

@@ -52,12 +52,17 @@ def probe(context: TrainContext, backbone: str) -> Probe:
     scaler = StandardScaler().fit(x_train)
     model = LogisticRegression(max_iter=2000, C=0.5).fit(scaler.transform(x_train), train.labels[i_train])
     accuracy = float((model.predict(scaler.transform(x_val)) == val.labels[i_val]).mean())
-    runtime = source.engine.runtime
-    images = np.random.default_rng(0).integers(0, 256, (runtime.batch_size, source.size, source.size, 3), np.uint8)
-    runtime.infer(images)  # warm-up
+    return Probe(backbone, accuracy, images_per_second(source))
+
+
+def images_per_second(source) -> float:
+    """Backbone throughput of ``source``'s runtime on one warm batch of random images."""
+    runtime, size = source.engine.runtime, int(source.extractor.input_shape[1])
+    images = np.random.default_rng(0).integers(0, 256, (runtime.batch_size, size, size, 3), np.uint8)
+    list(runtime.stream([(None, images)]))  # warm-up (OpenVINO has no plain ``infer``)
     start = time.perf_counter()
-    runtime.infer(images)
-    return Probe(backbone, accuracy, runtime.batch_size / max(time.perf_counter() - start, 1e-6))
+    list(runtime.stream([(None, images)]))
+    return runtime.batch_size / max(time.perf_counter() - start, 1e-6)
 
 
 def estimate_seconds(strategy: str, dataset: Dataset, speed: float, views: int = 0) -> float:
@@ -120,6 +125,6 @@ class AutoStrategy:
         chosen = TrainContext(config, context.dataset, get_backbone(config.backbone),
                               context.make_features(config), context.checkpoints, context.make_features)
         result = get_strategy(config.strategy).fit(chosen)
-        result.config = config
+        result.config, result.features = config, result.features or chosen.features
         result.notes["plan.json"] = explanation
         return result

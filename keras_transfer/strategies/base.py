@@ -38,8 +38,8 @@ class FitResult:
 
     ``backbone_changed`` tells that the extractor's weights moved (fine-tune, scratch), so
     features must be recomputed for evaluation; ``config`` is the config actually trained
-    (the auto planner resolves backbone and strategy); ``notes`` are extra JSON files for
-    the run folder.
+    (the auto planner resolves backbone and strategy) and ``features`` its feature source;
+    ``notes`` are extra JSON files for the run folder.
     """
 
     classifier: keras.Model
@@ -47,6 +47,7 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     backbone_changed: bool = False
     config: TrainConfig | None = None
+    features: FeatureSource | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
 
