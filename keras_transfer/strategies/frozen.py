@@ -38,7 +38,8 @@ class FrozenStrategy:
     def fit(self, context: TrainContext) -> FitResult:
         config, dataset = context.config, context.dataset
         keras.utils.set_random_seed(config.seed)
-        extractor, size = context.features.extractor, context.features.size
+        extractor = context.features.extractor
+        size = int(extractor.input_shape[1])
         extractor.trainable = False
         head = build_head_for(extractor.output_shape[1:], len(dataset.class_names), config)
         inputs = keras.Input((size, size, 3), name="pixels")
