@@ -1,0 +1,400 @@
+"""Training strategies end to end through the CLI (in-process) on small generated datasets:
+the shared run folder, what each strategy may change in the backbone, heads, training
+controls, Ctrl-C and resume, the auto planner and the comparison table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_transfer.api import eval_predictions, evaluate
+from keras_transfer.backbones import get_backbone
+from keras_transfer.cli import main
+from keras_transfer.config import TrainConfig
+from keras_transfer.data.dataset import load_dataset
+from keras_transfer.errors import ConfigError
+from keras_transfer.heads import HEADS, build_head
+from keras_transfer.model import build_extractor
+from keras_transfer.run import Run
+from keras_transfer.strategies import auto, training
+from keras_transfer.strategies.finetune import backbone_of
+
+COLOURS = {"blue": (30, 30, 230), "green": (30, 200, 30), "red": (230, 30, 30)}
+BACKBONE = "efficientnet_lite0"
+SIZE = 64
+RUN_FILES = ("model.keras", "config.json", "metrics.json", "history.json", "timing.json", "class_names.json")
+# Enough epochs for each strategy to separate three colours; few enough to stay fast.
+STRATEGY_ARGS = {
+    "bottleneck": ["--epochs", "40"],
+    "frozen": ["--epochs", "4", "--lr", "0.01"],
+    "finetune": ["--epochs", "30", "--finetune-epochs", "3", "--finetune-views", "1", "--unfreeze", "2"],
+    "scratch": ["--epochs", "4"],
+}
+
+
+def make_dataset(root: Path, counts: dict[str, int], size=(48, 48), seed: int = 0) -> Path:
+    """A folder-per-class dataset, ``counts[name]`` images each: a noisy patch of the class
+    colour covering most of a noise background, at a random place."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    for name, count in counts.items():
+        for i in range(count):
+            image = rng.integers(0, 80, (height, width, 3)).astype(np.int16)
+            top, left = rng.integers(0, height // 5 + 1), rng.integers(0, width // 5 + 1)
+            patch = image[top:top + 4 * height // 5, left:left + 4 * width // 5]
+            patch += np.array(COLOURS[name], np.int16) - 40
+            path = root / name / f"{name}_{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path)
+    return root
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory) -> Path:
+    """Three easy classes, 16 images each (12 train / 4 val per class with --val-fraction 0.25)."""
+    return make_dataset(tmp_path_factory.mktemp("data") / "colours", dict.fromkeys(COLOURS, 16))
+
+
+def train(data: Path, out: Path, *args: str) -> Run:
+    argv = ["train", str(data), "--out", str(out), "--backbone", BACKBONE, "--input-size", str(SIZE),
+            "--val-fraction", "0.25", "-q", *args]
+    assert main(argv) == 0
+    return Run.open(out)
+
+
+@pytest.fixture(scope="module")
+def runs(colours, tmp_path_factory):
+    """``runs(strategy)``: that strategy's run on ``colours``, trained once per module."""
+    done: dict[str, Run] = {}
+    root = tmp_path_factory.mktemp("runs")
+
+    def get(strategy: str) -> Run:
+        if strategy not in done:
+            done[strategy] = train(colours, root / strategy, "--strategy", strategy, *STRATEGY_ARGS[strategy])
+        return done[strategy]
+
+    return get
+
+
+def pretrained_backbone() -> keras.Model:
+    return backbone_of(build_extractor(get_backbone(BACKBONE), SIZE, "imagenet"))
+
+
+def layer_weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
+    return {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers if layer.weights}
+
+
+def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# --------------------------------------------------------------------------- every strategy
+
+
+@pytest.mark.parametrize("strategy", ["bottleneck", "frozen", "finetune", "scratch"])
+def test_strategy_trains_and_writes_the_run_folder(strategy, runs, tmp_path):
+    run = runs(strategy)
+    assert all((run.path / name).is_file() for name in RUN_FILES)
+    assert run.config.strategy == strategy and run.class_names == sorted(COLOURS)
+    metrics, history, timing = run.read("metrics.json"), run.read("history.json"), run.read("timing.json")
+    assert metrics["split"] == "val" and metrics["n"] == 12
+    assert metrics["accuracy"] >= 0.75  # chance is 1/3
+    assert len(history["loss"]) == len(history["val_loss"]) == timing["epochs"] >= 1
+    assert "interrupted" not in history
+    assert timing["total_seconds"] >= timing["fit_seconds"] > 0
+
+    assert fresh_accuracy(Run.open(run.path), tmp_path) >= 5 / 6
+
+
+def fresh_accuracy(run: Run, tmp_path: Path) -> float:
+    """Accuracy of a run's saved model, loaded afresh in safe mode, on new raw uint8 images
+    of another size (70 x 50) than the training images."""
+    fresh = make_dataset(tmp_path / "fresh", dict.fromkeys(COLOURS, 2), size=(70, 50), seed=1)
+    files = sorted(fresh.rglob("*.png"))
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    assert images.dtype == np.uint8 and images.shape == (6, 50, 70, 3)
+    probabilities = np.asarray(run.model.predict(images, verbose=0))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    truth = [run.class_names.index(f.parent.name) for f in files]
+    return float((probabilities.argmax(axis=1) == truth).mean())
+
+
+# --------------------------------------------------------------------------- finetune
+
+
+def test_finetune_moves_only_the_unfrozen_blocks_and_never_batchnorm(runs):
+    run = runs("finetune")
+    spec = get_backbone(BACKBONE)
+    before = pretrained_backbone()
+    tuned = backbone_of(run.model.get_layer("features"))
+    groups = spec.layer_groups(before)
+    unfrozen = {name for group in groups[-run.config.unfreeze:] for name in group}
+    old, new = layer_weights(before), layer_weights(tuned)
+    assert old.keys() == new.keys()
+    moved = {name for name in old if not same(old[name], new[name])}
+    batchnorm = {layer.name for layer in before.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert batchnorm & unfrozen  # the unfrozen blocks hold BatchNorm layers: the check below is real
+    assert not moved & batchnorm  # gamma, beta and moving statistics all untouched
+    assert not moved - unfrozen  # nothing below the freeze point changed
+    weighted_unfrozen = {name for name in unfrozen & old.keys() if name not in batchnorm}
+    assert weighted_unfrozen and moved == weighted_unfrozen  # every conv of the top blocks learned
+
+
+def test_finetune_evaluation_uses_the_tuned_backbone(runs):
+    run = runs("finetune")
+    metrics = run.read("metrics.json")
+    again = evaluate(run.path)
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert again["log_loss"] == pytest.approx(metrics["log_loss"], rel=1e-3, abs=1e-5)
+    assert again["confusion_matrix"] == metrics["confusion_matrix"]
+    # The feature path agrees with the end-to-end saved model (tuned backbone inside), so the
+    # evaluation features were recomputed with the tuned weights, not the pretrained ones.
+    predictions = eval_predictions(run.path)
+    from keras_transfer.data.images import read_batch
+
+    ok, batch, failures = read_batch([Path(i) for i in predictions.ids], SIZE, "stretch")
+    assert not failures
+    direct = np.asarray(run.model.predict(np.stack(batch), verbose=0))
+    np.testing.assert_allclose(predictions.probabilities, direct, atol=2e-3)
+    stale = eval_predictions_with_pretrained_features(run)
+    assert np.abs(stale - direct).max() > 1e-3  # pretrained features would give other answers
+
+
+def eval_predictions_with_pretrained_features(run: Run) -> np.ndarray:
+    from keras_transfer.data.images import read_batch
+
+    predictions = eval_predictions(run.path)
+    _, batch, _ = read_batch([Path(i) for i in predictions.ids], SIZE, "stretch")
+    extractor = build_extractor(get_backbone(BACKBONE), SIZE, "imagenet")
+    features = np.asarray(extractor.predict(np.stack(batch), verbose=0))
+    return np.asarray(run.model.get_layer("head").predict(features, verbose=0))
+
+
+def test_finetune_unfreeze_out_of_range_is_a_clear_error(colours, tmp_path, capsys):
+    blocks = len(get_backbone(BACKBONE).finetune_groups)
+    argv = ["train", str(colours), "--out", str(tmp_path / "bad"), "--input-size", str(SIZE), "--strategy",
+            "finetune", "--unfreeze", str(blocks + 1), "--epochs", "1", "-q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "--unfreeze" in err and f"1 to {blocks}" in err
+    assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- frozen
+
+
+def test_frozen_keeps_every_backbone_weight(runs):
+    run = runs("frozen")
+    before = layer_weights(pretrained_backbone())
+    after = layer_weights(backbone_of(run.model.get_layer("features")))
+    assert before.keys() == after.keys()
+    changed = [name for name in before if not same(before[name], after[name])]
+    assert changed == []  # BatchNorm moving statistics included: inference mode all along
+    head = run.model.get_layer("head")
+    assert not same(head.get_layer("predictions").get_weights(),
+                    build_head((1280,), 3).get_layer("predictions").get_weights())
+
+
+# --------------------------------------------------------------------------- heads
+
+
+@pytest.mark.parametrize("preset", sorted(HEADS))
+def test_head_presets_build_on_the_right_features(preset):
+    spatial = build_head((2, 2, 1280), 3, preset)
+    assert spatial.output_shape == (None, 3)
+    out = spatial.predict(np.random.default_rng(0).normal(size=(4, 2, 2, 1280)).astype("float32"), verbose=0)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+    if preset == "conv":
+        with pytest.raises(ConfigError, match="spatial"):
+            build_head((1280,), 3, preset)
+    else:
+        assert build_head((1280,), 3, preset).output_shape == (None, 3)
+
+
+def test_head_presets_match_the_tutorials():
+    layers = {preset: [type(layer).__name__ for layer in build_head((2, 2, 64), 3, preset).layers[1:]]
+              for preset in HEADS}
+    assert layers["gap_dense_bn"][:3] == ["GlobalAveragePooling2D", "Dense", "BatchNormalization"]
+    assert build_head((2, 2, 64), 3, "gap_dense_bn").get_layer("hidden_0").units == 1024
+    assert layers["flatten_bn"][:3] == ["Flatten", "BatchNormalization", "Dense"]
+    assert build_head((2, 2, 64), 3, "flatten_bn").get_layer("hidden_0").units == 50
+    assert layers["conv"][:3] == ["Conv2D", "Dropout", "GlobalAveragePooling2D"]
+    assert build_head((2, 2, 64), 3, "conv").get_layer("conv").filters == 100
+    assert layers["linear"][-1] == "Dense" and "Conv2D" not in layers["linear"]
+
+
+@pytest.mark.parametrize("preset, pooling", [("gap_dense_bn", "avg"), ("flatten_bn", "spatial"), ("conv", "spatial")])
+def test_head_trains_through_the_cli(preset, pooling, colours, tmp_path):
+    run = train(colours, tmp_path / preset, "--head", preset, "--pooling", pooling, "--epochs", "15")
+    assert run.config.head == preset and run.config.pooling == pooling
+    head = run.model.get_layer("head")
+    assert len(head.input_shape) == (4 if pooling == "spatial" else 2)
+    assert run.read("metrics.json")["accuracy"] >= 0.75
+    assert fresh_accuracy(run, tmp_path) >= 5 / 6
+
+
+def test_conv_head_on_pooled_features_is_a_clear_error(colours, tmp_path, capsys):
+    argv = ["train", str(colours), "--out", str(tmp_path / "bad"), "--input-size", str(SIZE), "--head", "conv",
+            "--val-fraction", "0.25", "-q"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "spatial" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- training controls
+
+
+def test_class_weight_auto_on_imbalanced_data(tmp_path):
+    data = make_dataset(tmp_path / "skewed", {"blue": 24, "red": 6})
+    plain = train(data, tmp_path / "plain", "--epochs", "10")
+    weighted = train(data, tmp_path / "weighted", "--epochs", "10", "--class-weight", "auto")
+    assert json.loads((weighted.path / "config.json").read_text())["class_weight"] == "auto"
+    assert plain.config.class_weight is None
+    assert weighted.read("history.json")["loss"] != plain.read("history.json")["loss"]
+    weights = training.class_weights(np.array([0] * 24 + [1] * 6), 2, "auto")
+    assert weights == pytest.approx({0: 30 / (2 * 24), 1: 30 / (2 * 6)})
+    assert training.class_weights(np.array([0, 0, 2]), 3, "auto")[1] == 1.0  # absent class
+    assert training.class_weights(np.array([0, 1]), 2, None) is None
+
+
+def test_label_smoothing_changes_the_loss(colours, tmp_path):
+    plain = train(colours, tmp_path / "plain", "--epochs", "30", "--dropout", "0")
+    smooth = train(colours, tmp_path / "smooth", "--epochs", "30", "--dropout", "0", "--label-smoothing", "0.1")
+    assert smooth.config.label_smoothing == 0.1
+    # Cross-entropy against smoothed targets can never go below their entropy.
+    target = np.array([1 - 0.1 + 0.1 / 3, 0.1 / 3, 0.1 / 3])
+    floor = -(target * np.log(target)).sum()
+    smooth_loss, plain_loss = smooth.read("history.json")["loss"], plain.read("history.json")["loss"]
+    assert min(smooth_loss) >= floor - 1e-4
+    assert min(plain_loss) < floor  # without smoothing the easy task goes below it
+
+
+def head_weights(run: Run) -> list[np.ndarray]:
+    return [np.asarray(w) for w in run.model.get_layer("head").get_weights()]
+
+
+def test_seed_makes_bottleneck_bit_reproducible(colours, tmp_path):
+    args = ("--epochs", "15", "--seed", "3")
+    first, second = train(colours, tmp_path / "a", *args), train(colours, tmp_path / "b", *args)
+    assert (first.path / "history.json").read_text() == (second.path / "history.json").read_text()
+    assert same(head_weights(first), head_weights(second))
+    other = train(colours, tmp_path / "c", "--epochs", "15", "--seed", "4")
+    assert other.read("history.json") != first.read("history.json")
+    assert not same(head_weights(other), head_weights(first))
+
+
+# --------------------------------------------------------------------------- Ctrl-C and resume
+
+
+def test_ctrl_c_keeps_the_best_model_and_the_same_command_resumes(colours, tmp_path, monkeypatch):
+    epochs, stop_at = 8, 3
+    original = training.EpochProgress.on_epoch_end
+    interrupts = []
+
+    def interrupt(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch + 1 == stop_at and not interrupts:
+            interrupts.append(epoch)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.EpochProgress, "on_epoch_end", interrupt)
+    out = tmp_path / "run"
+    run = train(colours, out, "--epochs", str(epochs), "--seed", "1")
+    history = run.read("history.json")
+    assert interrupts == [stop_at - 1] and history["interrupted"] == [1.0]
+    assert 1 <= len(history.get("loss", [])) <= stop_at
+    best = next((out / "checkpoints").rglob("head.best.weights.h5"))
+    saved = build_head((1280,), 3)
+    saved.load_weights(best)
+    assert same(head_weights(run), [np.asarray(w) for w in saved.get_weights()])
+    assert (run.path / "metrics.json").is_file() and run.read("metrics.json")["n"] == 12
+
+    resumed = train(colours, out, "--epochs", str(epochs), "--seed", "1")
+    history = resumed.read("history.json")
+    assert "interrupted" not in history
+    assert len(history["loss"]) == epochs - stop_at  # BackupAndRestore started after epoch 3
+    assert not list((out / "checkpoints").rglob("head_backup/*"))  # the backup is gone once finished
+
+
+# --------------------------------------------------------------------------- auto
+
+
+def test_auto_plans_within_the_budget_and_explains_itself(colours, tmp_path):
+    out = tmp_path / "auto"
+    assert main(["train", str(colours), "--out", str(out), "--strategy", "auto", "--time-budget", "5",
+                 "--epochs", "30", "--val-fraction", "0.25", "-q"]) == 0
+    run = Run.open(out)
+    plan = run.read("plan.json")
+    assert set(plan) >= {"budget_seconds", "probe_seconds", "probes", "estimates_seconds", "chosen", "reason"}
+    assert plan["budget_seconds"] == 5
+    # The first probe already spends more than a quarter of 5 s: no other backbone is probed.
+    assert [p["backbone"] for p in plan["probes"]] == [BACKBONE]
+    assert 0 < plan["probes"][0]["accuracy"] <= 1 and plan["probes"][0]["images_per_second"] > 0
+    estimates = plan["estimates_seconds"]
+    assert {"bottleneck", "finetune (0 views)"} <= set(estimates) and all(v > 0 for v in estimates.values())
+    # Every fine-tune plan is estimated longer than 80% of what the budget leaves.
+    assert plan["chosen"] == {"backbone": BACKBONE, "strategy": "bottleneck", "finetune_views": 2}
+    assert BACKBONE in plan["reason"] and "bottleneck" in plan["reason"]
+    assert (run.config.strategy, run.config.backbone) == ("bottleneck", BACKBONE)
+    assert run.config.input_size is None  # the planner uses the backbone's native size
+    assert run.read("metrics.json")["accuracy"] >= 0.75
+    assert fresh_accuracy(run, tmp_path) >= 5 / 6
+
+
+def test_planner_picks_the_best_probe_and_the_most_views_that_fit(colours, monkeypatch):
+    fake = {"efficientnet_lite0": auto.Probe("efficientnet_lite0", 0.90, 200.0),
+            "efficientnet_lite1": auto.Probe("efficientnet_lite1", 0.97, 100.0)}
+    monkeypatch.setattr(auto, "list_backbones", lambda: list(fake))
+    monkeypatch.setattr(auto, "probe", lambda context, name: fake[name])
+    dataset = load_dataset(colours, val_fraction=0.25)
+    context = SimpleNamespace(config=TrainConfig(data=str(colours), input_size=SIZE), dataset=dataset)
+    finetune = {v: auto.estimate_seconds("finetune", dataset, 100.0, v) for v in (4, 2, 1, 0)}
+    assert finetune[4] > finetune[2] > finetune[1] > finetune[0] > auto.estimate_seconds("bottleneck", dataset, 100.0)
+
+    config, explanation = auto.plan(context, 1e6)
+    assert (config.backbone, config.strategy, config.finetune_views, config.input_size) == (
+        "efficientnet_lite1", "finetune", 4, None)
+    assert [p["backbone"] for p in explanation["probes"]] == list(fake)
+    assert explanation["estimates_seconds"]["finetune (4 views)"] == pytest.approx(finetune[4])
+    config, _ = auto.plan(context, (finetune[1] + finetune[2]) / 2 / 0.8)
+    assert (config.strategy, config.finetune_views) == ("finetune", 1)
+    config, explanation = auto.plan(context, finetune[0])
+    assert config.strategy == "bottleneck" and "does not fit" in explanation["reason"]
+    config, explanation = auto.plan(context, 1e-9)  # no time for a second probe
+    assert [p["backbone"] for p in explanation["probes"]] == ["efficientnet_lite0"]
+    assert (config.backbone, config.strategy) == ("efficientnet_lite0", "bottleneck")
+    fake["efficientnet_lite0"] = auto.Probe("efficientnet_lite0", 0.969, 200.0)  # a tie: the faster wins
+    assert auto.plan(context, 1e6)[0].backbone == "efficientnet_lite0"
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_compare_json_has_one_row_per_run(runs, capsys):
+    paths = [runs("bottleneck").path, runs("finetune").path]
+    capsys.readouterr()
+    assert main(["compare", *map(str, paths), "--json", "-q"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["strategy"] for row in rows] == ["bottleneck", "finetune"]
+    for row, path in zip(rows, paths):
+        run = Run.open(path)
+        metrics, timing = run.read("metrics.json"), run.read("timing.json")
+        assert row["epochs"] == timing["epochs"] == len(run.read("history.json")["loss"])
+        assert row["s/epoch"] == pytest.approx(timing["fit_seconds"] / timing["epochs"])
+        assert row["total s"] == pytest.approx(timing["total_seconds"])
+        assert (row["log loss"], row["accuracy"], row["kappa"]) == (
+            metrics["log_loss"], metrics["accuracy"], metrics["cohen_kappa"])
+        assert all(math.isfinite(row[k]) for k in ("s/epoch", "total s", "log loss", "accuracy", "kappa"))
+
+    assert main(["compare", *map(str, paths), "-q"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["run", "strategy", "backbone"] and len(table) == 3
+    assert "finetune" in table[2]
