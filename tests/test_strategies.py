@@ -186,6 +186,7 @@ def test_finetune_unfreeze_out_of_range_is_a_clear_error(colours, tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith("error:") and "--unfreeze" in err and f"1 to {blocks}" in err
     assert "Traceback" not in err
+    assert not list((tmp_path / "bad").rglob("*.weights.h5"))  # refused before training the head
 
 
 # --------------------------------------------------------------------------- frozen

@@ -77,10 +77,10 @@ class FinetuneStrategy:
 
     def fit(self, context: TrainContext) -> FitResult:
         config, dataset = context.config, context.dataset
+        extractor = context.features.extractor  # cut first: a bad --unfreeze fails before any training
+        bottom, top = split_backbone(backbone_of(extractor), context.spec.finetune_groups, config.unfreeze)
         warm = BottleneckStrategy().fit(context)
         keras.utils.set_random_seed(config.seed)
-        extractor = context.features.extractor
-        bottom, top = split_backbone(backbone_of(extractor), context.spec.finetune_groups, config.unfreeze)
         source, n = freeze_point_source(context, bottom), len(dataset.class_names)
         train_x, train_y = activations(source, dataset.train, config.finetune_views)
         val_x, val_y = activations(source, dataset.val, 0)
