@@ -80,6 +80,9 @@ class FinetuneStrategy:
         extractor = context.features.extractor  # cut first: a bad --unfreeze fails before any training
         bottom, top = split_backbone(backbone_of(extractor), context.spec.finetune_groups, config.unfreeze)
         warm = BottleneckStrategy().fit(context)
+        head_history = {f"head_{k}": v for k, v in warm.history.items() if k != "interrupted"}
+        if "interrupted" in warm.history:  # Ctrl-C while training the head: stop, fine-tune next time
+            return FitResult(warm.classifier, warm.head, {**head_history, "interrupted": [1.0]})
         keras.utils.set_random_seed(config.seed)
         source, n = freeze_point_source(context, bottom), len(dataset.class_names)
         train_x, train_y = activations(source, dataset.train, config.finetune_views)
@@ -93,6 +96,5 @@ class FinetuneStrategy:
         options = options_for(config, self.default_epochs, config.finetune_lr, config.finetune_epochs)
         history = fit(model, (train_x, one_hot(train_y, n)), (val_x, one_hot(val_y, n)), options, context.checkpoints,
                       self.name, train_y)
-        merged = {**{f"head_{k}": v for k, v in warm.history.items()}, **history}
-        return FitResult(build_classifier(extractor, warm.head, config.resize), warm.head, merged,
+        return FitResult(build_classifier(extractor, warm.head, config.resize), warm.head, {**head_history, **history},
                          backbone_changed=True)
