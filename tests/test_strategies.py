@@ -26,7 +26,7 @@ from keras_transfer.heads import HEADS, HeadOptions, build_head
 from keras_transfer.model import build_extractor
 from keras_transfer.run import Run
 from keras_transfer.strategies import auto, training
-from keras_transfer.strategies.finetune import backbone_of
+from keras_transfer.strategies.finetune import backbone_of, group_of, split_backbone
 
 COLOURS = {"blue": (30, 30, 230), "green": (30, 200, 30), "red": (230, 30, 30)}
 BACKBONE = "efficientnet_lite0"
@@ -177,6 +177,27 @@ def test_finetune_unfreeze_out_of_range_is_a_clear_error(colours, tmp_path, caps
     assert err.startswith("error:") and "--unfreeze" in err and f"1 to {blocks}" in err
     assert "Traceback" not in err
     assert not list((tmp_path / "bad").rglob("*.weights.h5"))  # refused before training the head
+
+
+@pytest.mark.parametrize("name, size", [("efficientnet_lite0", 32), ("inception_v3", 75), ("xception", 71)])
+def test_backbones_split_exactly_at_block_boundaries(name, size):
+    """Inception blocks end in a named concatenation whose inside holds the next block's
+    names; xception blocks end in an auto-named residual add: both cut cleanly."""
+    spec = get_backbone(name)
+    backbone = spec.build(size, None)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype("float32")
+    expected = backbone.predict(x, verbose=0)
+    blocks = len(spec.finetune_groups)
+    for unfreeze in sorted({1, 2, 3, blocks // 2, blocks}):
+        bottom, top = split_backbone(backbone, spec.finetune_groups, unfreeze)
+        assert len(bottom.outputs) == 1 and len(top.inputs) == 1
+        np.testing.assert_allclose(top.predict(bottom.predict(x, verbose=0), verbose=0), expected, atol=1e-4)
+        first_top = blocks - unfreeze
+        groups = {model: {group_of(layer.name, spec.finetune_groups) for layer in model.layers} - {None}
+                  for model in (bottom, top)}
+        assert max(groups[bottom], default=-1) < first_top <= min(groups[top])
+        trainable = [layer for layer in top.layers if layer.trainable_weights]
+        assert trainable and not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
 
 
 # --------------------------------------------------------------------------- frozen

@@ -30,6 +30,30 @@ def backbone_of(extractor: keras.Model) -> keras.Model:
     return next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
 
 
+def group_of(name: str, groups: tuple[tuple[str, ...], ...]) -> int | None:
+    """Index of the group holding the longest prefix of a layer name (None: no group names it)."""
+    matches = [(len(p), g) for g, prefixes in enumerate(groups) for p in prefixes if name.startswith(p)]
+    return max(matches)[1] if matches else None
+
+
+def cut_candidates(backbone: keras.Model, groups: tuple[tuple[str, ...], ...], first_top: int) -> list:
+    """Tensors that may separate groups ``< first_top`` from the rest, best first.
+
+    The output of the last layer named by a lower group suits blocks that end in a named layer
+    (inception's ``mixedN`` concatenations, whose insides hold upper-group names too); the
+    input of the first layer named by an upper group suits blocks that end in an auto-named
+    one (xception's residual ``add_N``). Layers with several inputs cannot start the top;
+    with every group unfrozen the cut is the backbone's input.
+    """
+    named = [(layer, group_of(layer.name, groups)) for layer in backbone.layers]
+    lower = [layer for layer, g in named if g is not None and g < first_top]
+    upper = [layer for layer, g in named if g is not None and g >= first_top]
+    candidates = [lower[-1].output] if lower else [backbone.inputs[0]]
+    if upper and not isinstance(upper[0].input, (list, tuple)):
+        candidates.append(upper[0].input)
+    return candidates
+
+
 def split_backbone(backbone: keras.Model, groups: tuple[tuple[str, ...], ...],
                    unfreeze: int) -> tuple[keras.Model, keras.Model]:
     """Cuts the backbone before its last ``unfreeze`` groups: (frozen bottom, trainable top).
@@ -39,17 +63,17 @@ def split_backbone(backbone: keras.Model, groups: tuple[tuple[str, ...], ...],
     if not 1 <= unfreeze <= len(groups):
         raise ConfigError(f"--unfreeze {unfreeze} is out of range for {backbone.name}",
                           f"1 to {len(groups)} blocks", str(unfreeze))
-    prefixes = tuple(p for group in groups[-unfreeze:] for p in group)
-    first = next(layer for layer in backbone.layers if layer.name.startswith(prefixes))
-    try:
-        bottom = keras.Model(backbone.input, first.input, name="frozen_bottom")
-        top = keras.Model(first.input, backbone.output, name="trainable_top")
-    except ValueError as error:
-        raise ConfigError(f"cannot cut {backbone.name} before {first.name}", "a single tensor between blocks",
-                          str(error), hint="try another --unfreeze") from None
-    for layer in top.layers:
-        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
-    return bottom, top
+    for cut in cut_candidates(backbone, groups, len(groups) - unfreeze):
+        try:
+            bottom = keras.Model(backbone.input, cut, name="frozen_bottom")
+            top = keras.Model(cut, backbone.output, name="trainable_top")
+        except ValueError:
+            continue  # the tensor does not separate the blocks: the top needs layers below it
+        for layer in top.layers:
+            layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+        return bottom, top
+    raise ConfigError(f"cannot cut {backbone.name} before its last {unfreeze} blocks",
+                      "a single tensor between blocks", hint="try another --unfreeze")
 
 
 def freeze_point_source(context: TrainContext, bottom: keras.Model) -> FeatureSource:
