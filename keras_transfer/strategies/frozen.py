@@ -29,6 +29,27 @@ def augmentation(seed: int) -> keras.Sequential:
     ], name="augmentation")
 
 
+def fit_streamed(context: TrainContext, features: keras.Model, name: str, default_epochs: int,
+                 frozen: bool) -> FitResult:
+    """Trains augmentation -> ``features`` -> a new head end to end on streamed image batches.
+
+    ``frozen`` features run with ``training=False`` (BatchNorm in inference mode).
+    """
+    config, dataset = context.config, context.dataset
+    keras.utils.set_random_seed(config.seed)
+    size, n = int(features.input_shape[1]), len(dataset.class_names)
+    head = build_head_for(features.output_shape[1:], n, config)
+    inputs = keras.Input((size, size, 3), name="pixels")
+    x = augmentation(config.seed)(inputs)
+    x = features(x, training=False) if frozen else features(x)
+    model = keras.Model(inputs, head(x), name=f"{name}_training")
+    train = ImageBatches(dataset.train, size, n, config.batch_size, config.resize, shuffle_seed=config.seed)
+    val = ImageBatches(dataset.val, size, n, config.batch_size, config.resize)
+    history = fit(model, train, val, options_for(config, default_epochs), context.checkpoints, name,
+                  dataset.train.labels)
+    return FitResult(build_classifier(features, head, config.resize), head, history, backbone_changed=not frozen)
+
+
 class FrozenStrategy:
     """Streams images through augmentation -> frozen backbone -> trainable head, every epoch."""
 
@@ -36,18 +57,6 @@ class FrozenStrategy:
     default_epochs = 10
 
     def fit(self, context: TrainContext) -> FitResult:
-        config, dataset = context.config, context.dataset
-        keras.utils.set_random_seed(config.seed)
         extractor = context.features.extractor
-        size = int(extractor.input_shape[1])
         extractor.trainable = False
-        head = build_head_for(extractor.output_shape[1:], len(dataset.class_names), config)
-        inputs = keras.Input((size, size, 3), name="pixels")
-        x = augmentation(config.seed)(inputs)
-        model = keras.Model(inputs, head(extractor(x, training=False)), name="frozen_training")
-        n = len(dataset.class_names)
-        train = ImageBatches(dataset.train, size, n, config.batch_size, config.resize, shuffle_seed=config.seed)
-        val = ImageBatches(dataset.val, size, n, config.batch_size, config.resize)
-        history = fit(model, train, val, options_for(config, self.default_epochs), context.checkpoints,
-                      self.name, dataset.train.labels)
-        return FitResult(build_classifier(extractor, head, config.resize), head, history)
+        return fit_streamed(context, extractor, self.name, self.default_epochs, frozen=True)

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import keras
 
-from keras_transfer.data.stream import ImageBatches
-from keras_transfer.model import build_classifier
 from keras_transfer.strategies.base import FitResult, TrainContext
-from keras_transfer.strategies.frozen import augmentation
-from keras_transfer.heads import build_head_for
-from keras_transfer.strategies.training import fit, options_for
+from keras_transfer.strategies.frozen import fit_streamed
 
 FILTERS = (32, 64, 128, 128, 256)
 DEFAULT_SIZE = 64
@@ -39,16 +35,6 @@ class ScratchStrategy:
     default_epochs = 40
 
     def fit(self, context: TrainContext) -> FitResult:
-        config, dataset = context.config, context.dataset
-        keras.utils.set_random_seed(config.seed)
-        size = config.input_size or DEFAULT_SIZE
-        features = scratch_features(size, config.seed)
-        head = build_head_for(features.output_shape[1:], len(dataset.class_names), config)
-        inputs = keras.Input((size, size, 3), name="pixels")
-        model = keras.Model(inputs, head(features(augmentation(config.seed)(inputs))), name="scratch_training")
-        n = len(dataset.class_names)
-        train = ImageBatches(dataset.train, size, n, config.batch_size, config.resize, shuffle_seed=config.seed)
-        val = ImageBatches(dataset.val, size, n, config.batch_size, config.resize)
-        history = fit(model, train, val, options_for(config, self.default_epochs, epochs=None),
-                      context.checkpoints, self.name, dataset.train.labels)
-        return FitResult(build_classifier(features, head, config.resize), head, history, backbone_changed=True)
+        config = context.config
+        features = scratch_features(config.input_size or DEFAULT_SIZE, config.seed)
+        return fit_streamed(context, features, self.name, self.default_epochs, frozen=False)
