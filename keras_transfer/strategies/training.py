@@ -4,6 +4,7 @@ weights restored, class weights, label smoothing, checkpoints that survive Ctrl-
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,9 +86,13 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
     compile_model(model, options)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best = checkpoint_dir / f"{name}.best.weights.h5"
+    record = checkpoint_dir / f"{name}.best.json"  # the validation loss of the weights in ``best``
+    earlier = json.loads(record.read_text())["val_loss"] if best.exists() and record.exists() else None
+    checkpoint = keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True,
+                                                 save_weights_only=True, initial_value_threshold=earlier)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(checkpoint_dir / f"{name}_backup")),
-        keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True, save_weights_only=True),
+        checkpoint,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(2, options.patience // 3)),
         EpochProgress(options.epochs, name),
@@ -96,15 +101,21 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
     arrays = isinstance(train, tuple)
     kwargs = {"batch_size": options.batch_size, "shuffle": True} if arrays else {}
     try:
-        history = model.fit(*(train if arrays else (train,)), validation_data=val, epochs=options.epochs,
-                            callbacks=callbacks, class_weight=weights, verbose=0, **kwargs)
-        return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        model.fit(*(train if arrays else (train,)), validation_data=val, epochs=options.epochs,
+                  callbacks=callbacks, class_weight=weights, verbose=0, **kwargs)
+        interrupted = False
     except KeyboardInterrupt:
         log.warn(f"interrupted: keeping the best {name} weights so far; run train again to continue")
-        if best.exists():
-            model.load_weights(best)
-        partial = getattr(getattr(model, "history", None), "history", None) or {}
-        return {**{k: [float(v) for v in vals] for k, vals in partial.items()}, "interrupted": [1.0]}
+        interrupted = True
+    history = getattr(getattr(model, "history", None), "history", None) or {}
+    history = {k: [float(v) for v in vals] for k, vals in history.items()}
+    # A resumed fit starts its own early stopping afresh: weights saved before the interruption
+    # (or by an earlier run of the same config) win when their validation loss is lower.
+    if best.exists() and (interrupted or checkpoint.best < min(history.get("val_loss", [np.inf]))):
+        model.load_weights(best)
+    if best.exists() and np.isfinite(checkpoint.best):
+        record.write_text(json.dumps({"val_loss": float(checkpoint.best)}))
+    return {**history, "interrupted": [1.0]} if interrupted else history
 
 
 def options_for(config, default_epochs: int, learning_rate: float | None = None,
