@@ -12,10 +12,6 @@ def set_quiet(quiet: bool) -> None:
     _state["quiet"] = quiet
 
 
-def is_quiet() -> bool:
-    return _state["quiet"]
-
-
 def info(message: str) -> None:
     if not _state["quiet"]:
         print(message, file=sys.stderr)
