@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from keras_transfer import log
 from keras_transfer.backbones import get_backbone, list_backbones
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.dataset import Dataset, Split
+from keras_transfer.data.dataset import Dataset, Split, cap_per_class
 from keras_transfer.strategies.base import FitResult, TrainContext, get_strategy
 
 PROBE_PER_CLASS = 25
@@ -36,11 +36,7 @@ class Probe:
 
 def _sample(split: Split, per_class: int, seed: int) -> Split:
     """At most ``per_class`` images of each class, deterministically."""
-    keep = []
-    for label in np.unique(split.labels):
-        indices = np.flatnonzero(split.labels == label)
-        keep.append(np.random.default_rng([seed, int(label)]).permutation(indices)[:per_class])
-    return split.subset(np.sort(np.concatenate(keep)), f"probe_{split.name}")
+    return split.subset(cap_per_class(split.labels, per_class, seed), f"probe_{split.name}")
 
 
 def probe(context: TrainContext, backbone: str) -> Probe:
