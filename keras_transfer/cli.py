@@ -28,6 +28,11 @@ def _add_weights(parser: argparse.ArgumentParser) -> None:
                              "(also KERAS_TRANSFER_OFFLINE=1)")
 
 
+def block_count(text: str) -> int:
+    """--unfreeze value: a block count, or 'all' (stored as 0)."""
+    return 0 if text.strip().lower() == "all" else int(text)
+
+
 def _train_parser(sub) -> None:
     from keras_transfer.config import TrainConfig
 
@@ -52,11 +57,14 @@ def _train_parser(sub) -> None:
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     p.add_argument("--class-weight", default=d.class_weight, help="'auto': balance imbalanced classes")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--unfreeze", type=int, default=d.unfreeze, help="finetune: top blocks to unfreeze")
+    p.add_argument("--unfreeze", type=block_count, default=d.unfreeze,
+                   help="finetune: top blocks to unfreeze, or 'all' (default)")
     p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs)
     p.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
     p.add_argument("--finetune-views", type=int, default=d.finetune_views,
                    help="finetune: augmented views per image cached at the freeze point")
+    p.add_argument("--mixup", type=float, default=d.mixup,
+                   help="finetune (all blocks): mixup strength alpha, e.g. 0.4 (default 0: off)")
     p.add_argument("--time-budget", type=float, default=d.time_budget, help="auto: seconds to spend")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
     p.add_argument("--test-fraction", type=float, default=d.test_fraction)

@@ -49,10 +49,11 @@ class TrainConfig:
     tta_views: int = 0
     runtime: str = "auto"
     precision: str = "fp32"
-    unfreeze: int = 2
+    unfreeze: int = 0  # top blocks fine-tuned; 0: all of them
     finetune_epochs: int | None = None
     finetune_lr: float = 1e-4
     finetune_views: int = 2
+    mixup: float = 0.0
     class_weight: str | None = None
     label_smoothing: float = 0.0
     time_budget: float | None = None
@@ -81,9 +82,9 @@ class TrainConfig:
                   ("learning_rate", self.learning_rate > 0), ("patience", self.patience >= 0),
                   ("dropout", 0 <= self.dropout < 1), ("hidden_units", all(u > 0 for u in self.hidden_units)),
                   ("augment_views", self.augment_views >= 0), ("tta_views", self.tta_views >= 0),
-                  ("unfreeze", self.unfreeze >= 1), ("finetune_lr", self.finetune_lr > 0),
+                  ("unfreeze", self.unfreeze >= 0), ("finetune_lr", self.finetune_lr > 0),
                   ("finetune_epochs", self.finetune_epochs is None or self.finetune_epochs >= 1),
-                  ("finetune_views", self.finetune_views >= 0), ("label_smoothing", 0 <= self.label_smoothing < 1),
+                  ("finetune_views", self.finetune_views >= 0), ("mixup", self.mixup >= 0), ("label_smoothing", 0 <= self.label_smoothing < 1),
                   ("time_budget", self.time_budget is None or self.time_budget > 0)]
         for name, ok in checks:
             if not ok:

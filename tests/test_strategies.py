@@ -32,12 +32,15 @@ COLOURS = {"blue": (30, 30, 230), "green": (30, 200, 30), "red": (230, 30, 30)}
 BACKBONE = "efficientnet_lite0"
 SIZE = 64
 RUN_FILES = ("model.keras", "config.json", "metrics.json", "history.json", "timing.json", "class_names.json")
-# Enough epochs for each strategy to separate three colours; few enough to stay fast.
-STRATEGY_ARGS = {
-    "bottleneck": ["--epochs", "40"],
-    "frozen": ["--epochs", "4", "--lr", "0.01"],
-    "finetune": ["--epochs", "30", "--finetune-epochs", "3", "--finetune-views", "1", "--unfreeze", "2"],
-    "scratch": ["--epochs", "4"],
+# Enough epochs for each run to separate three colours; few enough to stay fast.
+RUN_ARGS = {
+    "bottleneck": ["--strategy", "bottleneck", "--epochs", "40"],
+    "frozen": ["--strategy", "frozen", "--epochs", "4", "--lr", "0.01"],
+    "finetune": ["--strategy", "finetune", "--epochs", "30", "--finetune-epochs", "3", "--finetune-views", "1",
+                 "--unfreeze", "2"],
+    "finetune_all": ["--strategy", "finetune", "--epochs", "30", "--finetune-epochs", "2", "--unfreeze", "all",
+                     "--finetune-lr", "1e-5"],
+    "scratch": ["--strategy", "scratch", "--epochs", "4"],
 }
 
 
@@ -73,14 +76,14 @@ def train(data: Path, out: Path, *args: str) -> Run:
 
 @pytest.fixture(scope="module")
 def runs(colours, tmp_path_factory):
-    """``runs(strategy)``: that strategy's run on ``colours``, trained once per module."""
+    """``runs(name)``: the run ``RUN_ARGS[name]`` on ``colours``, trained once per module."""
     done: dict[str, Run] = {}
     root = tmp_path_factory.mktemp("runs")
 
-    def get(strategy: str) -> Run:
-        if strategy not in done:
-            done[strategy] = train(colours, root / strategy, "--strategy", strategy, *STRATEGY_ARGS[strategy])
-        return done[strategy]
+    def get(name: str) -> Run:
+        if name not in done:
+            done[name] = train(colours, root / name, *RUN_ARGS[name])
+        return done[name]
 
     return get
 
@@ -100,11 +103,11 @@ def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
 # --------------------------------------------------------------------------- every strategy
 
 
-@pytest.mark.parametrize("strategy", ["bottleneck", "frozen", "finetune", "scratch"])
-def test_strategy_trains_and_writes_the_run_folder(strategy, runs, tmp_path):
-    run = runs(strategy)
-    assert all((run.path / name).is_file() for name in RUN_FILES)
-    assert run.config.strategy == strategy and run.class_names == sorted(COLOURS)
+@pytest.mark.parametrize("name", list(RUN_ARGS))
+def test_strategy_trains_and_writes_the_run_folder(name, runs, tmp_path):
+    run = runs(name)
+    assert all((run.path / file).is_file() for file in RUN_FILES)
+    assert run.config.strategy == RUN_ARGS[name][1] and run.class_names == sorted(COLOURS)
     metrics, history, timing = run.read("metrics.json"), run.read("history.json"), run.read("timing.json")
     assert metrics["split"] == "val" and metrics["n"] == 12
     assert metrics["accuracy"] >= 0.75  # chance is 1/3
@@ -149,8 +152,35 @@ def test_finetune_moves_only_the_unfrozen_blocks_and_never_batchnorm(runs):
     assert weighted_unfrozen and moved == weighted_unfrozen  # every conv of the top blocks learned
 
 
-def test_finetune_evaluation_uses_the_tuned_backbone(runs):
-    run = runs("finetune")
+def test_finetune_all_moves_every_weight_but_batchnorm(runs):
+    run = runs("finetune_all")
+    assert run.config.unfreeze == 0  # "all"
+    before = pretrained_backbone()
+    old, new = layer_weights(before), layer_weights(backbone_of(run.model.get_layer("features")))
+    assert old.keys() == new.keys()
+    moved = {name for name in old if not same(old[name], new[name])}
+    batchnorm = {layer.name for layer in before.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert batchnorm and moved == old.keys() - batchnorm
+    history = run.read("history.json")
+    assert len(history["loss"]) == 2 and history["head_loss"]  # both phases ran
+    assert min(history["val_loss"]) < history["head_val_loss"][-1]  # and fine-tuning helped
+
+
+def test_fine_tuning_that_never_helps_gives_back_the_warm_start(colours, tmp_path):
+    """A learning rate far too high wrecks the backbone at the first step (measured: val
+    accuracy 1/3, loss ~10): the run ends with the head-only model instead."""
+    run = train(colours, tmp_path / "run", "--strategy", "finetune", "--epochs", "30", "--finetune-epochs", "1",
+                "--unfreeze", "all", "--finetune-lr", "0.01", "--mixup", "0.4")
+    history = run.read("history.json")
+    assert history["val_loss"][0] > 2 * min(history["head_val_loss"])  # the fine-tuning epoch did wreck it
+    old, new = layer_weights(pretrained_backbone()), layer_weights(backbone_of(run.model.get_layer("features")))
+    assert all(same(old[name], new[name]) for name in old)
+    assert run.read("metrics.json")["log_loss"] == pytest.approx(min(history["head_val_loss"]), rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["finetune", "finetune_all"])
+def test_finetune_evaluation_uses_the_tuned_backbone(name, runs):
+    run = runs(name)
     metrics = run.read("metrics.json")
     again = evaluate(run.path)
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
@@ -387,30 +417,59 @@ def test_auto_plans_within_the_budget_and_explains_itself(colours, tmp_path):
     assert fresh_accuracy(run, tmp_path) >= 5 / 6
 
 
-def test_planner_picks_the_best_probe_and_the_most_views_that_fit(colours, monkeypatch):
+def planner_context(colours, monkeypatch, training_speed: float):
+    """A planning context whose probes and training-speed measurement are faked (no models)."""
     fake = {"efficientnet_lite0": auto.Probe("efficientnet_lite0", 0.90, 200.0),
             "efficientnet_lite1": auto.Probe("efficientnet_lite1", 0.97, 100.0)}
+    measured = []
     monkeypatch.setattr(auto, "list_backbones", lambda: list(fake))
     monkeypatch.setattr(auto, "probe", lambda context, name: fake[name])
+    monkeypatch.setattr(auto, "training_speed", lambda context, name, size: measured.append(size) or training_speed)
     dataset = load_dataset(colours, val_fraction=0.25)
-    context = SimpleNamespace(config=TrainConfig(data=str(colours), input_size=SIZE), dataset=dataset)
+    return SimpleNamespace(config=TrainConfig(data=str(colours), input_size=SIZE), dataset=dataset), fake, measured
+
+
+def test_planner_picks_the_best_probe_and_the_most_views_that_fit(colours, monkeypatch):
+    """Full fine-tuning never fits (training measured at 1e-6 img/s): cached views decide."""
+    context, fake, measured = planner_context(colours, monkeypatch, 1e-6)
+    dataset = context.dataset
     finetune = {v: auto.estimate_seconds("finetune", dataset, 100.0, v) for v in (4, 2, 1, 0)}
     assert finetune[4] > finetune[2] > finetune[1] > finetune[0] > auto.estimate_seconds("bottleneck", dataset, 100.0)
 
     config, explanation = auto.plan(context, 1e6)
-    assert (config.backbone, config.strategy, config.finetune_views, config.input_size) == (
-        "efficientnet_lite1", "finetune", 4, None)
+    assert measured == list(auto.SPEED_PROBE_SIZES)
+    assert (config.backbone, config.strategy, config.finetune_views, config.input_size, config.unfreeze) == (
+        "efficientnet_lite1", "finetune", 4, None, 2)
     assert [p["backbone"] for p in explanation["probes"]] == list(fake)
     assert explanation["estimates_seconds"]["finetune (4 views)"] == pytest.approx(finetune[4])
     config, _ = auto.plan(context, (finetune[1] + finetune[2]) / 2 / 0.8)
     assert (config.strategy, config.finetune_views) == ("finetune", 1)
     config, explanation = auto.plan(context, finetune[0])
     assert config.strategy == "bottleneck" and "does not fit" in explanation["reason"]
+    measured.clear()
     config, explanation = auto.plan(context, 1e-9)  # no time for a second probe
     assert [p["backbone"] for p in explanation["probes"]] == ["efficientnet_lite0"]
     assert (config.backbone, config.strategy) == ("efficientnet_lite0", "bottleneck")
+    assert not measured  # hopeless: the training speed is not even measured
     fake["efficientnet_lite0"] = auto.Probe("efficientnet_lite0", 0.969, 200.0)  # a tie: the faster wins
     assert auto.plan(context, 1e6)[0].backbone == "efficientnet_lite0"
+
+
+def test_planner_fine_tunes_every_block_at_the_largest_side_that_fits(colours, monkeypatch):
+    context, _, _ = planner_context(colours, monkeypatch, 50.0)
+    config, explanation = auto.plan(context, 1e6)
+    assert (config.backbone, config.strategy, config.unfreeze) == ("efficientnet_lite1", "finetune", 0)
+    assert (config.input_size, config.finetune_epochs) == (224, auto.FULL_EPOCHS[1])
+    assert explanation["chosen"]["input_size"] == 224 and "every block" in explanation["reason"]
+    sizes = []
+    for budget in (1e6, 300, 120, 80, 60, 45, 40, 35):
+        config, explanation = auto.plan(context, budget)
+        if config.strategy == "finetune" and config.unfreeze == 0:
+            key = f"finetune, all blocks, {config.input_size} px, {config.finetune_epochs} epochs"
+            assert explanation["estimates_seconds"][key] <= 0.8 * budget
+            assert auto.FULL_EPOCHS[0] <= config.finetune_epochs <= auto.FULL_EPOCHS[1]
+            sizes.append(config.input_size)
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) >= 2  # less time, smaller images
 
 
 # --------------------------------------------------------------------------- compare

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 import numpy as np
 
+from keras_transfer.data.augment import mixup, shift_flip
 from keras_transfer.data.dataset import Split
 from keras_transfer.data.images import resize
 
@@ -59,3 +60,21 @@ class ImageBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = self._order()
+
+
+class AugmentedBatches(ImageBatches):
+    """ImageBatches with on-the-fly random shift + flip and optional mixup, reshuffled each epoch.
+
+    Each batch's randomness depends only on (seed, epoch, batch), so a resumed run sees the
+    same augmentation as an uninterrupted one.
+    """
+
+    def __init__(self, split: Split, size: int, num_classes: int, batch_size: int = 32,
+                 resize_mode: str = "stretch", seed: int = 0, mixup_alpha: float = 0.0):
+        super().__init__(split, size, num_classes, batch_size, resize_mode, shuffle_seed=seed)
+        self.seed, self.mixup_alpha = seed, mixup_alpha
+
+    def __getitem__(self, batch: int):
+        images, labels = super().__getitem__(batch)
+        rng = np.random.default_rng([self.seed, self.epoch, batch])
+        return mixup(shift_flip(images, rng), labels, rng, self.mixup_alpha)

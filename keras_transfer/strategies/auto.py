@@ -21,6 +21,11 @@ from keras_transfer.strategies.base import FitResult, TrainContext, get_strategy
 PROBE_PER_CLASS = 25
 DEFAULT_BUDGET = 300.0
 FINETUNE_VIEWS = (4, 2, 1, 0)
+FULL_SIZES = (224, 192, 160, 128, 96)  # training sides tried for full fine-tuning, largest first
+FULL_EPOCHS = (4, 10)  # fewest worth running, most needed (with the cosine schedule)
+SPEED_PROBE_SIZES = (96, 160)  # training speed measured at these sides, a power law fitted between
+EPOCH_EFFICIENCY = 0.85  # a real epoch (decoding, augmentation, callbacks) vs bare train steps: 69 vs 80 img/s
+FIXED_SECONDS = 20.0  # exports and compilations of a full fine-tune (before and after training)
 HEAD_SAMPLES_PER_SECOND = 20_000  # Keras head training on cached features, measured here
 TOP_COST = 1 / 3  # one training pass through the unfrozen top blocks vs one backbone forward
 
@@ -63,6 +68,65 @@ def images_per_second(source) -> float:
     return runtime.batch_size / max(time.perf_counter() - start, 1e-6)
 
 
+def training_speed(context: TrainContext, backbone: str, size: int) -> float:
+    """Measured images/s of a full fine-tuning step (every block trained) at ``size`` px here."""
+    import keras
+
+    from keras_transfer.model import build_extractor
+    from keras_transfer.strategies.finetune import unfreeze_all
+
+    config = context.config
+    extractor = build_extractor(get_backbone(backbone), size, config.weights, offline=config.offline)
+    unfreeze_all(extractor)
+    n = len(context.dataset.class_names)
+    model = keras.Sequential([extractor, keras.layers.Dense(n, activation="softmax")])
+    model.compile(keras.optimizers.AdamW(1e-5), "categorical_crossentropy")
+    images = np.random.default_rng(0).integers(0, 256, (config.batch_size, size, size, 3)).astype(np.float32)
+    labels = np.eye(n, dtype=np.float32)[np.arange(config.batch_size) % n]
+    model.train_on_batch(images, labels)  # warm-up
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        model.train_on_batch(images, labels)
+        seconds.append(time.perf_counter() - start)
+    return config.batch_size / max(float(np.median(seconds)), 1e-6)
+
+
+def full_finetune_plan(context: TrainContext, best: Probe, left: float, estimates: dict,
+                       speeds_out: dict) -> TrainConfig | None:
+    """The largest training side at which full fine-tuning runs enough epochs within ``left``.
+
+    The step speed is measured at the two ``SPEED_PROBE_SIZES`` and a power law of the side
+    through them gives the others (measured exponents here: ~2-2.5). An epoch trains on every
+    training image and validates on every validation image (~1/3 of a training step each).
+    Returns None when no side fits ``FULL_EPOCHS[0]`` epochs. Fills ``estimates`` (seconds per
+    plan) and ``speeds_out`` (the measured training images/s).
+    """
+    spec, dataset = get_backbone(best.backbone), context.dataset
+    sizes = [s for s in FULL_SIZES if spec.min_input_size <= s <= spec.input_size]
+
+    def fixed(size: int) -> float:  # exports, compilations and the head's bottleneck phase
+        return FIXED_SECONDS + estimate_seconds("bottleneck", dataset, best.images_per_second * (spec.input_size / size) ** 2)
+
+    if not sizes or fixed(sizes[-1]) >= 0.8 * left:
+        return None  # hopeless: not even worth measuring the training speed
+    start = time.perf_counter()
+    (small, large), speeds = SPEED_PROBE_SIZES, [training_speed(context, best.backbone, s) for s in SPEED_PROBE_SIZES]
+    exponent = float(np.clip(np.log(speeds[0] / speeds[1]) / np.log(large / small), 1.5, 3.0))
+    speeds_out.update({f"{s} px": v for s, v in zip(SPEED_PROBE_SIZES, speeds)})
+    left -= time.perf_counter() - start
+    for size in sizes:
+        speed = EPOCH_EFFICIENCY * speeds[1] * (large / size) ** exponent
+        epoch = (len(dataset.train) + len(dataset.val) / 3) / speed
+        epochs = min(FULL_EPOCHS[1], int((0.8 * left - fixed(size)) / epoch))
+        estimates[f"finetune, all blocks, {size} px, {max(epochs, FULL_EPOCHS[0])} epochs"] = (
+            fixed(size) + max(epochs, FULL_EPOCHS[0]) * epoch)
+        if epochs >= FULL_EPOCHS[0]:
+            return dataclasses.replace(context.config, backbone=best.backbone, strategy="finetune", unfreeze=0,
+                                       input_size=size, finetune_epochs=epochs)
+    return None
+
+
 def estimate_seconds(strategy: str, dataset: Dataset, speed: float, views: int = 0) -> float:
     """Rough wall time of a strategy at ``speed`` backbone images/s on this machine.
 
@@ -95,17 +159,27 @@ def plan(context: TrainContext, budget: float) -> tuple[TrainConfig, dict]:
     estimates = {"bottleneck": estimate_seconds("bottleneck", context.dataset, best.images_per_second)}
     choice = dataclasses.replace(context.config, backbone=best.backbone, input_size=None, strategy="bottleneck")
     reason = "bottleneck: fine-tuning does not fit the budget"
-    for views in FINETUNE_VIEWS:
+    speeds = {}
+    full = full_finetune_plan(context, best, left, estimates, speeds)
+    if full is not None:
+        choice = full
+        reason = (f"finetune every block at {full.input_size} px for {full.finetune_epochs} epochs: "
+                  "the largest side with enough epochs in the budget (full fine-tuning adapts the "
+                  "backbone to the data, the largest gain here)")
+    left = budget - (time.perf_counter() - start)  # measuring the training speed took some
+    for views in () if full else FINETUNE_VIEWS:
         seconds = estimate_seconds("finetune", context.dataset, best.images_per_second, views)
         estimates[f"finetune ({views} views)"] = seconds
         if seconds <= 0.8 * left:
-            choice = dataclasses.replace(choice, strategy="finetune", finetune_views=views)
+            choice = dataclasses.replace(choice, strategy="finetune", finetune_views=views, unfreeze=2)
             reason = f"finetune with {views} augmented views: the best expected accuracy that fits the budget"
             break
     explanation = {"budget_seconds": budget, "probe_seconds": time.perf_counter() - start,
                    "probes": [dataclasses.asdict(p) for p in probes], "estimates_seconds": estimates,
+                   "training_images_per_second": speeds,
                    "chosen": {"backbone": choice.backbone, "strategy": choice.strategy,
-                              "finetune_views": choice.finetune_views},
+                              "input_size": choice.input_size, "unfreeze": choice.unfreeze,
+                              "finetune_epochs": choice.finetune_epochs, "finetune_views": choice.finetune_views},
                    "reason": f"{best.backbone}: best probe accuracy ({best.accuracy:.3f}) on "
                              f"{PROBE_PER_CLASS} images per class; {reason}"}
     return choice, explanation

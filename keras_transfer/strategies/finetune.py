@@ -2,27 +2,33 @@
 
 1. Train the head on frozen-backbone features (the bottleneck strategy).
 2. Unfreeze the top ``--unfreeze N`` blocks (counted in the spec's fine-tune groups, not raw
-   layers) and train them with the head at a lower learning rate.
+   layers; ``all``, the default, unfreezes every block) and train them with the head at a lower
+   learning rate (AdamW, warm-up then cosine decay).
 
-Speed: the frozen bottom of the backbone never changes, so its activations at the freeze
-point are computed once — for the original images and ``--finetune-views`` augmented views of
-each — and every epoch runs only the unfrozen blocks and the head.
+Speed: with N below the number of blocks, the frozen bottom of the backbone never changes, so
+its activations at the freeze point are computed once — for the original images and
+``--finetune-views`` augmented views of each — and every epoch runs only the unfrozen blocks
+and the head. With every block unfrozen nothing can be cached: images stream through the
+whole network with cheap on-the-fly augmentation (random shift, flip, ``--mixup``).
 BatchNorm policy: BatchNorm layers stay frozen (inference mode, ImageNet statistics) in the
 unfrozen blocks too; only convolution and dense weights move.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 
 from keras_transfer.data.dataset import Split
+from keras_transfer.data.stream import AugmentedBatches, ImageBatches
 from keras_transfer.errors import ConfigError
 from keras_transfer.features import FeatureSource
 from keras_transfer.model import POOL_LAYERS, build_classifier
 from keras_transfer.strategies.base import FitResult, TrainContext
 from keras_transfer.strategies.bottleneck import BottleneckStrategy
-from keras_transfer.strategies.training import fit, one_hot, options_for
+from keras_transfer.strategies.training import FitOptions, fit, one_hot, options_for
 
 
 def backbone_of(extractor: keras.Model) -> keras.Model:
@@ -62,7 +68,7 @@ def split_backbone(backbone: keras.Model, groups: tuple[tuple[str, ...], ...],
     """
     if not 1 <= unfreeze <= len(groups):
         raise ConfigError(f"--unfreeze {unfreeze} is out of range for {backbone.name}",
-                          f"1 to {len(groups)} blocks", str(unfreeze))
+                          f"1 to {len(groups)} blocks, or 'all'", str(unfreeze))
     for cut in cut_candidates(backbone, groups, len(groups) - unfreeze):
         try:
             bottom = keras.Model(backbone.input, cut, name="frozen_bottom")
@@ -93,32 +99,65 @@ def activations(source: FeatureSource, split: Split, views: int) -> tuple[np.nda
     return values.reshape(-1, *values.shape[2:]), np.tile(split.labels[indices], len(values))
 
 
+def phase_two_options(config, default_epochs: int, steps_per_epoch: int) -> FitOptions:
+    options = options_for(config, default_epochs, config.finetune_lr, config.finetune_epochs)
+    return dataclasses.replace(options, schedule="cosine", steps_per_epoch=steps_per_epoch)
+
+
+def unfreeze_all(extractor: keras.Model) -> None:
+    """Every backbone weight trainable but BatchNorm's (which also runs in inference mode)."""
+    extractor.trainable = True
+    for layer in backbone_of(extractor).layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
 class FinetuneStrategy:
-    """Head on frozen features, then the top blocks fine-tuned on cached freeze-point activations."""
+    """Head on frozen features, then the top blocks fine-tuned (on cached activations if it can)."""
 
     name = "finetune"
     default_epochs = 10
 
     def fit(self, context: TrainContext) -> FitResult:
-        config, dataset = context.config, context.dataset
+        config = context.config
         extractor = context.features.extractor  # cut first: a bad --unfreeze fails before any training
-        bottom, top = split_backbone(backbone_of(extractor), context.spec.finetune_groups, config.unfreeze)
+        groups = context.spec.finetune_groups
+        whole = config.unfreeze in (0, len(groups))
+        cut = None if whole else split_backbone(backbone_of(extractor), groups, config.unfreeze)
         warm = BottleneckStrategy().fit(context)
         head_history = {f"head_{k}": v for k, v in warm.history.items() if k != "interrupted"}
         if "interrupted" in warm.history:  # Ctrl-C while training the head: stop, fine-tune next time
             return FitResult(warm.classifier, warm.head, {**head_history, "interrupted": [1.0]})
         keras.utils.set_random_seed(config.seed)
+        history = self._whole(context, warm.head) if whole else self._top(context, warm.head, *cut)
+        return FitResult(build_classifier(extractor, warm.head, config.resize), warm.head, {**head_history, **history},
+                         backbone_changed=True)
+
+    def _whole(self, context: TrainContext, head: keras.Model) -> dict:
+        """Every block trained on streamed, augmented images."""
+        config, dataset = context.config, context.dataset
+        extractor, n = context.features.extractor, len(dataset.class_names)
+        unfreeze_all(extractor)
+        size = int(extractor.input_shape[1])
+        pixels = keras.Input((size, size, 3), name="pixels")
+        model = keras.Model(pixels, head(extractor(pixels)), name="finetune_training")
+        train = AugmentedBatches(dataset.train, size, n, config.batch_size, config.resize, config.seed, config.mixup)
+        val = ImageBatches(dataset.val, size, n, config.batch_size, config.resize)
+        return fit(model, train, val, phase_two_options(config, self.default_epochs, len(train)),
+                   context.checkpoints, self.name, dataset.train.labels, keep_start=True)
+
+    def _top(self, context: TrainContext, head: keras.Model, bottom: keras.Model, top: keras.Model) -> dict:
+        """The top blocks trained on cached freeze-point activations of the images and their views."""
+        config, dataset = context.config, context.dataset
         source, n = freeze_point_source(context, bottom), len(dataset.class_names)
         train_x, train_y = activations(source, dataset.train, config.finetune_views)
         val_x, val_y = activations(source, dataset.val, 0)
-
         inputs = keras.Input(train_x.shape[1:], name="activations")
         x = top(inputs)
         if config.pooling in POOL_LAYERS:
             x = POOL_LAYERS[config.pooling](name="pool")(x)
-        model = keras.Model(inputs, warm.head(x), name="finetune_training")
-        options = options_for(config, self.default_epochs, config.finetune_lr, config.finetune_epochs)
-        history = fit(model, (train_x, one_hot(train_y, n)), (val_x, one_hot(val_y, n)), options, context.checkpoints,
-                      self.name, train_y)
-        return FitResult(build_classifier(extractor, warm.head, config.resize), warm.head, {**head_history, **history},
-                         backbone_changed=True)
+        model = keras.Model(inputs, head(x), name="finetune_training")
+        steps = -(-len(train_x) // config.batch_size)
+        return fit(model, (train_x, one_hot(train_y, n)), (val_x, one_hot(val_y, n)),
+                   phase_two_options(config, self.default_epochs, steps), context.checkpoints, self.name, train_y,
+                   keep_start=True)

@@ -25,6 +25,8 @@ class FitOptions:
     patience: int = 15
     label_smoothing: float = 0.0
     class_weight: str | None = None  # None or "auto" (balanced)
+    schedule: str = "plateau"  # "plateau": Adam, LR cut on plateau; "cosine": AdamW, warm-up + cosine decay
+    steps_per_epoch: int = 0  # needed by "cosine"
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -61,14 +63,24 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str | None) -> dic
         c: 1.0 for c in range(num_classes) if c not in present}
 
 
+def optimizer_for(options: FitOptions) -> keras.optimizers.Optimizer:
+    """Adam at a fixed rate (cut on plateau by a callback), or AdamW with warm-up + cosine decay."""
+    if options.schedule == "plateau":
+        return keras.optimizers.Adam(options.learning_rate)
+    steps = max(1, options.epochs * options.steps_per_epoch)
+    rate = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=options.learning_rate,
+                                                  warmup_steps=max(1, steps // 10))
+    return keras.optimizers.AdamW(rate, weight_decay=0.05)
+
+
 def compile_model(model: keras.Model, options: FitOptions) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
+    model.compile(optimizer=optimizer_for(options),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
 
 
 def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Path,
-        name: str, labels: np.ndarray | None = None) -> dict[str, list[float]]:
+        name: str, labels: np.ndarray | None = None, keep_start: bool = False) -> dict[str, list[float]]:
     """Fits a compiled-or-not model; survives Ctrl-C with its best weights and resumes.
 
     Args:
@@ -79,6 +91,9 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
         checkpoint_dir: Folder for the best weights and the resumable backup.
         name: Phase name, used for file names and the progress bar.
         labels: Integer training labels, needed for ``class_weight="auto"``.
+        keep_start: The starting weights are the first candidate: if no epoch beats their
+            validation loss, they are what the model ends with (fine-tuning never makes a
+            warm-started model worse).
 
     Returns:
         The Keras history dict, plus ``interrupted: [1.0]`` when stopped by Ctrl-C.
@@ -87,6 +102,11 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best = checkpoint_dir / f"{name}.best.weights.h5"
     record = checkpoint_dir / f"{name}.best.json"  # the validation loss of the weights in ``best``
+    if keep_start and not best.exists():  # (a resumed run already has its best so far)
+        start = (model.evaluate(*val, batch_size=options.batch_size, verbose=0, return_dict=True)
+                 if isinstance(val, tuple) else model.evaluate(val, verbose=0, return_dict=True))
+        model.save_weights(best)
+        record.write_text(json.dumps({"val_loss": float(start["loss"])}))
     earlier = json.loads(record.read_text())["val_loss"] if best.exists() and record.exists() else None
     checkpoint = keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True,
                                                  save_weights_only=True, initial_value_threshold=earlier)
@@ -94,9 +114,11 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
         keras.callbacks.BackupAndRestore(str(checkpoint_dir / f"{name}_backup")),
         checkpoint,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=max(2, options.patience // 3)),
         EpochProgress(options.epochs, name),
     ]
+    if options.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
+                                                           patience=max(2, options.patience // 3)))
     weights = class_weights(labels, model.output_shape[-1], options.class_weight) if labels is not None else None
     arrays = isinstance(train, tuple)
     kwargs = {"batch_size": options.batch_size, "shuffle": True} if arrays else {}
