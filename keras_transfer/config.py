@@ -84,7 +84,8 @@ class TrainConfig:
                   ("augment_views", self.augment_views >= 0), ("tta_views", self.tta_views >= 0),
                   ("unfreeze", self.unfreeze >= 0), ("finetune_lr", self.finetune_lr > 0),
                   ("finetune_epochs", self.finetune_epochs is None or self.finetune_epochs >= 1),
-                  ("finetune_views", self.finetune_views >= 0), ("mixup", self.mixup >= 0), ("label_smoothing", 0 <= self.label_smoothing < 1),
+                  ("finetune_views", self.finetune_views >= 0), ("mixup", self.mixup >= 0),
+                  ("label_smoothing", 0 <= self.label_smoothing < 1),
                   ("time_budget", self.time_budget is None or self.time_budget > 0)]
         for name, ok in checks:
             if not ok:

@@ -73,14 +73,15 @@ def training_speed(context: TrainContext, backbone: str, size: int) -> float:
     import keras
 
     from keras_transfer.model import build_extractor
-    from keras_transfer.strategies.finetune import unfreeze_all
+    from keras_transfer.strategies.finetune import phase_two_options, unfreeze_all
+    from keras_transfer.strategies.training import compile_model
 
     config = context.config
     extractor = build_extractor(get_backbone(backbone), size, config.weights, offline=config.offline)
     unfreeze_all(extractor)
     n = len(context.dataset.class_names)
     model = keras.Sequential([extractor, keras.layers.Dense(n, activation="softmax")])
-    model.compile(keras.optimizers.AdamW(1e-5), "categorical_crossentropy")
+    compile_model(model, phase_two_options(config, 10), steps_per_epoch=10)  # as the real phase 2 trains
     images = np.random.default_rng(0).integers(0, 256, (config.batch_size, size, size, 3)).astype(np.float32)
     labels = np.eye(n, dtype=np.float32)[np.arange(config.batch_size) % n]
     model.train_on_batch(images, labels)  # warm-up

@@ -5,6 +5,7 @@ weights restored, class weights, label smoothing, checkpoints that survive Ctrl-
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,6 @@ class FitOptions:
     label_smoothing: float = 0.0
     class_weight: str | None = None  # None or "auto" (balanced)
     schedule: str = "plateau"  # "plateau": Adam, LR cut on plateau; "cosine": AdamW, warm-up + cosine decay
-    steps_per_epoch: int = 0  # needed by "cosine"
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -63,18 +63,18 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str | None) -> dic
         c: 1.0 for c in range(num_classes) if c not in present}
 
 
-def optimizer_for(options: FitOptions) -> keras.optimizers.Optimizer:
+def optimizer_for(options: FitOptions, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """Adam at a fixed rate (cut on plateau by a callback), or AdamW with warm-up + cosine decay."""
     if options.schedule == "plateau":
         return keras.optimizers.Adam(options.learning_rate)
-    steps = max(1, options.epochs * options.steps_per_epoch)
+    steps = max(1, options.epochs * steps_per_epoch)
     rate = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=options.learning_rate,
                                                   warmup_steps=max(1, steps // 10))
     return keras.optimizers.AdamW(rate, weight_decay=0.05)
 
 
-def compile_model(model: keras.Model, options: FitOptions) -> None:
-    model.compile(optimizer=optimizer_for(options),
+def compile_model(model: keras.Model, options: FitOptions, steps_per_epoch: int) -> None:
+    model.compile(optimizer=optimizer_for(options, steps_per_epoch),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
 
@@ -98,13 +98,14 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
     Returns:
         The Keras history dict, plus ``interrupted: [1.0]`` when stopped by Ctrl-C.
     """
-    compile_model(model, options)
+    arrays = isinstance(train, tuple)
+    compile_model(model, options, math.ceil(len(train[0]) / options.batch_size) if arrays else len(train))
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best = checkpoint_dir / f"{name}.best.weights.h5"
     record = checkpoint_dir / f"{name}.best.json"  # the validation loss of the weights in ``best``
     if keep_start and not best.exists():  # (a resumed run already has its best so far)
         start = (model.evaluate(*val, batch_size=options.batch_size, verbose=0, return_dict=True)
-                 if isinstance(val, tuple) else model.evaluate(val, verbose=0, return_dict=True))
+                 if arrays else model.evaluate(val, verbose=0, return_dict=True))
         model.save_weights(best)
         record.write_text(json.dumps({"val_loss": float(start["loss"])}))
     earlier = json.loads(record.read_text())["val_loss"] if best.exists() and record.exists() else None
@@ -120,7 +121,6 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                            patience=max(2, options.patience // 3)))
     weights = class_weights(labels, model.output_shape[-1], options.class_weight) if labels is not None else None
-    arrays = isinstance(train, tuple)
     kwargs = {"batch_size": options.batch_size, "shuffle": True} if arrays else {}
     try:
         model.fit(*(train if arrays else (train,)), validation_data=val, epochs=options.epochs,
