@@ -13,7 +13,7 @@ from keras_transfer.backbones import get_backbone
 from keras_transfer.config import TUNED_STRATEGIES, TrainConfig
 from keras_transfer.data.dataset import Dataset, Split, load_dataset
 from keras_transfer.data.images import is_image_file, read_batch
-from keras_transfer.errors import DatasetError, unknown_choice
+from keras_transfer.errors import ConfigError, DatasetError, unknown_choice
 from keras_transfer.evaluation.metrics import classification_metrics
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.evaluation.tta import predict_views
@@ -64,6 +64,9 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = _load(config)
+    if config.refit and "test" not in dataset.splits:
+        raise ConfigError("--refit trains on the validation split too, so nothing would be left to evaluate on",
+                          "a test split: a test/ folder or --test-fraction above 0", "train and val only")
     log.info(f"dataset {dataset.source}: {len(dataset.class_names)} classes, "
              + ", ".join(f"{name} {len(s)}" for name, s in dataset.splits.items()))
     spec = get_backbone(config.backbone)

@@ -56,7 +56,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--lr", dest="learning_rate", type=float, default=d.learning_rate, help="learning rate")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     p.add_argument("--class-weight", default=d.class_weight, help="'auto': balance imbalanced classes")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help="default: 0.1 for --strategy finetune, else 0")
     p.add_argument("--unfreeze", type=block_count, default=d.unfreeze,
                    help="finetune: top blocks to unfreeze, or 'all' (default)")
     p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs)
@@ -65,6 +66,8 @@ def _train_parser(sub) -> None:
                    help="finetune: augmented views per image cached at the freeze point")
     p.add_argument("--mixup", type=float, default=d.mixup,
                    help="finetune (all blocks): mixup strength alpha, e.g. 0.4 (default 0: off)")
+    p.add_argument("--refit", action="store_true",
+                   help="bottleneck: after early stopping, train the head again on train + val (needs a test split)")
     p.add_argument("--time-budget", type=float, default=d.time_budget, help="auto: seconds to spend")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
     p.add_argument("--test-fraction", type=float, default=d.test_fraction)

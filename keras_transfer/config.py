@@ -55,8 +55,9 @@ class TrainConfig:
     finetune_views: int = 2
     mixup: float = 0.0
     class_weight: str | None = None
-    label_smoothing: float = 0.0
+    label_smoothing: float | None = None  # None: 0.1 for finetune, else 0
     time_budget: float | None = None
+    refit: bool = False  # bottleneck: train the head again on train + val (needs a test split)
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self so calls can chain."""
@@ -85,11 +86,14 @@ class TrainConfig:
                   ("unfreeze", self.unfreeze >= 0), ("finetune_lr", self.finetune_lr > 0),
                   ("finetune_epochs", self.finetune_epochs is None or self.finetune_epochs >= 1),
                   ("finetune_views", self.finetune_views >= 0), ("mixup", self.mixup >= 0),
-                  ("label_smoothing", 0 <= self.label_smoothing < 1),
+                  ("label_smoothing", self.label_smoothing is None or 0 <= self.label_smoothing < 1),
                   ("time_budget", self.time_budget is None or self.time_budget > 0)]
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"invalid {name}", received=repr(getattr(self, name)))
+        if self.refit and self.strategy != "bottleneck":
+            raise ConfigError("--refit is for the bottleneck strategy", "--strategy bottleneck",
+                              f"--strategy {self.strategy}")
         RuntimeOptions(self.runtime, self.precision).validate()
         return self
 

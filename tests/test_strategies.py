@@ -36,8 +36,10 @@ RUN_FILES = ("model.keras", "config.json", "metrics.json", "history.json", "timi
 RUN_ARGS = {
     "bottleneck": ["--strategy", "bottleneck", "--epochs", "40"],
     "frozen": ["--strategy", "frozen", "--epochs", "4", "--lr", "0.01"],
+    # (without label smoothing: on this saturated task the smoothed loss of the warm head is already
+    # near its floor, so 3 epochs of the top 2 blocks would not beat it and the warm start is kept)
     "finetune": ["--strategy", "finetune", "--epochs", "30", "--finetune-epochs", "3", "--finetune-views", "1",
-                 "--unfreeze", "2"],
+                 "--unfreeze", "2", "--label-smoothing", "0"],
     "finetune_all": ["--strategy", "finetune", "--epochs", "30", "--finetune-epochs", "2", "--unfreeze", "all",
                      "--finetune-lr", "1e-5"],
     "scratch": ["--strategy", "scratch", "--epochs", "4"],
@@ -170,7 +172,8 @@ def test_fine_tuning_that_never_helps_gives_back_the_warm_start(colours, tmp_pat
     """A learning rate far too high wrecks the backbone at the first step (measured: val
     accuracy 1/3, loss ~10): the run ends with the head-only model instead."""
     run = train(colours, tmp_path / "run", "--strategy", "finetune", "--epochs", "30", "--finetune-epochs", "1",
-                "--unfreeze", "all", "--finetune-lr", "0.01", "--mixup", "0.4")
+                "--unfreeze", "all", "--finetune-lr", "0.01", "--mixup", "0.4",
+                "--label-smoothing", "0")  # (so the training loss is the log loss of the metrics)
     history = run.read("history.json")
     assert history["val_loss"][0] > 2 * min(history["head_val_loss"])  # the fine-tuning epoch did wreck it
     old, new = layer_weights(pretrained_backbone()), layer_weights(backbone_of(run.model.get_layer("features")))
@@ -324,6 +327,47 @@ def test_label_smoothing_changes_the_loss(colours, tmp_path):
     smooth_loss, plain_loss = smooth.read("history.json")["loss"], plain.read("history.json")["loss"]
     assert min(smooth_loss) >= floor - 1e-4
     assert min(plain_loss) < floor  # without smoothing the easy task goes below it
+
+
+def test_finetune_smooths_labels_by_default_and_bottleneck_does_not(runs):
+    target = np.array([1 - 0.1 + 0.1 / 3, 0.1 / 3, 0.1 / 3])
+    floor = -(target * np.log(target)).sum()  # cross-entropy against smoothed targets never goes below it
+    history = runs("finetune_all").read("history.json")
+    assert runs("finetune_all").config.label_smoothing is None  # the default
+    assert min(history["head_loss"]) >= floor - 1e-4 and min(history["loss"]) >= floor - 1e-4  # both phases
+    assert min(runs("bottleneck").read("history.json")["loss"]) < floor
+    assert training.label_smoothing(TrainConfig(strategy="finetune", label_smoothing=0.0)) == 0.0
+
+
+def test_refit_trains_for_the_validated_epochs_at_their_learning_rates():
+    x = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    y = training.one_hot(np.arange(40) % 2, 2)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2, activation="softmax")])
+    history = {"val_loss": [0.9, 0.5, 0.7, 0.8], "learning_rate": [0.1, 0.01, 0.01, 0.003]}
+    done = training.refit(model, (x, y), history, training.FitOptions(epochs=50, learning_rate=0.1))
+    assert len(done["refit_loss"]) == 2  # the best validation loss came after epoch 2
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.01)
+
+
+def test_refit_bottleneck_trains_a_fresh_head_on_train_and_val(colours, tmp_path):
+    args = ("--epochs", "20", "--test-fraction", "0.25")
+    plain, refitted = train(colours, tmp_path / "plain", *args), train(colours, tmp_path / "refit", *args, "--refit")
+    history = refitted.read("history.json")
+    assert history["val_loss"] == plain.read("history.json")["val_loss"]  # the same validated run first
+    assert len(history["refit_loss"]) == int(np.argmin(history["val_loss"])) + 1
+    assert not same(head_weights(refitted), head_weights(plain))
+    assert refitted.read("metrics.json")["split"] == "test"
+    assert refitted.read("metrics.json")["accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--refit",), "test split"),
+    (("--refit", "--strategy", "frozen", "--test-fraction", "0.25"), "bottleneck strategy"),
+])
+def test_refit_without_a_test_split_or_off_bottleneck_is_a_clear_error(colours, tmp_path, capsys, args, message):
+    argv = ["train", str(colours), "--out", str(tmp_path / "run"), "--input-size", str(SIZE), "-q", *args]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
 
 
 def head_weights(run: Run) -> list[np.ndarray]:

@@ -8,14 +8,16 @@ import numpy as np
 from keras_transfer.heads import build_head_for
 from keras_transfer.model import build_classifier
 from keras_transfer.strategies.base import FitResult, TrainContext
-from keras_transfer.strategies.training import fit, one_hot, options_for
+from keras_transfer.strategies.training import fit, one_hot, options_for, refit
 
 
 class BottleneckStrategy:
     """Extract pooled features once (saved beside the run), then fit a head on them.
 
     With ``augment_views`` K > 0 the head trains on the original plus K cached augmented views
-    of every training image; validation uses the originals only.
+    of every training image; validation uses the originals only. With ``refit`` a fresh head is
+    then trained on training + validation features for the epochs early stopping chose (the run
+    reports on its test split, the only one it has not seen).
     """
 
     name = "bottleneck"
@@ -31,6 +33,13 @@ class BottleneckStrategy:
         features, indices = context.features(dataset.val)
         val = features, one_hot(dataset.val.labels[indices], n)
         head = build_head_for(train[0].shape[1:], n, config)
-        history = fit(head, train, val, options_for(config, self.default_epochs), context.checkpoints,
-                      "head", train_labels)
+        options = options_for(config, self.default_epochs)
+        history = fit(head, train, val, options, context.checkpoints, "head", train_labels)
+        if config.refit and "interrupted" not in history:
+            keras.utils.set_random_seed(config.seed)
+            fresh = build_head_for(train[0].shape[1:], n, config)
+            labels = np.concatenate([train_labels, dataset.val.labels[indices]])
+            more = refit(fresh, (np.concatenate([train[0], val[0]]), one_hot(labels, n)), history, options, labels)
+            head = head if "interrupted" in more else fresh
+            history = {**history, **more}
         return FitResult(build_classifier(context.features.extractor, head, config.resize), head, history)

