@@ -2,10 +2,10 @@
 
 The issue-5 bars, each as a fresh ``keras-transfer train`` process timed end to end:
 CIFAR-10 with 100 training images per class (80 train + 20 val; bottleneck_refit then trains
-the head again on all 100) evaluated on 100 test images per class, for bottleneck, finetune (every block; finetune_top2: the top 2 on cached
-activations), frozen and scratch; flowers5 (stratified 80/20) with
-``auto`` and a 5-minute budget. Prints the tutorials' comparison table and writes JSON to
-benchmarks/results/strategies.json.
+the head again on all 100) evaluated on 100 test images per class, for bottleneck, finetune
+(every block; finetune_top2: the top 2 on cached activations), frozen and scratch; flowers5
+(stratified 80/20) with ``auto`` and a 5-minute budget. Each case extracts its features afresh.
+Prints the tutorials' comparison table and writes JSON to benchmarks/results/strategies.json.
 """
 
 from __future__ import annotations
