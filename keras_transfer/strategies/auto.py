@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -93,15 +93,23 @@ def training_speed(context: TrainContext, backbone: str, size: int) -> float:
     return config.batch_size / max(float(np.median(seconds)), 1e-6)
 
 
-def full_finetune_plan(context: TrainContext, best: Probe, left: float, estimates: dict,
-                       speeds_out: dict) -> TrainConfig | None:
+@dataclass
+class FullPlan:
+    """What ``full_finetune_plan`` found: the config (None: nothing fits), its time estimates
+    per plan and the measured training speeds."""
+
+    config: TrainConfig | None = None
+    estimates: dict[str, float] = field(default_factory=dict)
+    speeds: dict[str, float] = field(default_factory=dict)
+
+
+def full_finetune_plan(context: TrainContext, best: Probe, left: float) -> FullPlan:
     """The largest training side at which full fine-tuning runs enough epochs within ``left``.
 
     The step speed is measured at the two ``SPEED_PROBE_SIZES`` and a power law of the side
     through them gives the others (measured exponents here: ~2-2.5). An epoch trains on every
     training image and validates on every validation image (~1/3 of a training step each).
-    Returns None when no side fits ``FULL_EPOCHS[0]`` epochs. Fills ``estimates`` (seconds per
-    plan) and ``speeds_out`` (the measured training images/s).
+    The plan's config is None when no side fits ``FULL_EPOCHS[0]`` epochs.
     """
     spec, dataset = get_backbone(best.backbone), context.dataset
     sizes = [s for s in FULL_SIZES if spec.min_input_size <= s <= spec.input_size]
@@ -110,22 +118,23 @@ def full_finetune_plan(context: TrainContext, best: Probe, left: float, estimate
         return FIXED_SECONDS + estimate_seconds("bottleneck", dataset, best.images_per_second * (spec.input_size / size) ** 2)
 
     if not sizes or fixed(sizes[-1]) >= 0.8 * left:
-        return None  # hopeless: not even worth measuring the training speed
+        return FullPlan()  # hopeless: not even worth measuring the training speed
     start = time.perf_counter()
     (small, large), speeds = SPEED_PROBE_SIZES, [training_speed(context, best.backbone, s) for s in SPEED_PROBE_SIZES]
     exponent = float(np.clip(np.log(speeds[0] / speeds[1]) / np.log(large / small), 1.5, 3.0))
-    speeds_out.update({f"{s} px": v for s, v in zip(SPEED_PROBE_SIZES, speeds)})
+    found = FullPlan(speeds={f"{s} px": v for s, v in zip(SPEED_PROBE_SIZES, speeds)})
     left -= time.perf_counter() - start
     for size in sizes:
         speed = EPOCH_EFFICIENCY * speeds[1] * (large / size) ** exponent
         epoch = (len(dataset.train) + len(dataset.val) / 3) / speed
         epochs = min(FULL_EPOCHS[1], int((0.8 * left - fixed(size)) / epoch))
-        estimates[f"finetune, all blocks, {size} px, {max(epochs, FULL_EPOCHS[0])} epochs"] = (
+        found.estimates[f"finetune, all blocks, {size} px, {max(epochs, FULL_EPOCHS[0])} epochs"] = (
             fixed(size) + max(epochs, FULL_EPOCHS[0]) * epoch)
         if epochs >= FULL_EPOCHS[0]:
-            return dataclasses.replace(context.config, backbone=best.backbone, strategy="finetune", unfreeze=0,
-                                       input_size=size, finetune_epochs=epochs)
-    return None
+            found.config = dataclasses.replace(context.config, backbone=best.backbone, strategy="finetune",
+                                               unfreeze=0, input_size=size, finetune_epochs=epochs)
+            break
+    return found
 
 
 def estimate_seconds(strategy: str, dataset: Dataset, speed: float, views: int = 0) -> float:
@@ -160,8 +169,9 @@ def plan(context: TrainContext, budget: float) -> tuple[TrainConfig, dict]:
     estimates = {"bottleneck": estimate_seconds("bottleneck", context.dataset, best.images_per_second)}
     choice = dataclasses.replace(context.config, backbone=best.backbone, input_size=None, strategy="bottleneck")
     reason = "bottleneck: fine-tuning does not fit the budget"
-    speeds = {}
-    full = full_finetune_plan(context, best, left, estimates, speeds)
+    found = full_finetune_plan(context, best, left)
+    estimates.update(found.estimates)
+    full = found.config
     if full is not None:
         choice = full
         reason = (f"finetune every block at {full.input_size} px for {full.finetune_epochs} epochs: "
@@ -177,7 +187,7 @@ def plan(context: TrainContext, budget: float) -> tuple[TrainConfig, dict]:
             break
     explanation = {"budget_seconds": budget, "probe_seconds": time.perf_counter() - start,
                    "probes": [dataclasses.asdict(p) for p in probes], "estimates_seconds": estimates,
-                   "training_images_per_second": speeds,
+                   "training_images_per_second": found.speeds,
                    "chosen": {"backbone": choice.backbone, "strategy": choice.strategy,
                               "input_size": choice.input_size, "unfreeze": choice.unfreeze,
                               "finetune_epochs": choice.finetune_epochs, "finetune_views": choice.finetune_views},
