@@ -19,14 +19,16 @@ import keras_transfer  # noqa: F401  (sets the Keras backend before keras is imp
 
 import keras
 import numpy as np
-from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from benchmarks.data import balanced_files, cifar_root
+from keras_transfer.backbones import get_backbone
 from keras_transfer.backbones.efficientnet_lite import build_efficientnet_lite
+from keras_transfer.data.images import read_image, resize
 from keras_transfer.features.export import export_onnx
 from keras_transfer.features.runtime import RuntimeOptions, openvino_runtime
+from keras_transfer.layers import ImageNormalization
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_VARIANTS = (
@@ -37,16 +39,17 @@ DEFAULT_VARIANTS = (
 
 
 def extractor(variant: str, size: int, layers: list[str]) -> keras.Model:
-    """Pixels -> ``(x - 127) / 128`` -> backbone -> concatenated GAP of ``layers``."""
-    backbone = build_efficientnet_lite(variant, size)
+    """Pixels -> the spec's normalisation -> backbone -> concatenated GAP of ``layers``."""
+    backbone, p = build_efficientnet_lite(variant, size), get_backbone(f"efficientnet_{variant}").preprocessing
     pixels = keras.Input((size, size, 3))
-    taps = keras.Model(backbone.input, [backbone.get_layer(name).output for name in layers])((pixels - 127.0) / 128.0)
+    taps = keras.Model(backbone.input, [backbone.get_layer(name).output for name in layers])(
+        ImageNormalization(p.mean, p.std, p.bgr)(pixels))
     pooled = [keras.layers.GlobalAveragePooling2D()(t) for t in (taps if isinstance(taps, list) else [taps])]
     return keras.Model(pixels, pooled[0] if len(pooled) == 1 else keras.layers.Concatenate()(pooled))
 
 
 def features(runtime, files: list[Path], size: int, flip: bool) -> np.ndarray:
-    images = np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.BILINEAR)) for f in files])
+    images = np.stack([resize(read_image(f), size) for f in files])
     images = images[:, :, ::-1] if flip else images
     batches = [(i, images[i:i + runtime.batch_size]) for i in range(0, len(images), runtime.batch_size)]
     return np.concatenate([f for _, f in runtime.stream(batches)])

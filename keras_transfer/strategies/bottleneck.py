@@ -31,15 +31,16 @@ class BottleneckStrategy:
         train_labels = np.tile(dataset.train.labels[indices], len(features))
         train = features.reshape(-1, *features.shape[2:]), one_hot(train_labels, n)
         features, indices = context.features(dataset.val)
-        val = features, one_hot(dataset.val.labels[indices], n)
+        val_labels = dataset.val.labels[indices]
+        val = features, one_hot(val_labels, n)
         head = build_head_for(train[0].shape[1:], n, config)
         options = options_for(config, self.default_epochs)
         history = fit(head, train, val, options, context.checkpoints, "head", train_labels)
         if config.refit and "interrupted" not in history:
             keras.utils.set_random_seed(config.seed)
             fresh = build_head_for(train[0].shape[1:], n, config)
-            labels = np.concatenate([train_labels, dataset.val.labels[indices]])
-            more = refit(fresh, (np.concatenate([train[0], val[0]]), one_hot(labels, n)), history, options, labels)
+            both = np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]])
+            more = refit(fresh, both, history, options, np.concatenate([train_labels, val_labels]))
             head = head if "interrupted" in more else fresh
             history = {**history, **more}
         return FitResult(build_classifier(context.features.extractor, head, config.resize), head, history)

@@ -53,9 +53,9 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
-def class_weights(labels: np.ndarray, num_classes: int, mode: str | None) -> dict[int, float] | None:
-    """Balanced class weights (``mode="auto"``) for the classes present, else None."""
-    if mode != "auto":
+def class_weights(labels: np.ndarray | None, num_classes: int, mode: str | None) -> dict[int, float] | None:
+    """Balanced class weights (``mode="auto"``) for the classes present, else (or without labels) None."""
+    if mode != "auto" or labels is None:
         return None
     present = np.unique(labels)
     weights = compute_class_weight("balanced", classes=present, y=labels)
@@ -120,7 +120,7 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
     if options.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                            patience=max(2, options.patience // 3)))
-    weights = class_weights(labels, model.output_shape[-1], options.class_weight) if labels is not None else None
+    weights = class_weights(labels, model.output_shape[-1], options.class_weight)
     kwargs = {"batch_size": options.batch_size, "shuffle": True} if arrays else {}
     try:
         model.fit(*(train if arrays else (train,)), validation_data=val, epochs=options.epochs,
@@ -153,7 +153,7 @@ def refit(model: keras.Model, train: tuple[np.ndarray, np.ndarray], history: dic
     rates = history.get("learning_rate") or [options.learning_rate]
     compile_model(model, options, math.ceil(len(train[0]) / options.batch_size))
     replay = keras.callbacks.LearningRateScheduler(lambda epoch, _: float(rates[min(epoch, len(rates) - 1)]))
-    weights = class_weights(labels, model.output_shape[-1], options.class_weight) if labels is not None else None
+    weights = class_weights(labels, model.output_shape[-1], options.class_weight)
     try:
         done = model.fit(*train, batch_size=options.batch_size, epochs=epochs, shuffle=True, class_weight=weights,
                          callbacks=[replay, EpochProgress(epochs, "refit")], verbose=0)
