@@ -1,14 +1,21 @@
-"""keras-transfer: transfer learning from ImageNet CNNs on a CPU, the Keras way."""
+"""keras-transfer: transfer learning from ImageNet CNNs on a CPU, the Keras way.
 
+The public names are imported on first use (PEP 562), so ``import keras_transfer`` and the
+command line start in a fraction of a second; keras and torch load only when a job needs them.
+"""
+
+import importlib
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-from keras_transfer.api import evaluate, predict, train  # noqa: E402
-from keras_transfer.config import TrainConfig  # noqa: E402
-from keras_transfer.data.dataset import Dataset, load_dataset  # noqa: E402
-from keras_transfer.errors import KerasTransferError  # noqa: E402
-from keras_transfer.run import Run  # noqa: E402
+__version__ = "0.2.0"
+_PUBLIC = {"train": "api", "evaluate": "api", "predict": "api", "TrainConfig": "config", "Dataset": "data.dataset",
+           "load_dataset": "data.dataset", "KerasTransferError": "errors", "Run": "run"}
+__all__ = sorted(_PUBLIC)
 
-__version__ = "0.1.0"
-__all__ = ["Dataset", "KerasTransferError", "Run", "TrainConfig", "evaluate", "load_dataset", "predict", "train"]
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'keras_transfer' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"keras_transfer.{_PUBLIC[name]}"), name)

@@ -13,15 +13,13 @@ from keras_transfer.backbones import get_backbone
 from keras_transfer.config import TUNED_STRATEGIES, TrainConfig
 from keras_transfer.data.dataset import Dataset, Split, load_dataset
 from keras_transfer.data.images import is_image_file, read_batch
-from keras_transfer.errors import ConfigError, DatasetError, unknown_choice
+from keras_transfer.errors import DatasetError, unknown_choice
 from keras_transfer.evaluation.metrics import classification_metrics
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.evaluation.tta import predict_views
-from keras_transfer.features import FeatureSource, RuntimeOptions
+from keras_transfer.features import Deferred, FeatureSource, RuntimeOptions
 from keras_transfer.features.keys import identity_hash
-from keras_transfer.model import build_extractor, weights_digest
 from keras_transfer.run import MODEL_FILE, Run, write_json
-from keras_transfer.strategies import TrainContext, get_strategy
 
 
 def _load(config: TrainConfig) -> Dataset:
@@ -30,14 +28,26 @@ def _load(config: TrainConfig) -> Dataset:
 
 
 def _feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSource:
-    """Features of ``config``'s backbone; a given (trained) extractor is identified by its weights."""
+    """Features of ``config``'s backbone; a given (trained) extractor is identified by its weights.
+
+    Without ``extractor`` the backbone is a ``Deferred`` model: built (importing keras and
+    torch) only if its features are not cached and its compiled engine does not exist yet.
+    """
     spec = get_backbone(config.backbone)
     identity = {"backbone": spec.name, "weights": spec.weights_identity(config.weights),
                 "size": config.size, "pooling": config.pooling, "preprocessing": spec.preprocessing.as_dict()}
     if extractor is not None and config.strategy in TUNED_STRATEGIES:
+        from keras_transfer.model import weights_digest
+
         identity = {"backbone": f"{spec.name}+{config.strategy}", "weights": weights_digest(extractor),
                     "size": int(extractor.input_shape[1]), "pooling": config.pooling}
-    extractor = extractor or build_extractor(spec, config.size, config.weights, config.pooling, config.offline)
+    if extractor is None:
+        def build():
+            from keras_transfer.model import build_extractor
+
+            return build_extractor(spec, config.size, config.weights, config.pooling, config.offline)
+
+        extractor = Deferred(build, config.size, None if config.pooling == "spatial" else (spec.feature_dim,))
     return FeatureSource(extractor, identity, out / "features", config.resize,
                          RuntimeOptions(config.runtime, config.precision), config.seed)
 
@@ -47,8 +57,19 @@ def _checkpoints(config: TrainConfig, out: Path) -> Path:
     return out / "checkpoints" / identity_hash(dataclasses.asdict(config))
 
 
+def uses_validation(config: TrainConfig) -> bool:
+    """Whether the strategy makes choices (epochs, comparisons) on the validation split."""
+    from keras_transfer.strategies.bottleneck import uses_solver
+
+    return not (config.strategy == "bottleneck" and uses_solver(config))
+
+
 def train(config: TrainConfig, out: str | Path) -> Run:
     """Trains a classifier and writes a run folder.
+
+    Every choice (L2 strength, epochs, backbone, strategy) is made on training images or a
+    validation split; the figures in ``metrics.json`` come from a split none of them saw
+    (``evaluated_on``, ``held_out``).
 
     Args:
         config: What to train (dataset, backbone, strategy, head, ...).
@@ -59,19 +80,20 @@ def train(config: TrainConfig, out: str | Path) -> Run:
         >>> run.read("metrics.json")["accuracy"] > 0.9  # doctest: +SKIP
         True
     """
+    from keras_transfer.strategies import TrainContext, get_strategy
+
     start = time.perf_counter()
     config.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = _load(config)
-    if config.refit and "test" not in dataset.splits:
-        raise ConfigError("--refit trains on the validation split too, so nothing would be left to evaluate on",
-                          "a test split: a test/ folder or --test-fraction above 0", "train and val only")
+    if uses_validation(config):
+        dataset = dataset.with_selection_split(config.val_fraction, config.seed)
     log.info(f"dataset {dataset.source}: {len(dataset.class_names)} classes, "
-             + ", ".join(f"{name} {len(s)}" for name, s in dataset.splits.items()))
-    spec = get_backbone(config.backbone)
-    context = TrainContext(config, dataset, spec, _feature_source(config, out), _checkpoints(config, out),
-                           lambda other: _feature_source(other, out))
+             + ", ".join(f"{name} {len(s)}" + (f" ({s.name})" if s.name != name else "")
+                         for name, s in dataset.splits.items()))
+    context = TrainContext(config, dataset, get_backbone(config.backbone), _feature_source(config, out),
+                           _checkpoints(config, out), lambda other: _feature_source(other, out))
     fit_start = time.perf_counter()
     result = get_strategy(config.strategy).fit(context)
     fit_seconds = time.perf_counter() - fit_start
@@ -79,31 +101,72 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     source = result.features or context.features
     if result.backbone_changed:
         source = _feature_source(config, out, result.classifier.get_layer("features"))
-    eval_split = dataset.eval_split
-    predictions = _predict_split(eval_split, source, result.head, config.tta_views)
-    metrics = classification_metrics(predictions.labels, predictions.probabilities, dataset.class_names)
-    metrics["split"] = eval_split.name
-    seconds = time.perf_counter() - start
-
-    result.classifier.save(out / MODEL_FILE)
-    config.save(out / "config.json")
-    for name, note in result.notes.items():
-        write_json(out / name, note)
-    write_json(out / "class_names.json", dataset.class_names)
-    write_json(out / "metrics.json", metrics)
-    predictions.save(out / PREDICTIONS_FILE)
-    write_json(out / "history.json", result.history)
-    write_json(out / "dataset.json", {**dataset.summary(), "skipped_files": dataset.skipped,
-                                      "undecodable_files": context.features.failed})
-    write_json(out / "timing.json", {"total_seconds": seconds, "fit_seconds": fit_seconds,
+    predictions = _predict_split(dataset.eval_split, source, result.head, config.tta_views)
+    metrics = _held_out_metrics(predictions, dataset, result.selection)
+    if config.baseline:
+        metrics["baseline"] = _baseline(config, dataset, out)
+    _save_model(result, source, config, out)
+    _save_run(out, config, {**dataset.summary(), "skipped_files": dataset.skipped,
+                            "undecodable_files": context.features.failed}, result, metrics, predictions)
+    write_json(out / "timing.json", {"total_seconds": time.perf_counter() - start, "fit_seconds": fit_seconds,
                                      "feature_seconds": context.features.seconds + (
                                          result.features.seconds if result.features else 0.0),
                                      "epochs": len(result.history.get("loss", []))})
     return Run(out)
 
 
+def _held_out_metrics(predictions: Predictions, dataset: Dataset, selection: dict) -> dict:
+    """The metrics of the held-out split, saying which images they came from and how choices were made."""
+    metrics = classification_metrics(predictions.labels, predictions.probabilities, dataset.class_names)
+    split = dataset.eval_split
+    metrics.update(split=split.name, evaluated_on=split.name, held_out=True,
+                   evaluated_images=f"{split.name}: {metrics['n']} images no choice was made on",
+                   selection=selection)
+    return metrics
+
+
+def _baseline(config: TrainConfig, dataset: Dataset, out: Path) -> dict:
+    from keras_transfer.evaluation.baseline import pixel_baseline
+
+    fit_on = [dataset.train] + ([dataset.val] if "test" in dataset.splits else [])
+    return pixel_baseline(fit_on, dataset.eval_split, len(dataset.class_names), out / "features" / "pixels",
+                          config.resize, config.seed)
+
+
+def _save_model(result, source: FeatureSource, config: TrainConfig, out: Path) -> None:
+    """``model.keras``: saved by Keras, or (solver head) written from the cached template."""
+    if result.classifier is not None:
+        result.classifier.save(out / MODEL_FILE)
+        return
+    from keras_transfer.classifier_file import ensure_template, write_linear_classifier
+
+    template = ensure_template(source.extractor, source.identity, config.resize, result.head.kernel.shape[0])
+    write_linear_classifier(out / MODEL_FILE, template, result.head.kernel, result.head.bias)
+
+
+def _save_run(out: Path, config: TrainConfig, summary: dict, result, metrics: dict,
+              predictions: Predictions) -> None:
+    config.save(out / "config.json")
+    for name, note in result.notes.items():
+        write_json(out / name, note)
+    write_json(out / "class_names.json", summary["classes"])
+    write_json(out / "metrics.json", metrics)
+    predictions.save(out / PREDICTIONS_FILE)
+    write_json(out / "history.json", result.history)
+    write_json(out / "dataset.json", summary)
+
+
+def _probabilities(head):
+    """features -> probabilities of a NumPy ``LinearHead`` or a Keras head model."""
+    from keras_transfer.strategies.solver import LinearHead
+
+    if isinstance(head, LinearHead):
+        return head.predict
+    return lambda features: np.asarray(head.predict(features, verbose=0, batch_size=256))
+
+
 def _predict_split(split, source: FeatureSource, head, tta_views: int = 0) -> Predictions:
-    probabilities, indices = predict_views(head, source, split, tta_views)
+    probabilities, indices = predict_views(_probabilities(head), source, split, tta_views)
     return Predictions(split.name, np.array(split.ids(), dtype=str)[indices], indices,
                        split.labels[indices], probabilities)
 

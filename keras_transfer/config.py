@@ -15,6 +15,8 @@ STRATEGIES = ("bottleneck", "frozen", "finetune", "scratch", "auto")
 TUNED_STRATEGIES = ("finetune", "scratch")  # strategies whose extractor weights move
 CLASS_WEIGHTS = ("auto",)
 POOLINGS = ("avg", "max", "spatial")
+SOLVERS = ("auto", "lbfgs", "keras")
+HEAD_PRESETS = ("linear", "gap_dense_bn", "flatten_bn", "conv")  # keras_transfer.heads.HEADS (no keras import here)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,9 @@ class TrainConfig:
     class_weight: str | None = None
     label_smoothing: float | None = None  # None: 0.1 for finetune, else 0
     time_budget: float | None = None
-    refit: bool = False  # bottleneck: train the head again on train + val (needs a test split)
+    refit: bool = False  # bottleneck (Keras loop): train the head again on train + val
+    solver: str = "auto"  # bottleneck head: auto (L-BFGS for the linear head), lbfgs, keras (epoch loop)
+    baseline: bool = True  # also report a logistic regression on raw 16x16 pixels of the same split
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self so calls can chain."""
@@ -73,10 +77,15 @@ class TrainConfig:
         if self.input_size is not None and self.input_size < spec.min_input_size:
             raise ConfigError(f"input size {self.input_size} is too small for {spec.name}",
                               f"at least {spec.min_input_size} pixels")
-        from keras_transfer.heads import HEADS
-
-        if self.head not in HEADS:
-            raise unknown_choice("head", self.head, HEADS)
+        if self.head not in HEAD_PRESETS:
+            raise unknown_choice("head", self.head, HEAD_PRESETS)
+        if self.solver not in SOLVERS:
+            raise unknown_choice("solver", self.solver, SOLVERS)
+        if self.solver == "lbfgs" and (self.head != "linear" or self.hidden_units or self.pooling == "spatial"):
+            raise ConfigError("--solver lbfgs fits the linear head on pooled features only",
+                              "--head linear, no --hidden, --pooling avg or max",
+                              f"--head {self.head} --hidden {list(self.hidden_units)} --pooling {self.pooling}",
+                              hint="use --solver auto or keras")
         if self.class_weight not in (None, *CLASS_WEIGHTS):
             raise unknown_choice("class weight", str(self.class_weight), CLASS_WEIGHTS)
         checks = [("epochs", self.epochs is None or self.epochs >= 1), ("batch_size", self.batch_size >= 1),

@@ -12,3 +12,21 @@ def cache_dir(*parts: str) -> Path:
     path = Path(root, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def atomic_file(path: Path, write) -> Path:
+    """Calls ``write(tmp)`` with a temporary path beside ``path``, then renames it to ``path``.
+
+    Readers never see a half-written file, and a failed or interrupted write leaves none behind.
+    """
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from keras_transfer.config import TrainConfig
 from keras_transfer.errors import RunError
+from keras_transfer.paths import atomic_file
 
 MODEL_FILE = "model.keras"
 REQUIRED = (MODEL_FILE, "config.json", "class_names.json")
@@ -18,10 +17,8 @@ REQUIRED = (MODEL_FILE, "config.json", "class_names.json")
 
 def write_json(path: Path, data) -> None:
     """Writes JSON atomically (temp file + rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2)
+    atomic_file(path, lambda tmp: Path(tmp).write_text(text))
 
 
 @dataclass(frozen=True)

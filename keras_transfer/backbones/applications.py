@@ -19,15 +19,23 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from keras_transfer.backbones.registry import register_backbone
 from keras_transfer.backbones.spec import BackboneSpec, Preprocessing, Weights
-from keras_transfer.backbones.weights import (file_identity, file_sha256, keras_models_dir, local_weights_file,
-                                              offline_requested)
+from keras_transfer.backbones.weights import (
+    file_identity,
+    file_sha256,
+    keras_models_dir,
+    local_weights_file,
+    offline_requested,
+)
 from keras_transfer.errors import ConfigError, WeightsError
+
+if TYPE_CHECKING:
+    import keras
 
 _TF_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -94,6 +102,8 @@ def _efficientnet_scale(model: keras.Model) -> None:
     ``Normalization``, because its ImageNet file expects that extra scale (tensorflow#49930).
     The same factor is folded into the Normalization variance here.
     """
+    import keras
+
     norm = next(layer for layer in model.layers if isinstance(layer, keras.layers.Normalization))
     norm.adapt_variance.assign(norm.adapt_variance * np.asarray(_IMAGENET_STD, np.float32))
     norm.finalize_state()
@@ -158,6 +168,8 @@ def build_keras_app(app: KerasApp, input_size: int | None = None, weights: Weigh
         ConfigError: The input size is below the architecture's minimum.
         WeightsError: The weights cannot be found, downloaded or loaded.
     """
+    import keras
+
     size = app.input_size if input_size is None or include_top else int(input_size)
     if size < app.min_input_size:
         raise ConfigError(f"input size {size} is too small for {app.name}",

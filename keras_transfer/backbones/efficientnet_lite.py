@@ -19,19 +19,24 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from keras_transfer.backbones.registry import register_backbone
 from keras_transfer.backbones.spec import BackboneSpec, Preprocessing, Weights
-from keras_transfer.backbones.weights import file_identity, file_sha256, local_weights_file
+from keras_transfer.backbones.weights import (
+    file_identity,
+    file_sha256,
+    local_weights_file,
+)
 from keras_transfer.errors import ConfigError, WeightsError, unknown_choice
-from keras_transfer.paths import cache_dir
+from keras_transfer.paths import atomic_file, cache_dir
+
+if TYPE_CHECKING:
+    import keras
 
 # variant -> (width_coefficient, depth_coefficient, native resolution, dropout rate)
 VARIANTS: dict[str, tuple[float, float, int, float]] = {
@@ -101,6 +106,8 @@ def block_configs(variant: str) -> list[BlockConfig]:
 
 def _same_pad(x, kernel: int, stride: int, name: str):
     """Adds TF 'SAME' zero padding (extra pixel bottom/right) for a static spatial size."""
+    import keras
+
     pads = []
     for size in x.shape[1:3]:
         total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
@@ -112,6 +119,8 @@ def _same_pad(x, kernel: int, stride: int, name: str):
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, prefix: str, act: bool = True, depthwise: bool = False):
     """(pad) -> conv or depthwise conv (no bias) -> BatchNorm -> optional ReLU6."""
+    import keras
+
     x = _same_pad(x, kernel, stride, f"{prefix}pad")
     if depthwise:
         x = keras.layers.DepthwiseConv2D(kernel, stride, use_bias=False, name=f"{prefix}conv")(x)
@@ -123,6 +132,8 @@ def _conv_bn(x, filters: int, kernel: int, stride: int, prefix: str, act: bool =
 
 def _mbconv(inputs, cfg: BlockConfig):
     """Inverted residual block: [1x1 expand] -> depthwise kxk -> 1x1 project (+ identity skip)."""
+    import keras
+
     x, p = inputs, cfg.name
     if cfg.expand_ratio != 1:
         x = _conv_bn(x, cfg.filters_in * cfg.expand_ratio, 1, 1, f"{p}expand_")
@@ -152,6 +163,8 @@ def build_efficientnet_lite(variant: str, input_size: int | None = None, weights
         ConfigError: Unknown variant or input size below 32.
         WeightsError: The weights cannot be found or do not fit the architecture.
     """
+    import keras
+
     key = _variant_key(variant)
     _, _, native, dropout = VARIANTS[key]
     size = native if input_size is None else int(input_size)
@@ -271,14 +284,11 @@ def _converted_weights(variant: str, pth: Path, sha: str) -> dict[str, list[np.n
                            received=f"{type(exc).__name__}: {exc}") from exc
     converted = convert_state_dict(state_dict, key)
     flat = {f"{name}/{i}": w for name, ws in converted.items() for i, w in enumerate(ws)}
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=cached.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **flat)
-        os.replace(tmp, cached)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **flat)
+
+    atomic_file(cached, write)
     return converted
 
 

@@ -12,7 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer import log
-from keras_transfer.data.images import array_to_rgb, check_image, is_image_file, read_image
+from keras_transfer.data.images import (
+    array_to_rgb,
+    check_image,
+    is_image_file,
+    read_image,
+)
 from keras_transfer.errors import DatasetError
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -73,6 +78,19 @@ class Dataset:
     def eval_split(self) -> Split:
         """The held-out split used for final metrics: test if present, else val."""
         return self.splits.get("test") or self.splits["val"]
+
+    def with_selection_split(self, fraction: float, seed: int) -> Dataset:
+        """The dataset as a strategy that makes choices on a validation split must see it.
+
+        With a test split nothing changes. Without one, the validation split becomes the
+        held-out one (evaluated, never looked at) and a ``selection`` split is cut from the
+        training images (stratified, ``fraction`` of them) for early stopping and comparisons.
+        """
+        if "test" in self.splits:
+            return self
+        kept, taken = stratified_split(self.train.labels, fraction, seed + 1)
+        splits = {"train": self.train.subset(kept), "val": self.train.subset(taken, "selection"), "test": self.val}
+        return Dataset(self.class_names, splits, self.source, self.skipped)
 
     def summary(self) -> dict:
         return {"source": self.source, "classes": self.class_names,

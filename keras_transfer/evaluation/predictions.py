@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from keras_transfer.paths import atomic_file
 
 PREDICTIONS_FILE = "predictions.npz"
 
@@ -36,15 +36,12 @@ class Predictions:
 
     def save(self, path: Path) -> None:
         """Writes a plain ``.npz`` (no pickled objects) atomically."""
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        try:
-            with os.fdopen(fd, "wb") as handle:
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
                 np.savez(handle, split=np.array(self.split), ids=np.asarray(self.ids, dtype=str),
                          indices=self.indices, labels=self.labels, probabilities=self.probabilities)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        atomic_file(path, write)
 
     @classmethod
     def load(cls, path: Path) -> Predictions:

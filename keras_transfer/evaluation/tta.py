@@ -7,11 +7,11 @@ import numpy as np
 from keras_transfer.data.dataset import Split
 
 
-def predict_views(head, source, split: Split, tta_views: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def predict_views(probabilities, source, split: Split, tta_views: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Head probabilities for ``split``, averaged over the original and ``tta_views`` augmented views.
 
     Args:
-        head: Keras model, features (N, D) -> probabilities (N, C).
+        probabilities: features (N, D) -> probabilities (N, C), e.g. a head's predict.
         source: A ``FeatureSource`` (its views are extracted once and cached).
         split: The images.
         tta_views: Augmented views per image (0 = the original image only).
@@ -21,8 +21,7 @@ def predict_views(head, source, split: Split, tta_views: int = 0) -> tuple[np.nd
     """
     features, indices = source.views(split, tta_views)
     views, count = features.shape[:2]
-    if count == 0:
-        return np.zeros((0, int(head.output_shape[-1])), np.float32), indices
     flat = features.reshape(views * count, *features.shape[2:])
-    probabilities = np.asarray(head.predict(flat, verbose=0, batch_size=256))
-    return probabilities.reshape(views, count, -1).mean(axis=0), indices
+    if count == 0:
+        return np.zeros((0, 0), np.float32), indices
+    return np.asarray(probabilities(flat)).reshape(views, count, -1).mean(axis=0), indices

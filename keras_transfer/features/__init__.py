@@ -16,7 +16,35 @@ from keras_transfer.features.extract import ViewMaker
 from keras_transfer.features.runtime import PRECISIONS, RUNTIMES, RuntimeOptions
 from keras_transfer.features.store import feature_key, load_features, save_features
 
-__all__ = ["PRECISIONS", "RUNTIMES", "FeatureCache", "FeatureEngine", "FeatureSource", "RuntimeOptions"]
+__all__ = ["PRECISIONS", "RUNTIMES", "Deferred", "FeatureCache", "FeatureEngine", "FeatureSource", "RuntimeOptions"]
+
+
+class Deferred:
+    """A Keras extractor built on first use only: building one imports keras and torch, which a
+    run whose features are cached and whose backbone is already compiled never needs.
+
+    Args:
+        build: Zero-argument function returning the Keras model.
+        size: Its input side.
+        feature_shape: Shape of one image's features (None: ask the built model).
+    """
+
+    def __init__(self, build, size: int, feature_shape: tuple[int, ...] | None = None):
+        self._build, self.size, self.feature_shape, self._model = build, size, feature_shape, None
+
+    def get(self):
+        if self._model is None:
+            self._model = self._build()
+        return self._model
+
+
+def resolve(extractor):
+    """The Keras model of ``extractor`` (a model, or a :class:`Deferred` built now)."""
+    return extractor.get() if isinstance(extractor, Deferred) else extractor
+
+
+def input_side(extractor) -> int:
+    return extractor.size if isinstance(extractor, Deferred) else int(extractor.input_shape[1])
 
 
 @dataclass
@@ -28,7 +56,8 @@ class FeatureSource:
     and only the images and views missing from both go through the backbone.
 
     Attributes:
-        extractor: Keras model, uint8 (S, S, 3) batch -> (B, D) features.
+        extractor: Keras model, uint8 (S, S, 3) batch -> (B, D) features, or a
+            :class:`Deferred` one (built only if the runtime must export it).
         identity: What defines the extractor (backbone, weights hash, size, pooling, preprocessing).
         store_dir: Run-local folder for the split feature files.
         resize_mode: stretch, pad or crop.
@@ -51,9 +80,18 @@ class FeatureSource:
     _engine: FeatureEngine | None = field(default=None, repr=False)
 
     @property
+    def model(self):
+        """The Keras extractor (built now if it was deferred)."""
+        return resolve(self.extractor)
+
+    @property
+    def size(self) -> int:
+        return input_side(self.extractor)
+
+    @property
     def engine(self) -> FeatureEngine:
         if self._engine is None:
-            maker = ViewMaker(int(self.extractor.input_shape[1]), self.resize_mode, self.seed)
+            maker = ViewMaker(self.size, self.resize_mode, self.seed)
             self._engine = FeatureEngine(self.extractor, self.identity, maker, self.options,
                                          self.cache or FeatureCache())
         return self._engine

@@ -61,7 +61,8 @@ class FeatureEngine:
     """Extracts views of images through the shared cache; the runtime is built only on a miss.
 
     Attributes:
-        extractor: Keras model, uint8 (B, S, S, 3) -> (B, *feature shape) features.
+        extractor: Keras model, uint8 (B, S, S, 3) -> (B, *feature shape) features, or a
+            ``Deferred`` one, built only when the runtime must export it.
         model_identity: What defines the extractor (backbone, weights hash, size, pooling, ...).
         maker: Decoding, resizing and augmentation (its resize mode and seed are part of the key).
         options: Runtime, precision and batching.
@@ -88,12 +89,17 @@ class FeatureEngine:
     @cached_property
     def feature_shape(self) -> tuple[int, ...]:
         """Shape of one image's features: (D,) pooled, or (h, w, D) for spatial pooling."""
-        return tuple(int(d) for d in self.extractor.output_shape[1:])
+        known = getattr(self.extractor, "feature_shape", None)
+        if known is not None:
+            return tuple(known)
+        from keras_transfer.features import resolve
+
+        return tuple(int(d) for d in resolve(self.extractor).output_shape[1:])
 
     @cached_property
     def runtime(self) -> Runtime:
         """The inference runtime, built (exported, compiled) on first use only."""
-        return make_runtime(self.extractor, self.model_identity, self.options)
+        return make_runtime(self.extractor, self.model_identity, self.options, self.maker.size)
 
     def view_names(self, views: Sequence[int]) -> dict[int, str]:
         return {v: view_name(v, self.maker.seed, self.maker.policy) for v in views}

@@ -13,32 +13,17 @@ import contextlib
 import io
 import os
 import sys
-import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from keras_transfer import log
 from keras_transfer.features.keys import identity_hash
-from keras_transfer.paths import cache_dir
+from keras_transfer.paths import atomic_file, cache_dir
 
 # Bump when the export recipe changes, so stale exported files are never reused.
 EXPORT_VERSION = 2
-
-
-def _atomic_file(path: Path, write: Callable[[str], None]) -> Path:
-    """Calls ``write(tmp)`` then renames tmp to ``path``; never leaves a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 @contextlib.contextmanager
@@ -57,6 +42,9 @@ def _stdout_silenced():
 
 
 def _keras_to_onnx(extractor, tmp: str) -> None:
+    from keras_transfer.features import resolve
+
+    extractor = resolve(extractor)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _stdout_silenced():
         warnings.simplefilter("ignore")
         extractor.predict_on_batch(np.zeros((1, *extractor.input_shape[1:]), np.float32))  # export needs a call
@@ -76,7 +64,8 @@ def export_onnx(extractor, identity: dict) -> Path:
     """The optimised ONNX file of ``extractor`` (exported once per identity, then cached).
 
     Args:
-        extractor: Keras model, (B, S, S, 3) pixels in [0, 255] -> (B, D) features.
+        extractor: Keras model, (B, S, S, 3) pixels in [0, 255] -> (B, D) features (or a
+            ``Deferred`` one: built only when the file is not cached yet).
         identity: Everything that defines the extractor's function (backbone, weights, size, ...).
 
     Returns:
@@ -88,8 +77,8 @@ def export_onnx(extractor, identity: dict) -> Path:
     if path.exists():
         return path
     log.info(f"exporting {identity.get('backbone')} to ONNX (once; cached in {folder})")
-    raw = _atomic_file(folder / f"{stem}.raw.onnx", lambda tmp: _keras_to_onnx(extractor, tmp))
+    raw = atomic_file(folder / f"{stem}.raw.onnx", lambda tmp: _keras_to_onnx(extractor, tmp))
     try:
-        return _atomic_file(path, lambda tmp: _optimise_onnx(raw, tmp))
+        return atomic_file(path, lambda tmp: _optimise_onnx(raw, tmp))
     finally:
         raw.unlink(missing_ok=True)

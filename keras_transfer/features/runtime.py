@@ -157,6 +157,9 @@ def onnx_runtime(path, options: RuntimeOptions) -> Runtime:
 
 def keras_runtime(extractor, options: RuntimeOptions) -> Runtime:
     """Keras ``predict_on_batch``: the reference, and the fallback when export fails."""
+    from keras_transfer.features import resolve
+
+    extractor = resolve(extractor)
     return Runtime("keras", lambda images: np.asarray(extractor.predict_on_batch(images)), 4 * options.batch_size)
 
 
@@ -166,15 +169,16 @@ def _reason(error: Exception | None) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
 
 
-def make_runtime(extractor, model_identity: dict, options: RuntimeOptions) -> Runtime:
-    """The requested runtime; ``auto`` tries OpenVINO, then ONNX Runtime, then Keras.
+def make_runtime(extractor, model_identity: dict, options: RuntimeOptions, size: int) -> Runtime:
+    """The requested runtime for ``size`` px input; ``auto`` tries OpenVINO, then ONNX Runtime, then Keras.
+
+    ``extractor`` (a Keras model or a ``Deferred`` one) is built only to export it once.
 
     An explicitly requested runtime that fails raises; ``auto`` warns and falls back.
     """
     options.validate()
     if options.runtime == "keras":
         return keras_runtime(extractor, options)
-    size = int(extractor.input_shape[1])
     order = ["openvino", "onnx"] if options.runtime == "auto" else [options.runtime]
     last_error: Exception | None = None
     for name in order:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from keras_transfer.data.dataset import Split
+from keras_transfer.paths import atomic_file
 
 
 def split_fingerprint(split: Split) -> str:
@@ -48,11 +47,8 @@ def load_features(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
 def save_features(path: Path, key: str, features: np.ndarray, indices: np.ndarray) -> None:
     """Writes atomically (temp file + rename), so a crash never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
             np.savez(handle, key=np.array(key), features=features, indices=indices)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_file(path, write)

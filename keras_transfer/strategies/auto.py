@@ -60,7 +60,7 @@ def probe(context: TrainContext, backbone: str) -> Probe:
 
 def images_per_second(source) -> float:
     """Backbone throughput of ``source``'s runtime on one warm batch of random images."""
-    runtime, size = source.engine.runtime, int(source.extractor.input_shape[1])
+    runtime, size = source.engine.runtime, source.size
     images = np.random.default_rng(0).integers(0, 256, (runtime.batch_size, size, size, 3), np.uint8)
     list(runtime.stream([(None, images)]))  # warm-up (OpenVINO has no plain ``infer``)
     start = time.perf_counter()

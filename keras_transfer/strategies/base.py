@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import keras
+from typing import TYPE_CHECKING, Any, Protocol
 
 from keras_transfer.backbones import BackboneSpec
 from keras_transfer.config import TrainConfig
 from keras_transfer.data.dataset import Dataset
 from keras_transfer.errors import unknown_choice
 from keras_transfer.features import FeatureSource
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_transfer.strategies.solver import LinearHead
 
 
 @dataclass
@@ -36,19 +39,23 @@ class TrainContext:
 class FitResult:
     """What a strategy returns: the end-to-end classifier, its head and training history.
 
+    A solver-fitted head is a NumPy ``LinearHead`` and ``classifier`` is None: the run's
+    ``model.keras`` is then written from a cached template without importing Keras.
+
     ``backbone_changed`` tells that the extractor's weights moved (fine-tune, scratch), so
     features must be recomputed for evaluation; ``config`` is the config actually trained
     (the auto planner resolves backbone and strategy) and ``features`` its feature source;
     ``notes`` are extra JSON files for the run folder.
     """
 
-    classifier: keras.Model
-    head: keras.Model
+    classifier: keras.Model | None
+    head: keras.Model | LinearHead
     history: dict[str, list[float]] = field(default_factory=dict)
     backbone_changed: bool = False
     config: TrainConfig | None = None
     features: FeatureSource | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)  # how the choices were made, on which images
 
 
 class Strategy(Protocol):
@@ -58,18 +65,14 @@ class Strategy(Protocol):
     def fit(self, context: TrainContext) -> FitResult: ...
 
 
-def strategies() -> dict[str, type]:
-    from keras_transfer.strategies.auto import AutoStrategy
-    from keras_transfer.strategies.bottleneck import BottleneckStrategy
-    from keras_transfer.strategies.finetune import FinetuneStrategy
-    from keras_transfer.strategies.frozen import FrozenStrategy
-    from keras_transfer.strategies.scratch import ScratchStrategy
-
-    return {s.name: s for s in (BottleneckStrategy, FrozenStrategy, FinetuneStrategy, ScratchStrategy, AutoStrategy)}
+_CLASSES = {"bottleneck": "BottleneckStrategy", "frozen": "FrozenStrategy", "finetune": "FinetuneStrategy",
+            "scratch": "ScratchStrategy", "auto": "AutoStrategy"}
 
 
 def get_strategy(name: str) -> Strategy:
-    known = strategies()
-    if name not in known:
-        raise unknown_choice("strategy", name, known)
-    return known[name]()
+    """A new strategy object; only its own module is imported (the default one needs no keras)."""
+    import importlib
+
+    if name not in _CLASSES:
+        raise unknown_choice("strategy", name, _CLASSES)
+    return getattr(importlib.import_module(f"keras_transfer.strategies.{name}"), _CLASSES[name])()

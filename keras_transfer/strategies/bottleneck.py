@@ -1,29 +1,79 @@
-"""Bottleneck strategy: frozen-backbone features extracted once, a small head trained on them."""
+"""Bottleneck strategy: frozen-backbone features extracted once, a small head fit on them.
+
+The default head (``linear``, no hidden layers) is fit in seconds by the full-batch solver
+(``strategies/solver.py``): L2 strength by cross-validation inside the training images, so the
+validation split is never looked at and can serve as the held-out one. Other heads (hidden
+layers, ``gap_dense_bn``, spatial ``flatten_bn`` / ``conv``) and ``--solver keras`` train with
+the Keras epoch loop, early-stopped on the validation split.
+"""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 
-from keras_transfer.heads import build_head_for
-from keras_transfer.model import build_classifier
+from keras_transfer.config import TrainConfig
 from keras_transfer.strategies.base import FitResult, TrainContext
-from keras_transfer.strategies.training import fit, one_hot, options_for, refit
+from keras_transfer.strategies.solver import LinearHead, fit_linear_head
+
+
+def uses_solver(config: TrainConfig) -> bool:
+    """True when the bottleneck head is fit by the solver rather than the Keras loop."""
+    return (config.solver != "keras" and config.head == "linear" and not config.hidden_units
+            and config.pooling != "spatial" and not config.refit)
+
+
+def keras_head(linear: LinearHead, config: TrainConfig, num_classes: int):
+    """The solver's head as the Keras ``linear`` head (dropout from ``config``), e.g. to fine-tune from."""
+    from keras_transfer.heads import build_head_for
+
+    head = build_head_for((linear.kernel.shape[0],), num_classes, config)
+    head.get_layer("predictions").set_weights([linear.kernel, linear.bias])
+    return head
 
 
 class BottleneckStrategy:
     """Extract pooled features once (saved beside the run), then fit a head on them.
 
     With ``augment_views`` K > 0 the head trains on the original plus K cached augmented views
-    of every training image; validation uses the originals only. With ``refit`` a fresh head is
-    then trained on training + validation features for the epochs early stopping chose (the run
-    reports on its test split, the only one it has not seen).
+    of every training image; scoring uses the originals only. With ``refit`` (Keras loop) a
+    fresh head is then trained on training + validation features for the epochs early stopping
+    chose.
     """
 
     name = "bottleneck"
     default_epochs = 200
 
+    def __init__(self, learn_from_val: bool = True):
+        # With a test split, the solver also learns from the validation images, unless a later
+        # choice (fine-tuning's early stopping, auto's comparison) is made on them.
+        self.learn_from_val = learn_from_val
+
     def fit(self, context: TrainContext) -> FitResult:
+        if uses_solver(context.config):
+            return self._solve(context)
+        return self._keras_loop(context)
+
+    def _solve(self, context: TrainContext) -> FitResult:
+        config, dataset = context.config, context.dataset
+        pools = [dataset.train] + ([dataset.val] if self.learn_from_val and "test" in dataset.splits else [])
+        views, labels = [], []
+        for split in pools:
+            features, indices = context.features.views(split, config.augment_views)
+            views.append(features)
+            labels.append(split.labels[indices])
+        solved = fit_linear_head(np.concatenate(views, axis=1), np.concatenate(labels), len(dataset.class_names),
+                                 config.class_weight, config.seed)
+        names = " + ".join(f"{s.name} ({len(s)})" for s in pools)
+        selection = {**solved.summary(), "fit_on": names}
+        return FitResult(None, solved.head, {}, selection=selection)
+
+    def _keras_loop(self, context: TrainContext) -> FitResult:
+        import keras
+
+        from keras_transfer.heads import build_head_for
+        from keras_transfer.model import build_classifier
+        from keras_transfer.strategies.training import fit, one_hot, options_for, refit
+
         config, dataset = context.config, context.dataset
         keras.utils.set_random_seed(config.seed)
         n = len(dataset.class_names)
@@ -43,4 +93,6 @@ class BottleneckStrategy:
             more = refit(fresh, both, history, options, np.concatenate([train_labels, val_labels]))
             head = head if "interrupted" in more else fresh
             history = {**history, **more}
-        return FitResult(build_classifier(context.features.extractor, head, config.resize), head, history)
+        selection = {"solver": "keras", "epochs_chosen_on": f"{dataset.val.name} ({len(dataset.val)} images)"}
+        return FitResult(build_classifier(context.features.model, head, config.resize), head, history,
+                         selection=selection)

@@ -27,7 +27,7 @@ from keras_transfer.errors import ConfigError
 from keras_transfer.features import FeatureSource
 from keras_transfer.model import POOL_LAYERS, build_classifier
 from keras_transfer.strategies.base import FitResult, TrainContext
-from keras_transfer.strategies.bottleneck import BottleneckStrategy
+from keras_transfer.strategies.bottleneck import BottleneckStrategy, keras_head
 from keras_transfer.strategies.training import FitOptions, fit, one_hot, options_for
 
 
@@ -85,7 +85,7 @@ def split_backbone(backbone: keras.Model, groups: tuple[tuple[str, ...], ...],
 def freeze_point_source(context: TrainContext, bottom: keras.Model) -> FeatureSource:
     """A FeatureSource whose "features" are the frozen bottom's activations (cached like any)."""
     features = context.features
-    extractor = features.extractor
+    extractor = features.model
     pixels = keras.Input(extractor.input_shape[1:], name="pixels")
     model = keras.Model(pixels, bottom(extractor.get_layer("normalize")(pixels)), name="freeze_point")
     identity = {**features.identity, "pooling": None, "cut": bottom.output.name, "cut_shape": list(bottom.output.shape[1:])}
@@ -120,23 +120,25 @@ class FinetuneStrategy:
 
     def fit(self, context: TrainContext) -> FitResult:
         config = context.config
-        extractor = context.features.extractor  # cut first: a bad --unfreeze fails before any training
+        extractor = context.features.model  # cut first: a bad --unfreeze fails before any training
         groups = context.spec.finetune_groups
         whole = config.unfreeze in (0, len(groups))
         cut = None if whole else split_backbone(backbone_of(extractor), groups, config.unfreeze)
-        warm = BottleneckStrategy().fit(context)
+        warm = BottleneckStrategy(learn_from_val=False).fit(context)  # early stopping below reads val
+        head = warm.head if warm.classifier else keras_head(warm.head, config, len(context.dataset.class_names))
         head_history = {f"head_{k}": v for k, v in warm.history.items() if k != "interrupted"}
         if "interrupted" in warm.history:  # Ctrl-C while training the head: stop, fine-tune next time
-            return FitResult(warm.classifier, warm.head, {**head_history, "interrupted": [1.0]})
+            return FitResult(warm.classifier, head, {**head_history, "interrupted": [1.0]})
         keras.utils.set_random_seed(config.seed)
-        history = self._whole(context, warm.head) if whole else self._top(context, warm.head, *cut)
-        return FitResult(build_classifier(extractor, warm.head, config.resize), warm.head, {**head_history, **history},
-                         backbone_changed=True)
+        history = self._whole(context, head) if whole else self._top(context, head, *cut)
+        selection = {"head": warm.selection, "epochs_chosen_on": f"{context.dataset.val.name} ({len(context.dataset.val)} images)"}
+        return FitResult(build_classifier(extractor, head, config.resize), head, {**head_history, **history},
+                         backbone_changed=True, selection=selection)
 
     def _whole(self, context: TrainContext, head: keras.Model) -> dict:
         """Every block trained on streamed, augmented images."""
         config, dataset = context.config, context.dataset
-        extractor, n = context.features.extractor, len(dataset.class_names)
+        extractor, n = context.features.model, len(dataset.class_names)
         unfreeze_all(extractor)
         size = int(extractor.input_shape[1])
         pixels = keras.Input((size, size, 3), name="pixels")

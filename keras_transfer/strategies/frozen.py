@@ -12,9 +12,9 @@ from __future__ import annotations
 import keras
 
 from keras_transfer.data.stream import ImageBatches
+from keras_transfer.heads import build_head_for
 from keras_transfer.model import build_classifier
 from keras_transfer.strategies.base import FitResult, TrainContext
-from keras_transfer.heads import build_head_for
 from keras_transfer.strategies.training import fit, options_for
 
 
@@ -57,6 +57,6 @@ class FrozenStrategy:
     default_epochs = 10
 
     def fit(self, context: TrainContext) -> FitResult:
-        extractor = context.features.extractor
+        extractor = context.features.model
         extractor.trainable = False
         return fit_streamed(context, extractor, self.name, self.default_epochs, frozen=True)
