@@ -50,6 +50,11 @@ def _train_parser(sub) -> None:
     p.add_argument("--head", default=d.head, help="linear | gap_dense_bn | flatten_bn | conv (spatial features)")
     p.add_argument("--hidden", dest="hidden_units", type=int, nargs="*", default=list(d.hidden_units),
                    help="hidden sizes of the head")
+    p.add_argument("--solver", default=d.solver,
+                   help="bottleneck head: auto (L-BFGS, L2 by 5-fold CV on the training images, for the linear "
+                        "head) | lbfgs | keras (the epoch loop, early-stopped on a validation split)")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="skip the raw-pixel logistic-regression baseline reported beside the accuracy")
     p.add_argument("--dropout", type=float, default=d.dropout)
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: the strategy's")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -98,8 +103,13 @@ def _cmd_train(args) -> int:
         print(json.dumps({"run": str(run.path), "metrics": metrics, "timing": timing}, indent=2))
     else:
         print(format_metrics(metrics))
-        print(f"{metrics['split']} split; trained in {timing['total_seconds']:.1f} s "
-              f"(features {timing['feature_seconds']:.1f} s); run saved to {run.path}")
+        print(f"held-out {metrics['evaluated_on']} split ({metrics['n']} images no choice was made on); "
+              f"trained in {timing['total_seconds']:.1f} s (features {timing['feature_seconds']:.1f} s); "
+              f"run saved to {run.path}")
+        if "baseline" in metrics:
+            verdict = "transfer helped" if metrics["accuracy"] > metrics["baseline"]["accuracy"] else "transfer did NOT help"
+            print(f"baseline: {metrics['baseline']['method']}: accuracy {metrics['baseline']['accuracy']:.4f} "
+                  f"on the same images ({verdict})")
     return 0
 
 

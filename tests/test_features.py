@@ -62,7 +62,7 @@ def test_bf16_is_close_but_cached_apart_from_fp32(lite0, photos, keras_features,
 
     if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         with pytest.raises(ConfigError, match="bf16"):
-            make_runtime(lite0[0], lite0[1], RuntimeOptions("openvino", "bf16"))
+            make_runtime(lite0[0], lite0[1], RuntimeOptions("openvino", "bf16"), 224)
         return
     extractor, identity = lite0
     engine = make_engine(tmp_path, extractor, identity, "openvino", ViewMaker(224))
@@ -91,10 +91,10 @@ def test_failed_export_falls_back_to_keras_under_auto(tmp_path):
         def predict_on_batch(self, images):
             return np.ones((len(images), 2), np.float32)
 
-    runtime = make_runtime(NotExportable(), {"backbone": "odd"}, RuntimeOptions("auto"))
+    runtime = make_runtime(NotExportable(), {"backbone": "odd"}, RuntimeOptions("auto"), 32)
     assert runtime.name == "keras"
     with pytest.raises(ConfigError, match="cannot run odd"):
-        make_runtime(NotExportable(), {"backbone": "odd"}, RuntimeOptions("openvino"))
+        make_runtime(NotExportable(), {"backbone": "odd"}, RuntimeOptions("openvino"), 32)
 
 
 def test_source_saves_views_beside_the_run_and_reuses_them(tmp_path, photos):

@@ -123,7 +123,18 @@ class FeatureSource:
         self.seconds += time.perf_counter() - start
         return features, indices
 
-    def _compute(self, split: Split, count: int) -> tuple[np.ndarray, np.ndarray]:
+    def view(self, split: Split, number: int, desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """View ``number`` (0: the original) of every image of ``split``, through the shared cache only.
+
+        Returns:
+            (features (M, D), indices (M,) of the images that decoded).
+        """
+        start = time.perf_counter()
+        features, indices = self._compute(split, 1, first=number, desc=desc)
+        self.seconds += time.perf_counter() - start
+        return features[0], indices
+
+    def _compute(self, split: Split, count: int, first: int = 0, desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         out: np.ndarray | None = None
         have = np.zeros((count, len(split)), bool)
 
@@ -134,7 +145,7 @@ class FeatureSource:
             out[position, rows] = vector
             have[position, rows] = True
 
-        failures = self.engine.fill(split, range(count), sink, desc=f"features {split.name}")
+        failures = self.engine.fill(split, range(first, first + count), sink, desc=desc or f"features {split.name}")
         if failures:
             ids = split.ids()
             listing = "\n  ".join(f"{ids[i]}: {reason}" for i, reason in failures)

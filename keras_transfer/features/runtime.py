@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from keras_transfer import log
-from keras_transfer.errors import ConfigError, unknown_choice
+from keras_transfer.errors import ConfigError, KerasTransferError, unknown_choice
 from keras_transfer.features.export import export_onnx
 from keras_transfer.paths import cache_dir
 
@@ -185,7 +185,7 @@ def make_runtime(extractor, model_identity: dict, options: RuntimeOptions, size:
         try:
             path = export_onnx(extractor, model_identity)
             return openvino_runtime(path, size, options) if name == "openvino" else onnx_runtime(path, options)
-        except ConfigError:
+        except KerasTransferError:  # the user's to fix (bad option, missing weights): say so, do not fall back
             raise
         except Exception as error:  # exotic backbone or missing package: stay correct, just slower
             if options.runtime != "auto":

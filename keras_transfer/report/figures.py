@@ -88,6 +88,22 @@ def curves_figure(history: dict[str, list[float]]) -> Figure:
     return figure
 
 
+def cv_figure(cv: dict[str, dict[str, float]]) -> Figure:
+    """Out-of-fold log loss and accuracy against the L2 strength C; the chosen C marked."""
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    grid = [float(c) for c in cv]
+    best = grid[int(np.argmin([cv[c]["log_loss"] for c in cv]))]
+    for ax, metric in zip(figure.subplots(1, 2), ("log_loss", "accuracy")):
+        ax.plot(grid, [cv[c][metric] for c in cv], marker="o", color=VAL_COLOUR, label="out-of-fold (train)")
+        ax.axvline(best, color="#777", ls="--", lw=1, label=f"chosen C = {best:g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("C (inverse L2 strength)")
+        ax.set_title(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return figure
+
+
 def image_grid(images: list[np.ndarray], titles: list[str], columns: int = 6,
                row_labels: list[str] | None = None) -> Figure:
     """Images in a grid, each titled; optional labels on the left of each row."""

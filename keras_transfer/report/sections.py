@@ -18,7 +18,7 @@ from keras_transfer.report.exploration_figures import (
 )
 from keras_transfer.report.figures import (
     confusion_figure,
-    curves_figure,
+    curves_figure, cv_figure,
     image_grid,
     metrics_figure,
     reliability_figure,
@@ -59,9 +59,17 @@ def metrics_section(ctx: ReportContext) -> Section:
     wide = per_class.pivot(index="class", columns="metric", values="text").reindex(ctx.class_names)
     wide = wide[["precision", "recall", "f1"]].rename(columns=lambda m: f"{m} [95% CI]")
     wide["support"] = np.bincount(p.labels, minlength=len(ctx.class_names))
-    intro = (f"Metrics on the {p.split} split ({len(p.labels)} images), with percentile-bootstrap 95% "
-             f"confidence intervals from {o.resamples} resamples of the images.")
-    blocks = [intro, Table("overall", overall), Table("per class", wide, index=True),
+    metrics = ctx.run.read("metrics.json") or {}
+    held_out = ("held out: no choice (regularisation, epochs, backbone, strategy) was made on these images"
+                if metrics.get("held_out") else "not held out: a choice was made on these images")
+    intro = (f"Metrics on the {p.split} split ({len(p.labels)} images; {held_out}), with percentile-bootstrap "
+             f"95% confidence intervals from {o.resamples} resamples of the images.")
+    blocks = [intro]
+    if "baseline" in metrics:
+        b = metrics["baseline"]
+        blocks.append(f"Baseline on the same images: {b['method']}, accuracy {b['accuracy']:.3f} "
+                      f"(this model: {metrics['accuracy']:.3f}).")
+    blocks += [ Table("overall", overall), Table("per class", wide, index=True),
               Plot("metrics", "Estimates with their 95% intervals", metrics_figure(table))]
     return Section("metrics", "Metrics", blocks, {"bootstrap": table})
 
@@ -79,6 +87,13 @@ def confusion_section(ctx: ReportContext) -> Section:
 def curves_section(ctx: ReportContext) -> Section:
     """Loss and accuracy per epoch from history.json."""
     history = ctx.run.read("history.json") or {}
+    selection = (ctx.run.read("metrics.json") or {}).get("selection") or {}
+    if not any(history.values()) and selection.get("cv"):
+        text = (f"The head was solved (full-batch L-BFGS), not trained by epochs: L2 strength C = {selection['C']:g} "
+                f"chosen by {selection['folds']}-fold cross-validation inside the training images "
+                f"(fit on {selection['fit_on']}); the held-out images played no part.")
+        return Section("curves", "Head selection", [text, Plot("head_selection", "", cv_figure(selection["cv"]))],
+                       {"history": history, "cv": selection["cv"]})
     if not any(history.values()):
         return Section("curves", "Training curves", ["This run recorded no per-epoch history."])
     text = (f"{len(history.get('loss', []))} epochs; early stopping restores the weights of the epoch with the "

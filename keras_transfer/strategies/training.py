@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +35,16 @@ class EpochProgress(keras.callbacks.Callback):
 
     def __init__(self, epochs: int, desc: str):
         super().__init__()
-        self.epochs, self.desc, self.bar = epochs, desc, None
+        self.epochs, self.desc, self.bar, self.seconds, self.began = epochs, desc, None, [], 0.0
 
     def on_train_begin(self, logs=None):
         self.bar = log.progress(total=self.epochs, desc=self.desc, unit="epoch")
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.began = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.began)
         logs = logs or {}
         self.bar.set_postfix(val_loss=f"{logs.get('val_loss', float('nan')):.4f}",
                              val_acc=f"{logs.get('val_accuracy', float('nan')):.3f}")
@@ -115,7 +120,7 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
         keras.callbacks.BackupAndRestore(str(checkpoint_dir / f"{name}_backup")),
         checkpoint,
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
-        EpochProgress(options.epochs, name),
+        progress := EpochProgress(options.epochs, name),
     ]
     if options.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
@@ -131,6 +136,7 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
         interrupted = True
     history = getattr(getattr(model, "history", None), "history", None) or {}
     history = {k: [float(v) for v in vals] for k, vals in history.items()}
+    history["epoch_seconds"] = progress.seconds
     # A resumed fit starts its own early stopping afresh: weights saved before the interruption
     # (or by an earlier run of the same config) win when their validation loss is lower.
     if best.exists() and (interrupted or checkpoint.best < min(history.get("val_loss", [np.inf]))):
