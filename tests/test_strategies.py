@@ -172,13 +172,14 @@ def test_fine_tuning_that_never_helps_gives_back_the_warm_start(colours, tmp_pat
     """A learning rate far too high wrecks the backbone at the first step (measured: val
     accuracy 1/3, loss ~10): the run ends with the head-only model instead."""
     run = train(colours, tmp_path / "run", "--strategy", "finetune", "--epochs", "30", "--finetune-epochs", "1",
-                "--unfreeze", "all", "--finetune-lr", "0.01", "--mixup", "0.4",
+                "--unfreeze", "all", "--finetune-lr", "0.01", "--mixup", "0.4", "--batch-size", "8",
                 "--label-smoothing", "0")  # (so the training loss is the log loss of the metrics)
     history = run.read("history.json")
     assert history["val_loss"][0] > 2 * min(history["head_val_loss"])  # the fine-tuning epoch did wreck it
     old, new = layer_weights(pretrained_backbone()), layer_weights(backbone_of(run.model.get_layer("features")))
     assert all(same(old[name], new[name]) for name in old)
-    assert run.read("metrics.json")["log_loss"] == pytest.approx(min(history["head_val_loss"]), rel=1e-3)
+    metrics = run.read("metrics.json")  # the warm start, scored on images neither phase chose on
+    assert metrics["evaluated_on"] == "val" and metrics["held_out"] and metrics["selection"]["epochs_chosen_on"].startswith("selection")
 
 
 @pytest.mark.parametrize("name", ["finetune", "finetune_all"])
@@ -376,10 +377,13 @@ def head_weights(run: Run) -> list[np.ndarray]:
 def test_seed_makes_bottleneck_bit_reproducible(colours, tmp_path):
     args = ("--epochs", "15", "--seed", "3")
     first, second = train(colours, tmp_path / "a", *args), train(colours, tmp_path / "b", *args)
-    assert (first.path / "history.json").read_text() == (second.path / "history.json").read_text()
+    def curves(run: Run) -> dict:
+        return {k: v for k, v in run.read("history.json").items() if k != "epoch_seconds"}  # wall time varies
+
+    assert curves(first) == curves(second)
     assert same(head_weights(first), head_weights(second))
     other = train(colours, tmp_path / "c", "--epochs", "15", "--seed", "4")
-    assert other.read("history.json") != first.read("history.json")
+    assert curves(other) != curves(first)
     assert not same(head_weights(other), head_weights(first))
 
 

@@ -75,7 +75,6 @@ class BottleneckStrategy:
         from keras_transfer.strategies.training import fit, one_hot, options_for, refit
 
         config, dataset = context.config, context.dataset
-        keras.utils.set_random_seed(config.seed)
         n = len(dataset.class_names)
         features, indices = context.features.views(dataset.train, config.augment_views)
         train_labels = np.tile(dataset.train.labels[indices], len(features))
@@ -83,6 +82,7 @@ class BottleneckStrategy:
         features, indices = context.features(dataset.val)
         val_labels = dataset.val.labels[indices]
         val = features, one_hot(val_labels, n)
+        keras.utils.set_random_seed(config.seed)  # after the features: building a deferred extractor draws numbers
         head = build_head_for(train[0].shape[1:], n, config)
         options = options_for(config, self.default_epochs)
         history = fit(head, train, val, options, context.checkpoints, "head", train_labels)

@@ -99,11 +99,11 @@ class FrozenStrategy:
 
     def fit(self, context: TrainContext) -> FitResult:
         config, dataset, source = context.config, context.dataset, context.features
-        keras.utils.set_random_seed(config.seed)
         n = len(dataset.class_names)
         train = ViewBatches(source, dataset.train, n, config.batch_size, config.seed)
         features, indices = source(dataset.val)
         val = features, one_hot(dataset.val.labels[indices], n)
+        keras.utils.set_random_seed(config.seed)  # after the features: building a deferred extractor draws numbers
         head = build_head_for(features.shape[1:], n, config)
         history = fit(head, train, val, options_for(config, self.default_epochs), context.checkpoints, self.name,
                       dataset.train.labels)
