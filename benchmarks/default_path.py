@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 import keras_transfer  # noqa: F401  (sets the Keras backend before keras is imported)
-
 from benchmarks.data import REPO, balanced_files, cifar_root, linked_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results"

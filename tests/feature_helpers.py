@@ -10,11 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-import keras_transfer  # noqa: F401  (selects the torch backend)
-
 import keras
 import numpy as np
 
+import keras_transfer  # noqa: F401  (selects the torch backend)
 from keras_transfer.data.dataset import Split
 from keras_transfer.features import FeatureCache, FeatureEngine, RuntimeOptions
 from keras_transfer.features.extract import ViewMaker

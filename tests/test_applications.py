@@ -6,14 +6,13 @@ import hashlib
 import socket
 from unittest import mock
 
-import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
-
 import h5py
 import keras
 import numpy as np
 import pytest
 from keras.src.legacy.saving import legacy_h5_format
 
+import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer import TrainConfig
 from keras_transfer.backbones import get_backbone
 from keras_transfer.errors import ConfigError, WeightsError

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
-import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
-
 import numpy as np
 import pytest
 from PIL import Image
 
+import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer import Run
 from keras_transfer.backbones import list_backbones
 from keras_transfer.cli import main

@@ -7,12 +7,11 @@ and reproduces the training pipeline's predictions, shapes, preprocessing, layer
 
 from __future__ import annotations
 
-import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
-
 import keras
 import numpy as np
 import pytest
 
+import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer import TrainConfig, train
 from keras_transfer.backbones import get_backbone, list_backbones
 from keras_transfer.layers import ImageNormalization

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import HYMENOPTERA, make_image
 from PIL import Image
 
-from conftest import HYMENOPTERA, make_image
 from keras_transfer.data.dataset import load_dataset, stratified_split
 from keras_transfer.data.images import read_image, resize
 from keras_transfer.errors import DatasetError

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
-
 import keras
 import numpy as np
 import pytest
@@ -15,8 +13,9 @@ from efficientnet_lite_pytorch import EfficientNet
 from matplotlib import cbook
 from PIL import Image
 
-from keras_transfer.backbones import get_backbone
+import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer.backbones import efficientnet_lite as enl
+from keras_transfer.backbones import get_backbone
 from keras_transfer.errors import ConfigError, WeightsError
 
 VARIANTS = ["lite0", "lite1", "lite2"]

@@ -6,9 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import HYMENOPTERA
 from feature_helpers import collect, file_split, make_engine, tiny_extractor
+
 from keras_transfer.backbones import get_backbone
 from keras_transfer.config import TrainConfig
 from keras_transfer.errors import ConfigError

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
-
 import keras
 import numpy as np
 import pytest
 from matplotlib import cbook
 from PIL import Image
 
+import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer.backbones import get_backbone
 from keras_transfer.data.images import RESIZE_MODES, read_image, resize
 from keras_transfer.model import build_classifier, build_extractor, build_head

@@ -11,12 +11,11 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
-import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
-
 import numpy as np
 import pytest
 from PIL import Image
 
+import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer.cli import main
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.report import ReportOptions, build_report, write_report

@@ -7,7 +7,10 @@ import pytest
 from sklearn import metrics as skm
 
 from keras_transfer.data.dataset import stratified_sample
-from keras_transfer.evaluation.bootstrap import bootstrap_metrics, metrics_from_confusion
+from keras_transfer.evaluation.bootstrap import (
+    bootstrap_metrics,
+    metrics_from_confusion,
+)
 from keras_transfer.evaluation.calibration import calibration
 from keras_transfer.evaluation.metrics import classification_metrics
 from keras_transfer.evaluation.predictions import Predictions
@@ -111,3 +114,22 @@ def test_stratified_sample_spreads_over_classes():
     assert np.bincount(labels[pick]).tolist() == [10, 5, 10]  # the small class gives all it has
     assert (np.diff(labels[pick]) >= 0).all() and len(set(pick)) == len(pick)
     np.testing.assert_array_equal(pick, stratified_sample(labels, 30, seed=4))
+
+
+@pytest.mark.parametrize("classes, seed", [(2, 1), (5, 2), (4, 3)])
+def test_classification_metrics_equal_sklearn(classes, seed):
+    labels, probabilities = noisy_predictions(250, classes, seed=seed, skill=1.0)
+    if classes == 4:
+        probabilities[:, 3] = 0  # a class never predicted: precision 0 by sklearn's zero_division=0
+    names = [str(i) for i in range(classes)]
+    ours = classification_metrics(labels, probabilities, names)
+    predicted = probabilities.argmax(1)
+    assert ours["accuracy"] == pytest.approx(skm.accuracy_score(labels, predicted))
+    assert ours["cohen_kappa"] == pytest.approx(skm.cohen_kappa_score(labels, predicted))
+    clipped = np.clip(probabilities, 1e-7, 1)
+    assert ours["log_loss"] == pytest.approx(skm.log_loss(labels, clipped / clipped.sum(1, keepdims=True)))
+    assert ours["confusion_matrix"] == skm.confusion_matrix(labels, predicted, labels=range(classes)).tolist()
+    p, r, f, s = skm.precision_recall_fscore_support(labels, predicted, labels=range(classes), zero_division=0)
+    for i, name in enumerate(names):
+        got = ours["per_class"][name]
+        assert (got["precision"], got["recall"], got["f1"], got["support"]) == pytest.approx((p[i], r[i], f[i], s[i]))

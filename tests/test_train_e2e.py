@@ -8,8 +8,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
 from conftest import HYMENOPTERA
+
 from keras_transfer.api import predict
 from keras_transfer.cli import main
 from keras_transfer.config import TrainConfig

@@ -18,7 +18,8 @@ from keras_transfer.report.exploration_figures import (
 )
 from keras_transfer.report.figures import (
     confusion_figure,
-    curves_figure, cv_figure,
+    curves_figure,
+    cv_figure,
     image_grid,
     metrics_figure,
     reliability_figure,
