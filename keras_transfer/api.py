@@ -93,7 +93,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
              + ", ".join(f"{name} {len(s)}" + (f" ({s.name})" if s.name != name else "")
                          for name, s in dataset.splits.items()))
     context = TrainContext(config, dataset, get_backbone(config.backbone), _feature_source(config, out),
-                           _checkpoints(config, out), lambda other: _feature_source(other, out))
+                           _checkpoints(config, out), lambda other: _feature_source(other, out), started=start)
     fit_start = time.perf_counter()
     result = get_strategy(config.strategy).fit(context)
     fit_seconds = time.perf_counter() - fit_start

@@ -65,6 +65,13 @@ class Dataset:
     splits: dict[str, Split]
     source: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    cut_from: Split | None = None  # the training split a selection split was cut from
+
+    def without_selection_split(self) -> Dataset:
+        """The dataset before ``with_selection_split`` (itself if it has none)."""
+        if self.cut_from is None:
+            return self
+        return Dataset(self.class_names, {"train": self.cut_from, "val": self.splits["test"]}, self.source, self.skipped)
 
     @property
     def train(self) -> Split:
@@ -90,7 +97,7 @@ class Dataset:
             return self
         kept, taken = stratified_split(self.train.labels, fraction, seed + 1)
         splits = {"train": self.train.subset(kept), "val": self.train.subset(taken, "selection"), "test": self.val}
-        return Dataset(self.class_names, splits, self.source, self.skipped)
+        return Dataset(self.class_names, splits, self.source, self.skipped, cut_from=self.train)
 
     def summary(self) -> dict:
         return {"source": self.source, "classes": self.class_names,

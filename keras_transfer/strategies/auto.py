@@ -196,18 +196,90 @@ def plan(context: TrainContext, budget: float) -> tuple[TrainConfig, dict]:
     return choice, explanation
 
 
+def _estimate_key(config: TrainConfig) -> str:
+    """The ``estimates_seconds`` entry of a planned config."""
+    if config.strategy != "finetune":
+        return config.strategy
+    if config.unfreeze == 0:
+        return f"finetune, all blocks, {config.input_size} px, {config.finetune_epochs} epochs"
+    return f"finetune ({config.finetune_views} views)"
+
+
+RESERVE_SECONDS = 25.0  # after training: export + compile of a tuned backbone, held-out pass, saving
+
+
+@dataclass
+class Clock:
+    """The budget's clock: each phase's estimate beside its measured time, for plan.json."""
+
+    budget: float
+    start: float = field(default_factory=time.perf_counter)
+    phases: list[dict] = field(default_factory=list)
+
+    def left(self) -> float:
+        return self.budget - (time.perf_counter() - self.start)
+
+    def run(self, name: str, estimate: float | None, work):
+        began = time.perf_counter()
+        result = work()
+        self.phases.append({"phase": name, "estimate_s": estimate, "actual_s": time.perf_counter() - began})
+        return result
+
+
+def selection_scores(result: FitResult, source, split: Split) -> dict:
+    """Log loss and accuracy of a candidate on the selection split (never the held-out one)."""
+    if result.classifier is None:
+        features, indices = source(split)
+        probabilities = result.head.predict(features)
+    else:
+        from keras_transfer.data.images import resize
+
+        indices = np.arange(len(split))
+        size = int(result.classifier.get_layer("features").input_shape[1])
+        images = np.stack([resize(split.image(i), size, source.resize_mode) for i in indices])
+        probabilities = np.asarray(result.classifier.predict(images, verbose=0, batch_size=32))
+    labels = split.labels[indices]
+    p = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1)
+    return {"log_loss": float(-np.log(p).mean()), "accuracy": float((probabilities.argmax(1) == labels).mean()),
+            "images": f"{split.name} ({len(labels)})"}
+
+
 class AutoStrategy:
-    """Plans (see ``plan``), then runs the chosen strategy; writes ``plan.json``."""
+    """Fits the default bottleneck model first (cheap), plans the best use of what the budget
+    leaves (see ``plan``), runs it with a deadline, and keeps whichever candidate scores the
+    better log loss on the selection split; writes ``plan.json`` (estimate vs actual per phase).
+    """
 
     name = "auto"
     default_epochs = 0
 
     def fit(self, context: TrainContext) -> FitResult:
-        config, explanation = plan(context, context.config.time_budget or DEFAULT_BUDGET)
-        log.info(f"auto: {explanation['reason']}")
-        chosen = TrainContext(config, context.dataset, get_backbone(config.backbone),
-                              context.make_features(config), context.checkpoints, context.make_features)
-        result = get_strategy(config.strategy).fit(chosen)
-        result.config, result.features = config, result.features or chosen.features
-        result.notes["plan.json"] = explanation
+        from keras_transfer.strategies.bottleneck import BottleneckStrategy
+
+        budget = context.config.time_budget or DEFAULT_BUDGET
+        clock = Clock(budget, context.started or time.perf_counter())
+        default = clock.run("default bottleneck", None, lambda: BottleneckStrategy(learn_from_val=False).fit(context))
+        base = dataclasses.replace(context.config, strategy="bottleneck", input_size=None)
+        candidates = [("default bottleneck", base, default, context.features)]
+        planned = clock.run("plan (probes, speed)", None, lambda: plan(context, max(clock.left() - RESERVE_SECONDS, 1e-3)))
+        config, explanation = planned
+        if (config.strategy, config.backbone) != ("bottleneck", context.config.backbone):
+            chosen = TrainContext(config, context.dataset, get_backbone(config.backbone), context.make_features(config),
+                                  context.checkpoints, context.make_features, deadline=clock.start + budget - RESERVE_SECONDS,
+                                  started=context.started)
+            strategy = BottleneckStrategy(learn_from_val=False) if config.strategy == "bottleneck" else get_strategy(config.strategy)
+            estimate = explanation["estimates_seconds"].get(_estimate_key(config))
+            result = clock.run(f"{config.strategy} ({config.backbone})", estimate, lambda: strategy.fit(chosen))
+            candidates.append((f"{config.strategy} ({config.backbone})", config, result, chosen.features))
+        scored = [(name, cfg, result, source, selection_scores(result, source, context.dataset.val))
+                  for name, cfg, result, source in candidates]
+        name, config, result, source, _ = min(scored, key=lambda c: c[4]["log_loss"])
+        if result is default:  # kept: fit it as the plain default run does, on every training image
+            whole = dataclasses.replace(context, dataset=context.dataset.without_selection_split())
+            result = clock.run("default bottleneck, refit on train + selection", None,
+                               lambda: BottleneckStrategy().fit(whole))
+        log.info(f"auto: {explanation['reason']}; kept {name} (selection-split log loss)")
+        result.config, result.features = config, result.features or source
+        result.notes["plan.json"] = {**explanation, "kept": name, "phases": clock.phases,
+                                     "candidates": [{"candidate": n, **scores} for n, _, _, _, scores in scored]}
         return result

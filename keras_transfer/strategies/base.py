@@ -33,6 +33,8 @@ class TrainContext:
     features: FeatureSource
     checkpoints: Path
     make_features: Callable[[TrainConfig], FeatureSource] | None = None
+    deadline: float | None = None  # time.perf_counter() by which training must stop (auto's budget)
+    started: float | None = None  # time.perf_counter() when train() began
 
 
 @dataclass

@@ -145,7 +145,7 @@ class FinetuneStrategy:
         model = keras.Model(pixels, head(extractor(pixels)), name="finetune_training")
         train = AugmentedBatches(dataset.train, size, n, config.batch_size, config.resize, config.seed, config.mixup)
         val = ImageBatches(dataset.val, size, n, config.batch_size, config.resize)
-        return fit(model, train, val, phase_two_options(config, self.default_epochs),
+        return fit(model, train, val, dataclasses.replace(phase_two_options(config, self.default_epochs), deadline=context.deadline),
                    context.checkpoints, self.name, dataset.train.labels, keep_start=True)
 
     def _top(self, context: TrainContext, head: keras.Model, bottom: keras.Model, top: keras.Model) -> dict:
@@ -160,5 +160,5 @@ class FinetuneStrategy:
             x = POOL_LAYERS[config.pooling](name="pool")(x)
         model = keras.Model(inputs, head(x), name="finetune_training")
         return fit(model, (train_x, one_hot(train_y, n)), (val_x, one_hot(val_y, n)),
-                   phase_two_options(config, self.default_epochs), context.checkpoints, self.name, train_y,
+                   dataclasses.replace(phase_two_options(config, self.default_epochs), deadline=context.deadline), context.checkpoints, self.name, train_y,
                    keep_start=True)

@@ -28,6 +28,28 @@ class FitOptions:
     label_smoothing: float = 0.0
     class_weight: str | None = None  # None or "auto" (balanced)
     schedule: str = "plateau"  # "plateau": Adam, LR cut on plateau; "cosine": AdamW, warm-up + cosine decay
+    deadline: float | None = None  # time.perf_counter() at which training stops (best weights kept)
+
+
+class Deadline(keras.callbacks.Callback):
+    """Stops training before ``deadline``: after a batch once it has passed, or after an epoch
+    when the next one would end past it (the epoch time is measured as it goes)."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline, self.began, self.longest, self.stopped = deadline, 0.0, 0.0, False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.began = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() > self.deadline:
+            self.model.stop_training = self.stopped = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.longest = max(self.longest, time.perf_counter() - self.began)
+        if time.perf_counter() + self.longest > self.deadline:
+            self.model.stop_training = self.stopped = True
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -122,6 +144,8 @@ def fit(model: keras.Model, train, val, options: FitOptions, checkpoint_dir: Pat
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True),
         progress := EpochProgress(options.epochs, name),
     ]
+    if options.deadline is not None:
+        callbacks.append(Deadline(options.deadline))
     if options.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.3,
                                                            patience=max(2, options.patience // 3)))
