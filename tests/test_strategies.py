@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -462,6 +463,21 @@ def test_auto_plans_within_the_budget_and_explains_itself(colours, tmp_path):
     assert run.config.input_size is None  # the planner uses the backbone's native size
     assert run.read("metrics.json")["accuracy"] >= 0.75
     assert fresh_accuracy(run, tmp_path) >= 5 / 6
+    # The default bottleneck is always a candidate; the choice reads the selection split only.
+    assert plan["candidates"][0]["candidate"] == plan["kept"] == "default bottleneck"
+    assert all(c["images"].startswith("selection") for c in plan["candidates"])
+    assert [p["phase"] for p in plan["phases"]][:2] == ["default bottleneck", "plan (probes, speed)"]
+    assert all(p["actual_s"] >= 0 for p in plan["phases"])
+    assert run.read("metrics.json")["evaluated_on"] == "val" and run.read("metrics.json")["held_out"]
+
+
+def test_deadline_stops_training_and_keeps_the_best_weights(tmp_path):
+    x = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+    y = training.one_hot(np.arange(64) % 2, 2)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2, activation="softmax")])
+    options = training.FitOptions(epochs=50, learning_rate=0.01, batch_size=8, deadline=time.perf_counter() - 1)
+    history = training.fit(model, (x, y), (x, y), options, tmp_path / "ckpt", "head")
+    assert len(history["loss"]) == 1  # stopped within the first epoch, as soon as a batch ended
 
 
 def planner_context(colours, monkeypatch, training_speed: float):

@@ -280,6 +280,7 @@ class AutoStrategy:
                                lambda: BottleneckStrategy().fit(whole))
         log.info(f"auto: {explanation['reason']}; kept {name} (selection-split log loss)")
         result.config, result.features = config, result.features or source
-        result.notes["plan.json"] = {**explanation, "kept": name, "phases": clock.phases,
+        result.notes["plan.json"] = {**explanation, "budget_seconds": budget, "planned_with_seconds":
+                                     explanation["budget_seconds"], "kept": name, "phases": clock.phases,
                                      "candidates": [{"candidate": n, **scores} for n, _, _, _, scores in scored]}
         return result
