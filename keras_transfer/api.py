@@ -140,8 +140,11 @@ def _save_model(result, source: FeatureSource, config: TrainConfig, out: Path) -
         return
     from keras_transfer.classifier_file import ensure_template, write_linear_classifier
 
+    from keras_transfer.inference.predictor import HEAD_FILE, save_head
+
     template = ensure_template(source.extractor, source.identity, config.resize, result.head.kernel.shape[0])
     write_linear_classifier(out / MODEL_FILE, template, result.head.kernel, result.head.bias)
+    save_head(out / HEAD_FILE, result.head)  # what the Keras-free predictor reads
 
 
 def _save_run(out: Path, config: TrainConfig, summary: dict, result, metrics: dict,
@@ -238,13 +241,28 @@ def collect_images(inputs: list[str | Path]) -> tuple[list[Path], list[tuple[str
 def predict(run: str | Path | Run, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32) -> list[dict]:
     """Top-k predictions of a trained run for image files and folders.
 
+    A run with a solved head on a frozen backbone predicts through the feature engine and a
+    NumPy head (no keras or torch imported; see ``keras_transfer.inference``); other runs
+    through their ``model.keras``.
+
     Returns:
         One dict per input image: ``{"path", "predictions": [{"label", "index", "probability"}...]}``;
         unreadable inputs get ``{"path", "error"}`` instead.
     """
+    from keras_transfer.inference import Predictor
+
     run = run if isinstance(run, Run) else Run.open(run)
-    size = int(run.model.get_layer("features").input_shape[1])
-    return predict_images(run.model, inputs, run.class_names, size, run.config.resize, top_k, batch_size)
+    predictor = Predictor.open(run)
+    if predictor is None:  # a head or backbone trained by Keras: the saved end-to-end model
+        size = int(run.model.get_layer("features").input_shape[1])
+        return predict_images(run.model, inputs, run.class_names, size, run.config.resize, top_k, batch_size)
+    paths, problems = collect_images(inputs)
+    probabilities, failures = predictor.probabilities(paths)
+    results = [{"path": p, "error": reason} for p, reason in problems]
+    for i, path in enumerate(paths):
+        results.append({"path": str(path), "error": f"not a readable image ({failures[i]})"} if i in failures
+                       else _top_k(str(path), probabilities[i], run.class_names, top_k))
+    return results
 
 
 def predict_images(model, inputs: list[str | Path], class_names: list[str], size: int,

@@ -132,18 +132,21 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_predict(args) -> int:
     from keras_transfer.api import predict
-    from keras_transfer.zero_shot import predict_imagenet
 
     if args.imagenet:
+        from keras_transfer.zero_shot import predict_imagenet
+
         results = predict_imagenet(args.paths, args.backbone, args.weights, args.top_k, args.offline)
     elif len(args.paths) < 2:
         raise ConfigError("predict needs a run folder and at least one image", received=" ".join(args.paths),
                           hint="keras-transfer predict RUN IMAGE...; or --imagenet IMAGE... for ImageNet classes")
     else:
         results = predict(args.paths[0], args.paths[1:], top_k=args.top_k)
+    if args.output:
+        _write_predictions(Path(args.output), results)
     if args.json:
         print(json.dumps(results, indent=2))
-    else:
+    elif not args.output:
         for r in results:
             text = r.get("error") or "  ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"])
             print(f"{r['path']}: {text}")
@@ -151,6 +154,31 @@ def _cmd_predict(args) -> int:
     for r in errors:
         log.warn(f"{r['path']}: {r['error']}")
     return 1 if errors and len(errors) == len(results) else 0
+
+
+def _write_predictions(path: Path, results: list[dict]) -> None:
+    """One row per image: ``.json`` as printed by --json, else CSV (path, label, confidence, top_k, error)."""
+    import csv
+    import io
+
+    from keras_transfer.paths import atomic_file
+
+    if path.suffix.lower() == ".json":
+        text = json.dumps(results, indent=2)
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["path", "label", "confidence", "top_k", "error"])
+        for r in results:
+            top = r.get("predictions") or [{}]
+            writer.writerow([r["path"], top[0].get("label", ""), top[0].get("probability", ""),
+                             json.dumps(r.get("predictions", [])), r.get("error", "")])
+        text = buffer.getvalue()
+    try:
+        atomic_file(path, lambda tmp: Path(tmp).write_text(text))
+    except OSError as error:
+        raise ConfigError(f"cannot write predictions to {path}", "a writable file path", str(error)) from error
+    log.info(f"wrote {len(results)} rows to {path}")
 
 
 def _report_parser(sub) -> None:
@@ -275,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, then image files or folders "
                                                             "(with --imagenet: only images)")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--output", "-o", help="write one row per image to this .csv or .json file")
     p.add_argument("--imagenet", action="store_true", help="zero-shot: ImageNet classes of a pretrained backbone")
     p.add_argument("--backbone", "-b", default=TrainConfig.backbone, help="backbone for --imagenet")
     _add_weights(p)

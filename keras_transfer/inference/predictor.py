@@ -1,0 +1,76 @@
+"""Predictions of a run without Keras or torch: images -> feature engine -> NumPy head.
+
+A solver-fitted run keeps its head as ``head.npz`` (kernel, bias; plain arrays, no pickle)
+beside ``model.keras``. Its backbone is the frozen, pretrained one whose compiled engine
+(OpenVINO / ONNX Runtime, cached per identity) the features came from, so prediction decodes
+images in threads, streams them through that engine in batches (memory bounded whatever the
+number of images) and applies the head: a process that predicts imports neither keras nor
+torch. Runs whose head or backbone was trained by Keras (hidden layers, other heads,
+fine-tuning) fall back to ``model.keras``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from keras_transfer.data.dataset import Split
+from keras_transfer.features import FeatureSource
+from keras_transfer.run import Run
+from keras_transfer.strategies.solver import LinearHead
+
+HEAD_FILE = "head.npz"
+
+
+def save_head(path: Path, head: LinearHead) -> None:
+    from keras_transfer.paths import atomic_file
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, kernel=head.kernel, bias=head.bias)
+
+    atomic_file(path, write)
+
+
+@dataclass
+class Predictor:
+    """The engine and head of a run whose backbone is frozen and whose head was solved.
+
+    Example:
+        >>> predictor = Predictor.open(Run.open("runs/ants"))  # doctest: +SKIP
+        >>> predictor.predict(["bee.jpg"], top_k=2)[0]["predictions"][0]["label"]  # doctest: +SKIP
+        'bees'
+    """
+
+    run: Run
+    source: FeatureSource
+    head: LinearHead
+
+    @classmethod
+    def open(cls, run: Run) -> Predictor | None:
+        """The Keras-free predictor of ``run``, or None when only ``model.keras`` can predict it."""
+        from keras_transfer.api import _feature_source
+        from keras_transfer.config import TUNED_STRATEGIES
+
+        config = run.config
+        if config.strategy in TUNED_STRATEGIES or config.tta_views or not (run.path / HEAD_FILE).is_file():
+            return None
+        with np.load(run.path / HEAD_FILE, allow_pickle=False) as saved:
+            head = LinearHead(saved["kernel"], saved["bias"])
+        if head.kernel.shape[1] != len(run.class_names):
+            return None
+        return cls(run, _feature_source(config, run.path / "features"), head)
+
+    def probabilities(self, paths: list[Path]) -> tuple[np.ndarray, dict[int, str]]:
+        """Class probabilities (N, C) of ``paths`` (rows of unreadable files are NaN) and
+        {index: reason} of those files."""
+        out = np.full((len(paths), len(self.run.class_names)), np.nan, np.float32)
+
+        def sink(position: int, rows: list[int], vector: np.ndarray) -> None:
+            out[rows] = self.head.predict(vector[None])[0]
+
+        split = Split("predict", list(paths), np.zeros(len(paths), np.int64))
+        failures = self.source.engine.fill(split, [0], sink, desc="predict")
+        return out, dict(failures)
