@@ -19,6 +19,7 @@ from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.evaluation.tta import predict_views
 from keras_transfer.features import Deferred, FeatureSource, RuntimeOptions
 from keras_transfer.features.keys import identity_hash
+from keras_transfer.errors import RunError
 from keras_transfer.run import MODEL_FILE, Run, write_json
 
 
@@ -145,6 +146,10 @@ def _save_model(result, source: FeatureSource, config: TrainConfig, out: Path) -
     template = ensure_template(source.extractor, source.identity, config.resize, result.head.kernel.shape[0])
     write_linear_classifier(out / MODEL_FILE, template, result.head.kernel, result.head.bias)
     save_head(out / HEAD_FILE, result.head)  # what the Keras-free predictor reads
+    if "unknown" in result.extras:
+        from keras_transfer.inference.unknown import UNKNOWN_FILE
+
+        result.extras["unknown"].save(out / UNKNOWN_FILE)
 
 
 def _save_run(out: Path, config: TrainConfig, summary: dict, result, metrics: dict,
@@ -257,12 +262,44 @@ def predict(run: str | Path | Run, inputs: list[str | Path], top_k: int = 3, bat
         size = int(run.model.get_layer("features").input_shape[1])
         return predict_images(run.model, inputs, run.class_names, size, run.config.resize, top_k, batch_size)
     paths, problems = collect_images(inputs)
-    probabilities, failures = predictor.probabilities(paths)
+    probabilities, scores, failures = predictor.probabilities(paths)
     results = [{"path": p, "error": reason} for p, reason in problems]
     for i, path in enumerate(paths):
-        results.append({"path": str(path), "error": f"not a readable image ({failures[i]})"} if i in failures
-                       else _top_k(str(path), probabilities[i], run.class_names, top_k))
+        if i in failures:
+            results.append({"path": str(path), "error": f"not a readable image ({failures[i]})"})
+            continue
+        results.append(_top_k(str(path), probabilities[i], run.class_names, top_k))
+        if predictor.unknown is not None:
+            results[-1].update(unknown=bool(scores[i] > predictor.unknown.threshold), unknown_score=float(scores[i]))
     return results
+
+
+def evaluate_outliers(run: str | Path | Run, folder: str | Path) -> dict:
+    """How well the run tells its held-out images from the images of ``folder`` (none of its classes).
+
+    Returns:
+        Per score (``knn``, ``max_softmax``): AUROC and the false-positive rate at 95% true
+        positives, known = the held-out split, unknown = ``folder``; for ``knn`` also the share
+        of each side its stored threshold flags.
+    """
+    from keras_transfer.inference import Predictor
+    from keras_transfer.inference.unknown import outlier_report
+
+    run = run if isinstance(run, Run) else Run.open(run)
+    predictor = Predictor.open(run)
+    if predictor is None or predictor.unknown is None:
+        raise RunError(f"run {run.path} has no unknown-image scorer", "a run of the default bottleneck head",
+                       hint="train it again with the default --strategy bottleneck --head linear")
+    split = _load(run.config).eval_split
+    known, indices = predictor.source(split)
+    paths, problems = collect_images([folder])
+    if not paths:
+        raise DatasetError(f"no images in {folder}", "a folder of image files", "; ".join(r for _, r in problems))
+    split_outliers = Split("outliers", paths, np.zeros(len(paths), np.int64))
+    outliers, _ = predictor.source(split_outliers)
+    report = outlier_report(known, predictor.head.predict(known), outliers, predictor.head.predict(outliers),
+                            predictor.unknown)
+    return {**report, "known": f"{split.name} ({len(indices)})", "outliers": f"{folder} ({len(outliers)})"}
 
 
 def predict_images(model, inputs: list[str | Path], class_names: list[str], size: int,

@@ -122,9 +122,20 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from keras_transfer.api import evaluate
+    from keras_transfer.api import evaluate, evaluate_outliers
     from keras_transfer.evaluation.metrics import format_metrics
 
+    if args.outliers:
+        report = evaluate_outliers(args.run, args.outliers)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(f"known: {report['known']}   unknown: {report['outliers']}")
+            for name in ("knn", "max_softmax"):
+                print(f"  {name:<12} AUROC {report[name]['auroc']:.4f}   FPR at 95% TPR {report[name]['fpr_at_95_tpr']:.4f}")
+            print(f"  stored k-NN threshold flags {report['knn']['outliers_flagged']:.1%} of the unknown images "
+                  f"and {report['knn']['known_rejected']:.1%} of the known ones")
+        return 0
     metrics = evaluate(args.run, args.data)
     print(json.dumps(metrics, indent=2) if args.json else f"{format_metrics(metrics)}\n({metrics['split']} split)")
     return 0
@@ -149,6 +160,7 @@ def _cmd_predict(args) -> int:
     elif not args.output:
         for r in results:
             text = r.get("error") or "  ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"])
+            text += "  (unknown: unlike every training image)" if r.get("unknown") else ""
             print(f"{r['path']}: {text}")
     errors = [r for r in results if "error" in r]
     for r in errors:
@@ -168,10 +180,10 @@ def _write_predictions(path: Path, results: list[dict]) -> None:
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["path", "label", "confidence", "top_k", "error"])
+        writer.writerow(["path", "label", "confidence", "unknown", "top_k", "error"])
         for r in results:
             top = r.get("predictions") or [{}]
-            writer.writerow([r["path"], top[0].get("label", ""), top[0].get("probability", ""),
+            writer.writerow([r["path"], top[0].get("label", ""), top[0].get("probability", ""), r.get("unknown", ""),
                              json.dumps(r.get("predictions", [])), r.get("error", "")])
         text = buffer.getvalue()
     try:
@@ -298,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="metrics of a run on its held-out split")
     p.add_argument("run", help="run folder")
     p.add_argument("--data", help="evaluate on another dataset with the same classes")
+    p.add_argument("--outliers", metavar="FOLDER",
+                   help="images of none of the classes: report how well 'unknown' scores separate them (AUROC)")
     _add_common(p)
     p = sub.add_parser("predict", help="top-k predictions for images and folders")
     p.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, then image files or folders "

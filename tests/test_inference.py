@@ -41,3 +41,41 @@ def test_predict_writes_csv_rows_and_reports_unreadable_files(ants_run, tmp_path
     assert [r["path"] for r in rows] == [*map(str, good), str(broken)]
     assert all(r["label"] in ("ants", "bees") and 0.5 <= float(r["confidence"]) <= 1 for r in rows[:3])
     assert rows[3]["label"] == "" and "not a readable image" in rows[3]["error"]
+
+
+def _flowers(tmp_path, count: int = 200):
+    """``count`` flowers5 photos (none is an ant or a bee), linked into one folder."""
+    folder = tmp_path / "flowers"
+    folder.mkdir()
+    photos = sorted((HYMENOPTERA.parent / "flowers5").rglob("*.jpg"))[::20][:count]
+    for photo in photos:
+        (folder / f"{photo.parent.name}_{photo.name}").symlink_to(photo)
+    return folder
+
+
+def test_unknown_score_separates_flowers_from_ants_and_bees(ants_run, tmp_path):
+    from keras_transfer.api import evaluate_outliers, predict
+
+    report = evaluate_outliers(ants_run, _flowers(tmp_path))
+    assert report["knn"]["auroc"] >= 0.9 and report["knn"]["auroc"] > report["max_softmax"]["auroc"]
+    assert report["known"] == "val (153)" and report["outliers"].endswith("(200)")
+    selection = ants_run.read("metrics.json")["selection"]["unknown"]
+    assert selection["threshold"] == report["knn"]["threshold"] and selection["false_rejection"] == 0.05
+    flagged = [r["unknown"] for r in predict(ants_run, [tmp_path / "flowers"])]
+    known = [r["unknown"] for r in predict(ants_run, [HYMENOPTERA / "val"])]
+    assert np.mean(flagged) > 0.6 and np.mean(known) < 0.2  # stated rate 5%, set on training images
+    assert np.mean(flagged) == report["knn"]["outliers_flagged"]
+
+
+def test_unknown_scorer_threshold_is_leave_one_out_on_training_images():
+    from keras_transfer.inference.unknown import auroc, fit_unknown
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(400, 16)) + 3
+    scorer = fit_unknown(train, rate=0.1, k=5)
+    fresh = rng.normal(size=(400, 16)) + 3
+    rejected = np.mean(scorer.scores(fresh) > scorer.threshold)
+    assert 0.03 < rejected < 0.2  # about the stated 10% on new images of the same distribution
+    assert auroc(np.array([0.1, 0.2]), np.array([0.3, 0.4])) == 1.0
+    assert auroc(np.array([0.3, 0.4]), np.array([0.1, 0.2])) == 0.0
+    assert auroc(np.array([0.2, 0.2]), np.array([0.2, 0.2])) == 0.5

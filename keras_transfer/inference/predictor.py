@@ -18,6 +18,7 @@ import numpy as np
 
 from keras_transfer.data.dataset import Split
 from keras_transfer.features import FeatureSource
+from keras_transfer.inference.unknown import UNKNOWN_FILE, KnnUnknown
 from keras_transfer.run import Run
 from keras_transfer.strategies.solver import LinearHead
 
@@ -47,6 +48,7 @@ class Predictor:
     run: Run
     source: FeatureSource
     head: LinearHead
+    unknown: KnnUnknown | None = None
 
     @classmethod
     def open(cls, run: Run) -> Predictor | None:
@@ -61,16 +63,21 @@ class Predictor:
             head = LinearHead(saved["kernel"], saved["bias"])
         if head.kernel.shape[1] != len(run.class_names):
             return None
-        return cls(run, _feature_source(config, run.path / "features"), head)
+        unknown = run.path / UNKNOWN_FILE
+        return cls(run, _feature_source(config, run.path / "features"), head,
+                   KnnUnknown.load(unknown) if unknown.is_file() else None)
 
-    def probabilities(self, paths: list[Path]) -> tuple[np.ndarray, dict[int, str]]:
-        """Class probabilities (N, C) of ``paths`` (rows of unreadable files are NaN) and
-        {index: reason} of those files."""
+    def probabilities(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+        """Class probabilities (N, C) and unknown scores (N,) of ``paths`` (NaN for unreadable
+        files, and scores without a scorer) and {index: reason} of the unreadable files."""
         out = np.full((len(paths), len(self.run.class_names)), np.nan, np.float32)
+        scores = np.full(len(paths), np.nan, np.float32)
 
         def sink(position: int, rows: list[int], vector: np.ndarray) -> None:
             out[rows] = self.head.predict(vector[None])[0]
+            if self.unknown is not None:
+                scores[rows] = self.unknown.scores(vector[None])[0]
 
         split = Split("predict", list(paths), np.zeros(len(paths), np.int64))
         failures = self.source.engine.fill(split, [0], sink, desc="predict")
-        return out, dict(failures)
+        return out, scores, dict(failures)

@@ -58,6 +58,7 @@ class FitResult:
     features: FeatureSource | None = None
     notes: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)  # how the choices were made, on which images
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. "unknown": the unknown-image scorer
 
 
 class Strategy(Protocol):

@@ -65,7 +65,13 @@ class BottleneckStrategy:
                                  config.class_weight, config.seed)
         names = " + ".join(f"{s.name} ({len(s)})" for s in pools)
         selection = {**solved.summary(), "fit_on": names}
-        return FitResult(None, solved.head, {}, selection=selection)
+        from keras_transfer.inference.unknown import fit_unknown
+
+        unknown = fit_unknown(np.concatenate([v[0] for v in views]), seed=config.seed)
+        selection["unknown"] = {"method": f"k-NN cosine distance (k={unknown.k})", "threshold": unknown.threshold,
+                                "false_rejection": 0.05, "set_on": f"leave-one-out on {len(unknown.reference)} "
+                                                                   "training images"}
+        return FitResult(None, solved.head, {}, selection=selection, extras={"unknown": unknown})
 
     def _keras_loop(self, context: TrainContext) -> FitResult:
         import keras

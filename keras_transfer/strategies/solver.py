@@ -56,8 +56,9 @@ class SolverFit:
         C: The chosen inverse L2 strength.
         folds: Cross-validation folds used (0: too few images per class, the default C taken).
         cv: Per C tried, the mean out-of-fold log loss and accuracy.
-        oof_probabilities: Out-of-fold probabilities of each training image at the chosen C
-            (None without cross-validation or when it ran on a subsample), e.g. for calibration.
+        oof_probabilities: Out-of-fold probabilities at the chosen C of the images the folds
+            were cut from (None without cross-validation), e.g. to calibrate on.
+        oof_labels: Their labels.
         cv_images: Training images the folds were cut from.
     """
 
@@ -66,6 +67,7 @@ class SolverFit:
     folds: int
     cv: dict[str, dict[str, float]] = field(default_factory=dict)
     oof_probabilities: np.ndarray | None = None
+    oof_labels: np.ndarray | None = None
     cv_images: int = 0
 
     def summary(self) -> dict:
@@ -154,8 +156,8 @@ def cross_validate(views: np.ndarray, y: np.ndarray, n_classes: int, class_weigh
         y: Labels (N,).
 
     Returns:
-        (per-C scores, out-of-fold probabilities (len(scores), N, n_classes) or None when the
-        folds ran on a subsample, folds used, per-C mean fold solutions);
+        (per-C scores, out-of-fold probabilities (len(scores), M, n_classes) and labels (M,) of
+        the M images the folds were cut from, folds used, per-C mean fold solutions);
         (``{}``, None, 0, {}) when a class has fewer than two images.
     """
     subsampled = len(y) > CV_IMAGES
@@ -184,7 +186,7 @@ def cross_validate(views: np.ndarray, y: np.ndarray, n_classes: int, class_weigh
         losses = [v["log_loss"] for v in scores.values()]
         if len(losses) >= 2 and losses[-1] > losses[-2] and losses[-1] > min(losses):
             break  # past the minimum: larger C only overfits more (and converges slower)
-    return scores, None if subsampled else oof[:len(scores)], folds, solutions
+    return scores, (oof[:len(scores)], y), folds, solutions
 
 
 def fit_linear_head(views: np.ndarray, y: np.ndarray, n_classes: int, class_weight: str | None = None,
@@ -216,5 +218,5 @@ def fit_linear_head(views: np.ndarray, y: np.ndarray, n_classes: int, class_weig
     bias = w[-1] - (mean / std) @ w[:-1]
     bias[absent] = -30.0  # a class with no training image is never predicted
     head = LinearHead(kernel.astype(np.float32), bias.astype(np.float32))
-    return SolverFit(head, float(chosen), folds, cv, None if oof is None else oof[best],
-                     min(len(y), CV_IMAGES) if cv else 0)
+    return SolverFit(head, float(chosen), folds, cv, None if oof is None else oof[0][best],
+                     None if oof is None else oof[1], min(len(y), CV_IMAGES) if cv else 0)

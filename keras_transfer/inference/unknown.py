@@ -1,0 +1,98 @@
+"""'Unknown' rejection: is an image like any the model was trained on?
+
+The score is the cosine distance from an image's L2-normalised backbone features to its k-th
+nearest training image (Sun et al., 2022, "Out-of-distribution detection with deep nearest
+neighbors"); an image farther than the threshold is flagged unknown. The threshold is set on
+the training images themselves, each scored against the *other* training images
+(leave-one-out, so no image is its own neighbour), at a stated false-rejection rate (5%).
+``benchmarks/unknown.py`` compares it with the maximum softmax probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+K = 10
+FALSE_REJECTION = 0.05
+MAX_REFERENCE = 5000  # training images kept as neighbours (a stratified-enough random subset beyond)
+UNKNOWN_FILE = "unknown.npz"
+
+
+def normalise(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, np.float32)
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass(frozen=True)
+class KnnUnknown:
+    """k-NN distance scorer: ``reference`` (M, D) normalised training features, flagged above ``threshold``."""
+
+    reference: np.ndarray
+    k: int
+    threshold: float
+
+    def scores(self, features: np.ndarray, batch: int = 1024) -> np.ndarray:
+        """1 - cosine similarity to the k-th nearest reference image (higher: more unknown)."""
+        queries, out = normalise(features), np.empty(len(features), np.float32)
+        for start in range(0, len(queries), batch):
+            sims = queries[start:start + batch] @ self.reference.T
+            out[start:start + batch] = 1 - np.partition(sims, -self.k, axis=1)[:, -self.k]
+        return out
+
+    def save(self, path: Path) -> None:
+        from keras_transfer.paths import atomic_file
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, reference=self.reference.astype(np.float16), k=self.k, threshold=self.threshold)
+
+        atomic_file(path, write)
+
+    @classmethod
+    def load(cls, path: Path) -> KnnUnknown:
+        with np.load(path, allow_pickle=False) as saved:
+            return cls(saved["reference"].astype(np.float32), int(saved["k"]), float(saved["threshold"]))
+
+
+def fit_unknown(features: np.ndarray, rate: float = FALSE_REJECTION, k: int = K, seed: int = 0) -> KnnUnknown:
+    """The scorer of training ``features`` (N, D), its threshold at ``rate`` false rejections (leave-one-out)."""
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(len(features))[:MAX_REFERENCE])
+    reference = normalise(features[keep])
+    k = max(1, min(k, len(reference) - 1))
+    sims = reference @ reference.T
+    np.fill_diagonal(sims, -np.inf)  # leave one out: an image is not its own neighbour
+    loo = 1 - np.partition(sims, -k, axis=1)[:, -k]
+    return KnnUnknown(reference, k, float(np.quantile(loo, 1 - rate)))
+
+
+def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
+    """Probability that an unknown image scores above a known one (ties count half)."""
+    scores = np.concatenate([known, unknown])
+    ranks = np.empty(len(scores))
+    order = np.argsort(scores, kind="mergesort")
+    ranks[order] = np.arange(1, len(scores) + 1)
+    for value in np.unique(scores[np.r_[np.diff(np.sort(scores)) == 0, False]]):  # average tied ranks
+        ranks[scores == value] = ranks[scores == value].mean()
+    n_known, n_unknown = len(known), len(unknown)
+    return float((ranks[n_known:].sum() - n_unknown * (n_unknown + 1) / 2) / (n_known * n_unknown))
+
+
+def fpr_at_95_tpr(known: np.ndarray, unknown: np.ndarray) -> float:
+    """Share of unknown images accepted when the threshold accepts 95% of the known ones."""
+    return float(np.mean(unknown <= np.quantile(known, 0.95)))
+
+
+def outlier_report(known_features: np.ndarray, known_probabilities: np.ndarray, outlier_features: np.ndarray,
+                   outlier_probabilities: np.ndarray, scorer: KnnUnknown) -> dict:
+    """AUROC and FPR at 95% TPR of the k-NN score and of 1 - max softmax, known vs outlier images."""
+    rows = {"knn": (scorer.scores(known_features), scorer.scores(outlier_features)),
+            "max_softmax": (1 - known_probabilities.max(1), 1 - outlier_probabilities.max(1))}
+    report = {name: {"auroc": auroc(k, u), "fpr_at_95_tpr": fpr_at_95_tpr(k, u)} for name, (k, u) in rows.items()}
+    known, outliers = rows["knn"]
+    report["knn"].update(threshold=scorer.threshold, known_rejected=float(np.mean(known > scorer.threshold)),
+                         outliers_flagged=float(np.mean(outliers > scorer.threshold)))
+    return report
