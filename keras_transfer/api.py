@@ -13,13 +13,12 @@ from keras_transfer.backbones import get_backbone
 from keras_transfer.config import TUNED_STRATEGIES, TrainConfig
 from keras_transfer.data.dataset import Dataset, Split, load_dataset
 from keras_transfer.data.images import is_image_file, read_batch
-from keras_transfer.errors import DatasetError, unknown_choice
+from keras_transfer.errors import DatasetError, RunError, unknown_choice
 from keras_transfer.evaluation.metrics import classification_metrics
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.evaluation.tta import predict_views
 from keras_transfer.features import Deferred, FeatureSource, RuntimeOptions
 from keras_transfer.features.keys import identity_hash
-from keras_transfer.errors import RunError
 from keras_transfer.run import MODEL_FILE, Run, write_json
 
 
@@ -140,7 +139,6 @@ def _save_model(result, source: FeatureSource, config: TrainConfig, out: Path) -
         result.classifier.save(out / MODEL_FILE)
         return
     from keras_transfer.classifier_file import ensure_template, write_linear_classifier
-
     from keras_transfer.inference.predictor import HEAD_FILE, save_head
 
     template = ensure_template(source.extractor, source.identity, config.resize, result.head.kernel.shape[0])

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import HYMENOPTERA
 
 
