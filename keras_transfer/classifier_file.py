@@ -25,7 +25,7 @@ from keras_transfer import log
 from keras_transfer.features.keys import identity_hash
 from keras_transfer.paths import atomic_file, cache_dir
 
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2  # 2: preprocessing from Keras' own layers
 _TEMPLATE_CLASSES = 2
 
 

@@ -1,9 +1,37 @@
-"""Serializable preprocessing layers that travel inside saved models (no Lambda layers)."""
+"""Preprocessing that travels inside saved models, built from Keras' own layers (no Lambda).
+
+``normalization`` is what new models use: a ``Rescaling`` (per-channel scale and offset, which
+also casts uint8 input to float), behind a frozen 1x1 convolution that swaps RGB to BGR for
+Caffe-style weights, so a saved file loads with plain Keras in safe mode, on any backend,
+without importing this package. ``ImageNormalization`` stays registered so that runs saved by
+earlier releases still load.
+"""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
+
+
+def normalization(mean, std, bgr: bool = False, name: str = "normalize") -> keras.layers.Layer:
+    """``(x - mean) / std`` per channel (after an RGB -> BGR swap when ``bgr``), from Keras layers.
+
+    Example:
+        >>> layer = normalization((127, 127, 127), (128, 128, 128))
+        >>> float(layer(ops.ones((1, 1, 1, 3)) * 255)[0, 0, 0, 0])
+        1.0
+    """
+    import numpy as np
+
+    std = np.asarray(std, np.float64)
+    rescale = keras.layers.Rescaling(scale=(1.0 / std).tolist(), offset=(-np.asarray(mean) / std).tolist(),
+                                     name=name if not bgr else f"{name}_rescale")
+    if not bgr:
+        return rescale
+    swap = keras.layers.Conv2D(3, 1, use_bias=False, trainable=False, name=f"{name}_bgr",
+                               kernel_initializer=keras.initializers.Constant(np.eye(3)[::-1].reshape(1, 1, 3, 3)))
+    cast = keras.layers.Rescaling(1.0, name=f"{name}_cast")  # uint8 -> float before the convolution
+    return keras.Sequential([cast, swap, rescale], name=name)
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")

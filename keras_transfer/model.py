@@ -6,7 +6,7 @@ import keras
 
 from keras_transfer import heads
 from keras_transfer.backbones import BackboneSpec
-from keras_transfer.layers import ImageNormalization
+from keras_transfer.layers import normalization
 
 POOL_LAYERS = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
 
@@ -26,7 +26,7 @@ def build_extractor(spec: BackboneSpec, size: int, weights: str | None, pooling:
     backbone.trainable = False
     inputs = keras.Input((size, size, 3), name="pixels")
     p = spec.preprocessing
-    x = ImageNormalization(p.mean, p.std, p.bgr, name="normalize")(inputs)
+    x = normalization(p.mean, p.std, p.bgr)(inputs)
     x = backbone(x, training=False)
     if pooling in POOL_LAYERS:
         x = POOL_LAYERS[pooling](name="pool")(x)

@@ -10,7 +10,7 @@ from keras_transfer.api import predict_images
 from keras_transfer.backbones import DEFAULT_BACKBONE, get_backbone
 from keras_transfer.backbones.imagenet_labels import imagenet_classes
 from keras_transfer.errors import ConfigError
-from keras_transfer.layers import ImageNormalization
+from keras_transfer.layers import normalization
 
 
 def imagenet_model(backbone: str = DEFAULT_BACKBONE, weights: str | None = "imagenet",
@@ -35,7 +35,7 @@ def imagenet_model(backbone: str = DEFAULT_BACKBONE, weights: str | None = "imag
     size = int(top.input_shape[1])
     inputs = keras.Input((size, size, 3), name="pixels")
     p = spec.preprocessing
-    x = ImageNormalization(p.mean, p.std, p.bgr, name="normalize")(inputs)
+    x = normalization(p.mean, p.std, p.bgr)(inputs)
     outputs = keras.layers.Softmax(name="probabilities")(top(x, training=False))
     return keras.Model(inputs, outputs, name=f"{spec.name}_imagenet")
 

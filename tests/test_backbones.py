@@ -111,12 +111,12 @@ def test_preprocessing_travels_inside_the_saved_model(name, trained):
     spec = get_backbone(name)
     layer = trained(name).model.get_layer("features").get_layer("normalize")
     p = spec.preprocessing
-    assert (tuple(layer.mean), tuple(layer.std), layer.bgr) == (p.mean, p.std, p.bgr)
+    assert layer.__class__.__module__.startswith("keras.")  # Keras' own layers: loads without this package
     x = np.random.default_rng(1).integers(0, 256, (2, 5, 5, 3)).astype(np.uint8)
     y = keras.ops.convert_to_numpy(layer(x))
     restored = y * np.asarray(p.std) + np.asarray(p.mean)
     if p.bgr:
         restored = restored[..., ::-1]
     np.testing.assert_allclose(restored, x, atol=1e-3)
-    clone = ImageNormalization.from_config(layer.get_config())
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(clone(x)), y)
+    reference = ImageNormalization(p.mean, p.std, p.bgr)  # the layer earlier releases saved
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reference(x)), y, atol=1e-5)

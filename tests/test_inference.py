@@ -78,3 +78,26 @@ def test_unknown_scorer_threshold_is_leave_one_out_on_training_images():
     assert auroc(np.array([0.1, 0.2]), np.array([0.3, 0.4])) == 1.0
     assert auroc(np.array([0.3, 0.4]), np.array([0.1, 0.2])) == 0.0
     assert auroc(np.array([0.2, 0.2]), np.array([0.2, 0.2])) == 0.5
+
+
+def test_model_keras_loads_with_plain_keras_and_agrees_with_predict(ants_run, tmp_path):
+    """No keras_transfer import: Keras' own layers only, safe mode on; same answers as ``predict``."""
+    from keras_transfer.api import predict
+    from keras_transfer.data.images import read_image, resize
+
+    images = sorted((HYMENOPTERA / "val" / "ants").iterdir())[:3] + sorted((HYMENOPTERA / "val" / "bees").iterdir())[:3]
+    np.save(tmp_path / "x.npy", np.stack([resize(read_image(p, 224), 224) for p in images]))  # the engine's pixels
+    code = f"""
+import json, sys
+import keras, numpy as np
+model = keras.saving.load_model({str(ants_run.path / "model.keras")!r}, safe_mode=True)
+assert not any(name.startswith("keras_transfer") for name in sys.modules)
+print(json.dumps(np.asarray(model.predict(np.load("x.npy"), verbose=0)).tolist()))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "KERAS_BACKEND": "torch"}, cwd=tmp_path)
+    plain = np.array(json.loads(done.stdout.splitlines()[-1]))
+    ours = predict(ants_run, images, top_k=2)
+    ours = np.array([[next(p["probability"] for p in r["predictions"] if p["label"] == c) for c in ("ants", "bees")]
+                     for r in ours])
+    assert (plain.argmax(1) == ours.argmax(1)).all() and np.abs(plain - ours).max() < 1e-3
