@@ -193,6 +193,35 @@ def _write_predictions(path: Path, results: list[dict]) -> None:
     log.info(f"wrote {len(results)} rows to {path}")
 
 
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a run for ONNX Runtime or OpenVINO alone (uint8 images in, probabilities out)",
+                       epilog="example: keras-transfer export runs/ants --format onnx openvino")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--format", nargs="+", default=["onnx"], help="onnx and/or openvino (default onnx)")
+    p.add_argument("--out", "-o", help="output file (one format) or folder (default: <run>/export/)")
+    _add_common(p)
+
+
+def _cmd_export(args) -> int:
+    from keras_transfer.export import FORMATS, export_run
+    from keras_transfer.export.build import SUFFIX
+    from keras_transfer.export.parity import format_parity, parity_table
+    from keras_transfer.run import Run, write_json
+
+    run = Run.open(args.run)
+    for fmt in args.format:
+        if fmt not in FORMATS:
+            from keras_transfer.errors import unknown_choice
+
+            raise unknown_choice("export format", fmt, FORMATS)
+    folder = Path(args.out) if args.out and len(args.format) > 1 else None
+    files = {fmt: export_run(run, fmt, folder / f"model{SUFFIX[fmt]}" if folder else args.out) for fmt in args.format}
+    rows = parity_table(run, files)
+    write_json(next(iter(files.values())).parent / "parity.json", rows)
+    print(json.dumps(rows, indent=2) if args.json else format_parity(rows))
+    return 0
+
+
 def _report_parser(sub) -> None:
     p = sub.add_parser("report", help="write an HTML report (metrics, confusion, curves, mistakes, calibration, data)")
     p.add_argument("run", help="run folder")
@@ -327,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="the tutorials' comparison table of several runs")
     p.add_argument("runs", nargs="+", help="run folders")
     _add_common(p)
-    for add_parser in (_report_parser, _explain_parser, _similar_parser, _similarity_parser, _cache_parser):
+    for add_parser in (_export_parser, _report_parser, _explain_parser, _similar_parser, _similarity_parser,
+                       _cache_parser):
         add_parser(sub)
     return parser
 
@@ -342,7 +372,7 @@ def _cmd_backbones(args) -> int:
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "backbones": _cmd_backbones,
             "report": _cmd_report, "explain": _cmd_explain, "similar": _cmd_similar, "similarity": _cmd_similarity,
-            "cache": _cmd_cache, "compare": _cmd_compare}
+            "cache": _cmd_cache, "compare": _cmd_compare, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,9 @@ def atomic_file(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would create it (mkstemp makes it private)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
