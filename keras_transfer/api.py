@@ -135,18 +135,20 @@ def _baseline(config: TrainConfig, dataset: Dataset, out: Path) -> dict:
 
 def _save_model(result, source: FeatureSource, config: TrainConfig, out: Path) -> None:
     """``model.keras``: saved by Keras, or (solver head) written from the cached template."""
+    from keras_transfer.inference.predictor import HEAD_FILE, save_head
+    from keras_transfer.inference.unknown import UNKNOWN_FILE
+
     if result.classifier is not None:
         result.classifier.save(out / MODEL_FILE)
+        for stale in (HEAD_FILE, UNKNOWN_FILE):  # of an earlier default run into this folder
+            (out / stale).unlink(missing_ok=True)
         return
     from keras_transfer.classifier_file import ensure_template, write_linear_classifier
-    from keras_transfer.inference.predictor import HEAD_FILE, save_head
 
     template = ensure_template(source.extractor, source.identity, config.resize, result.head.kernel.shape[0])
     write_linear_classifier(out / MODEL_FILE, template, result.head.kernel, result.head.bias)
     save_head(out / HEAD_FILE, result.head)  # what the Keras-free predictor reads
     if "unknown" in result.extras:
-        from keras_transfer.inference.unknown import UNKNOWN_FILE
-
         result.extras["unknown"].save(out / UNKNOWN_FILE)
 
 
