@@ -1,9 +1,8 @@
 """Preprocessing that travels inside saved models, built from Keras' own layers (no Lambda).
 
-``normalization`` is what new models use: a ``Rescaling`` (per-channel scale and offset, which
-also casts uint8 input to float), behind a frozen 1x1 convolution that swaps RGB to BGR for
-Caffe-style weights, so a saved file loads with plain Keras in safe mode, on any backend,
-without importing this package. ``ImageNormalization`` stays registered so that runs saved by
+``normalization`` is what new models use: a ``Rescaling`` (per-channel scale and offset), or
+for Caffe-style BGR weights one frozen 1x1 convolution that swaps the channels and normalises,
+so a saved file loads with plain Keras in safe mode, on any backend, without this package. ``ImageNormalization`` stays registered so that runs saved by
 earlier releases still load.
 """
 
@@ -14,7 +13,11 @@ from keras import ops
 
 
 def normalization(mean, std, bgr: bool = False, name: str = "normalize") -> keras.layers.Layer:
-    """``(x - mean) / std`` per channel (after an RGB -> BGR swap when ``bgr``), from Keras layers.
+    """``(x - mean) / std`` per channel (after an RGB -> BGR swap when ``bgr``) as one Keras layer.
+
+    RGB: a ``Rescaling`` with per-channel scale and offset (no weights). BGR: a frozen 1x1
+    ``Conv2D`` whose kernel is the channel permutation divided by ``std`` and whose bias is
+    ``-mean / std``: the swap and the normalisation in one standard layer.
 
     Example:
         >>> layer = normalization((127, 127, 127), (128, 128, 128))
@@ -23,15 +26,14 @@ def normalization(mean, std, bgr: bool = False, name: str = "normalize") -> kera
     """
     import numpy as np
 
-    std = np.asarray(std, np.float64)
-    rescale = keras.layers.Rescaling(scale=(1.0 / std).tolist(), offset=(-np.asarray(mean) / std).tolist(),
-                                     name=name if not bgr else f"{name}_rescale")
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
     if not bgr:
-        return rescale
-    swap = keras.layers.Conv2D(3, 1, use_bias=False, trainable=False, name=f"{name}_bgr",
-                               kernel_initializer=keras.initializers.Constant(np.eye(3)[::-1].reshape(1, 1, 3, 3)))
-    cast = keras.layers.Rescaling(1.0, name=f"{name}_cast")  # uint8 -> float before the convolution
-    return keras.Sequential([cast, swap, rescale], name=name)
+        return keras.layers.Rescaling(scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name=name)
+    kernel = np.zeros((1, 1, 3, 3))
+    for c in range(3):  # output channel c (BGR order) reads input channel 2 - c (RGB order)
+        kernel[0, 0, 2 - c, c] = 1.0 / std[c]
+    return keras.layers.Conv2D(3, 1, trainable=False, name=name, kernel_initializer=keras.initializers.Constant(kernel),
+                               bias_initializer=keras.initializers.Constant(-mean / std))
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")

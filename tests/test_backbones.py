@@ -112,7 +112,7 @@ def test_preprocessing_travels_inside_the_saved_model(name, trained):
     layer = trained(name).model.get_layer("features").get_layer("normalize")
     p = spec.preprocessing
     assert layer.__class__.__module__.startswith("keras.")  # Keras' own layers: loads without this package
-    x = np.random.default_rng(1).integers(0, 256, (2, 5, 5, 3)).astype(np.uint8)
+    x = np.random.default_rng(1).integers(0, 256, (2, 5, 5, 3)).astype(np.float32)  # pixels, as resized
     y = keras.ops.convert_to_numpy(layer(x))
     restored = y * np.asarray(p.std) + np.asarray(p.mean)
     if p.bgr:

@@ -107,6 +107,7 @@ def phase_two_options(config, default_epochs: int) -> FitOptions:
 def unfreeze_all(extractor: keras.Model) -> None:
     """Every backbone weight trainable but BatchNorm's (which also runs in inference mode)."""
     extractor.trainable = True
+    extractor.get_layer("normalize").trainable = False  # the fixed preprocessing (a 1x1 conv for BGR weights)
     for layer in backbone_of(extractor).layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
