@@ -15,6 +15,10 @@ from keras_transfer import log
 from keras_transfer.errors import ConfigError, KerasTransferError
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every default, and examples as written."""
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info messages")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
@@ -37,7 +41,11 @@ def _train_parser(sub) -> None:
     from keras_transfer.config import TrainConfig
 
     d = TrainConfig()
-    p = sub.add_parser("train", help="train a classifier on a dataset and write a run folder")
+    p = sub.add_parser("train", help="train a classifier on a dataset and write a run folder",
+                       formatter_class=_Help,
+                       epilog="examples:\n  keras-transfer train                      # the embedded digits default\n"
+                              "  keras-transfer train photos/ --out runs/photos\n"
+                              "  keras-transfer train photos/ --strategy auto --time-budget 120")
     p.add_argument("data", nargs="?", default="digits",
                    help="dataset folder, images.npy+labels.npy folder, .npz, or 'digits' (default)")
     p.add_argument("--out", "-o", help="run folder (default: runs/<dataset name>)")
@@ -333,7 +341,12 @@ def _cmd_cache(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from keras_transfer.config import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0])
+    from keras_transfer import __version__
+
+    parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0],
+                                     epilog="example: keras-transfer train photos/ --out runs/photos && "
+                                            "keras-transfer predict runs/photos new_photo.jpg")
+    parser.add_argument("--version", action="version", version=f"keras-transfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     p = sub.add_parser("evaluate", help="metrics of a run on its held-out split")
@@ -342,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outliers", metavar="FOLDER",
                    help="images of none of the classes: report how well 'unknown' scores separate them (AUROC)")
     _add_common(p)
-    p = sub.add_parser("predict", help="top-k predictions for images and folders")
+    p = sub.add_parser("predict", help="top-k predictions for images and folders",
+                       epilog="example: keras-transfer predict runs/ants photos/ --top-k 2 --output preds.csv")
     p.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, then image files or folders "
                                                             "(with --imagenet: only images)")
     p.add_argument("--top-k", type=int, default=3)
