@@ -192,13 +192,18 @@ def case_auto(work: Path, budgets=(120, 300)) -> list[dict]:
 CASES = {"startup": case_startup, "train": case_train, "head": case_head, "frozen": case_frozen, "auto": case_auto}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.default_path", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(CASES), help=f"comma list of {list(CASES)}")
+def run_cases(prog: str, description: str, cases: dict, argv: list[str] | None) -> list[dict]:
+    """Parses ``--only`` / ``--work``, prints the CPU, runs the chosen cases; their rows."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--only", default=",".join(cases), help=f"comma list of {list(cases)}")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "keras-transfer-bench")
     args = parser.parse_args(argv)
     print(f"CPU: {cpu()}")
-    rows = [row for name in args.only.split(",") for row in CASES[name](args.work)]
+    return [row for name in args.only.split(",") for row in cases[name](args.work)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    rows = run_cases("python -m benchmarks.default_path", __doc__.splitlines()[0], CASES, argv)
     print(f"{'case':<72}{'seconds':>9}{'accuracy':>10}  goal / met")
     for row in rows:
         accuracy = f"{row['accuracy']:.4f}" if "accuracy" in row else ""

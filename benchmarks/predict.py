@@ -15,7 +15,6 @@ Writes ``benchmarks/results/predict.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 from benchmarks.data import REPO
-from benchmarks.default_path import CLI, cpu
+from benchmarks.default_path import CLI, cpu, run_cases
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -125,12 +124,7 @@ CASES = {"process": case_process, "engine_vs_keras": case_engine_vs_keras, "near
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.predict", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(CASES), help=f"comma list of {list(CASES)}")
-    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "keras-transfer-bench")
-    args = parser.parse_args(argv)
-    print(f"CPU: {cpu()}")
-    rows = [row for name in args.only.split(",") for row in CASES[name](args.work)]
+    rows = run_cases("python -m benchmarks.predict", __doc__.splitlines()[0], CASES, argv)
     for row in rows:
         figures = "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in row.items() if k not in ("case", "goal", "met"))
