@@ -339,9 +339,8 @@ def _cmd_cache(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_transfer.config import TrainConfig
-
     from keras_transfer import __version__
+    from keras_transfer.config import TrainConfig
 
     parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0],
                                      epilog="example: keras-transfer train photos/ --out runs/photos && "

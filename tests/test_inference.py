@@ -101,3 +101,16 @@ print(json.dumps(np.asarray(model.predict(np.load("x.npy"), verbose=0)).tolist()
     ours = np.array([[next(p["probability"] for p in r["predictions"] if p["label"] == c) for c in ("ants", "bees")]
                      for r in ours])
     assert (plain.argmax(1) == ours.argmax(1)).all() and np.abs(plain - ours).max() < 1e-3
+
+
+def test_a_damaged_head_file_is_a_clear_error(ants_run, tmp_path, capsys):
+    import shutil
+
+    from keras_transfer.cli import main
+
+    copy = tmp_path / "run"
+    shutil.copytree(ants_run.path, copy, ignore=shutil.ignore_patterns("features", "export"))
+    (copy / "head.npz").write_bytes(b"garbage")
+    assert main(["predict", str(copy), str(HYMENOPTERA / "val" / "bees"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "head.npz" in err and "damaged" in err and "Traceback" not in err

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.data.dataset import Split
+from keras_transfer.errors import RunError
 from keras_transfer.features import FeatureSource
 from keras_transfer.inference.unknown import UNKNOWN_FILE, KnnUnknown
 from keras_transfer.run import Run
@@ -41,8 +42,7 @@ class Predictor:
 
     Example:
         >>> predictor = Predictor.open(Run.open("runs/ants"))  # doctest: +SKIP
-        >>> predictor.predict(["bee.jpg"], top_k=2)[0]["predictions"][0]["label"]  # doctest: +SKIP
-        'bees'
+        >>> probabilities, unknown_scores, failures = predictor.probabilities([Path("bee.jpg")])  # doctest: +SKIP
     """
 
     run: Run
@@ -59,13 +59,16 @@ class Predictor:
         config = run.config
         if config.strategy in TUNED_STRATEGIES or config.tta_views or not (run.path / HEAD_FILE).is_file():
             return None
-        with np.load(run.path / HEAD_FILE, allow_pickle=False) as saved:
-            head = LinearHead(saved["kernel"], saved["bias"])
+        try:
+            with np.load(run.path / HEAD_FILE, allow_pickle=False) as saved:
+                head = LinearHead(saved["kernel"], saved["bias"])
+            unknown = KnnUnknown.load(run.path / UNKNOWN_FILE) if (run.path / UNKNOWN_FILE).is_file() else None
+        except (OSError, ValueError, KeyError) as error:
+            raise RunError(f"a file of run {run.path} is damaged", f"{HEAD_FILE} and {UNKNOWN_FILE} as train wrote them",
+                           f"{type(error).__name__}: {error}", hint="run train again into this folder") from error
         if head.kernel.shape[1] != len(run.class_names):
             return None
-        unknown = run.path / UNKNOWN_FILE
-        return cls(run, _feature_source(config, run.path / "features"), head,
-                   KnnUnknown.load(unknown) if unknown.is_file() else None)
+        return cls(run, _feature_source(config, run.path / "features"), head, unknown)
 
     def probabilities(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         """Class probabilities (N, C) and unknown scores (N,) of ``paths`` (NaN for unreadable
