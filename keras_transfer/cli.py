@@ -319,11 +319,7 @@ def _cache_parser(sub) -> None:
 
 
 def _cmd_cache(args) -> int:
-    from keras_transfer.features.maintenance import (
-        cache_info,
-        clear_cache,
-        verify_cache,
-    )
+    from keras_transfer.features.maintenance import cache_info, clear_cache, verify_cache
 
     result = {"info": cache_info, "verify": verify_cache}.get(args.action, lambda: clear_cache(args.backbone))()
     if args.json:

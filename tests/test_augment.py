@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import HYMENOPTERA
 
+from conftest import HYMENOPTERA
 from keras_transfer.api import evaluate, train
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.augment import (
-    AugmentPolicy,
-    augment,
-    mixup,
-    shift_flip,
-    view_name,
-)
+from keras_transfer.data.augment import AugmentPolicy, augment, mixup, shift_flip, view_name
 from keras_transfer.data.dataset import Split
 from keras_transfer.data.images import read_image, resize
 from keras_transfer.data.stream import AugmentedBatches

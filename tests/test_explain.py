@@ -10,25 +10,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
+
 import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer import TrainConfig, train
 from keras_transfer.api import split_features
-from keras_transfer.backbones import get_backbone
 from keras_transfer.cli import main
 from keras_transfer.errors import ConfigError, DatasetError, RunError
-from keras_transfer.explain import (
-    GradCAM,
-    explain,
-    similar,
-    similarity_matrix,
-    write_similarity,
-)
+from keras_transfer.explain import GradCAM, explain, similar, similarity_matrix, write_similarity
 from keras_transfer.explain.overlay import upsample
+from keras_transfer.backbones import get_backbone
 from keras_transfer.layers import ImageNormalization
 from keras_transfer.model import build_classifier, build_extractor, build_head
 from keras_transfer.report import write_report

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import HYMENOPTERA
 
 README = Path(__file__).resolve().parents[1] / "README.md"

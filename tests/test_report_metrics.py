@@ -7,10 +7,7 @@ import pytest
 from sklearn import metrics as skm
 
 from keras_transfer.data.dataset import stratified_sample
-from keras_transfer.evaluation.bootstrap import (
-    bootstrap_metrics,
-    metrics_from_confusion,
-)
+from keras_transfer.evaluation.bootstrap import bootstrap_metrics, metrics_from_confusion
 from keras_transfer.evaluation.calibration import calibration
 from keras_transfer.evaluation.metrics import classification_metrics
 from keras_transfer.evaluation.predictions import Predictions

@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import HYMENOPTERA
 
+from conftest import HYMENOPTERA
 from keras_transfer.api import split_features, train
 from keras_transfer.config import TrainConfig
 from keras_transfer.strategies import solver

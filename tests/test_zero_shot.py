@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
+
 import h5py
 import keras
 import numpy as np
@@ -12,13 +14,8 @@ import pytest
 from keras.src.legacy.saving import legacy_h5_format
 from matplotlib import cbook
 
-import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
-from keras_transfer.backbones.imagenet_labels import (
-    CLASS_FILE,
-    generate_class_index,
-    imagenet_classes,
-    write_class_index,
-)
+from keras_transfer.backbones.imagenet_labels import (CLASS_FILE, generate_class_index, imagenet_classes,
+                                                      write_class_index)
 from keras_transfer.cli import main
 from keras_transfer.data.images import read_image, resize
 from keras_transfer.errors import WeightsError

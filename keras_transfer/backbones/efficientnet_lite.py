@@ -27,11 +27,7 @@ import numpy as np
 
 from keras_transfer.backbones.registry import register_backbone
 from keras_transfer.backbones.spec import BackboneSpec, Preprocessing, Weights
-from keras_transfer.backbones.weights import (
-    file_identity,
-    file_sha256,
-    local_weights_file,
-)
+from keras_transfer.backbones.weights import file_identity, file_sha256, local_weights_file
 from keras_transfer.errors import ConfigError, WeightsError, unknown_choice
 from keras_transfer.paths import atomic_file, cache_dir
 

@@ -12,12 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer import log
-from keras_transfer.data.images import (
-    array_to_rgb,
-    check_image,
-    is_image_file,
-    read_image,
-)
+from keras_transfer.data.images import array_to_rgb, check_image, is_image_file, read_image
 from keras_transfer.errors import DatasetError
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",

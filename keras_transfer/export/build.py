@@ -106,7 +106,7 @@ def _save_openvino(model, path: Path, info: dict[str, str]) -> Path:
     import openvino as ov
 
     core = ov.Core()
-    ov_model = core.read_model(model.SerializeToString(), b"")  # noqa: (bytes model + empty weights: all inline)
+    ov_model = core.read_model(model.SerializeToString(), b"")  # the model as bytes, its weights inline
     for key, value in info.items():
         ov_model.set_rt_info(value, ["model_info", key])
     weights = path.with_suffix(".bin")

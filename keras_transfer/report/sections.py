@@ -11,19 +11,9 @@ from keras_transfer.evaluation.bootstrap import bootstrap_metrics
 from keras_transfer.evaluation.calibration import calibration
 from keras_transfer.report import exploration as explore
 from keras_transfer.report.context import ReportContext
-from keras_transfer.report.exploration_figures import (
-    colors_figure,
-    counts_figure,
-    sizes_figure,
-)
-from keras_transfer.report.figures import (
-    confusion_figure,
-    curves_figure,
-    cv_figure,
-    image_grid,
-    metrics_figure,
-    reliability_figure,
-)
+from keras_transfer.report.exploration_figures import colors_figure, counts_figure, sizes_figure
+from keras_transfer.report.figures import (confusion_figure, curves_figure, cv_figure, image_grid, metrics_figure,
+                                           reliability_figure)
 from keras_transfer.report.model import Plot, Section, Table
 
 
