@@ -1,7 +1,8 @@
 """Classification metrics as a JSON-ready dict.
 
-Computed from the confusion matrix in NumPy rather than with ``sklearn.metrics``, whose import
-alone (~2 s) would double the time of a cached default run; ``tests/test_report_metrics.py``
+Computed from confusion matrices in NumPy rather than with ``sklearn.metrics``, whose import
+alone (~2 s) would double the time of a cached default run; the same functions, vectorised over
+matrices, serve the bootstrap intervals (``bootstrap.py``). ``tests/test_report_metrics.py``
 checks every figure against scikit-learn.
 """
 
@@ -10,22 +11,43 @@ from __future__ import annotations
 import numpy as np
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts (n_classes, n_classes): rows the true class, columns the predicted one."""
-    return np.bincount(np.asarray(labels) * n_classes + np.asarray(predicted),
-                       minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+def confusions(labels: np.ndarray, predicted: np.ndarray, samples: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion matrices (B, C, C) of B resamples, each given as a row of indices in ``samples``."""
+    b = np.repeat(np.arange(len(samples)), samples.shape[1])
+    flat = (b * num_classes + labels[samples].ravel()) * num_classes + predicted[samples].ravel()
+    counts = np.bincount(flat, minlength=len(samples) * num_classes * num_classes)
+    return counts.reshape(len(samples), num_classes, num_classes)
 
 
-def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
-    """top / bottom, 0 where bottom is 0 (scikit-learn's ``zero_division=0``)."""
-    return np.divide(top, bottom, out=np.zeros(len(top)), where=bottom > 0)
+def _safe_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b with 0 where b is 0 (scikit-learn's ``zero_division=0``)."""
+    return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
 
 
-def cohen_kappa(matrix: np.ndarray) -> float:
-    n = matrix.sum()
-    observed = np.trace(matrix) / n
-    expected = float((matrix.sum(axis=0) * matrix.sum(axis=1)).sum()) / n ** 2
-    return float("nan") if expected == 1 else float((observed - expected) / (1 - expected))
+def metrics_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, kappa and per-class precision/recall/F1 of confusion matrices (..., C, C).
+
+    Rows are true classes, columns predicted ones. Kappa is NaN where it is undefined
+    (every label and prediction in one class).
+    """
+    cm = cm.astype(np.float64)
+    n = cm.sum(axis=(-2, -1))
+    diagonal = np.diagonal(cm, axis1=-2, axis2=-1)
+    true_totals, predicted_totals = cm.sum(axis=-1), cm.sum(axis=-2)
+    observed = diagonal.sum(-1) / n
+    expected = (true_totals * predicted_totals).sum(-1) / n**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where(expected < 1, (observed - expected) / (1 - expected), np.nan)
+    precision, recall = _safe_divide(diagonal, predicted_totals), _safe_divide(diagonal, true_totals)
+    f1 = _safe_divide(2 * precision * recall, precision + recall)
+    return {"accuracy": observed, "cohen_kappa": kappa, "precision": precision, "recall": recall, "f1": f1}
+
+
+def sample_losses(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Per-image log loss, probabilities clipped to [1e-7, 1] and renormalised (as every log loss here)."""
+    clipped = np.clip(probabilities, 1e-7, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    return -np.log(clipped[np.arange(len(labels)), labels])
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> dict:
@@ -43,19 +65,15 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_
     """
     labels = np.asarray(labels, np.int64)
     predicted = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted, len(class_names))
-    hits, support, chosen = np.diag(matrix).astype(np.float64), matrix.sum(axis=1), matrix.sum(axis=0)
-    precision, recall = _ratio(hits, chosen), _ratio(hits, support)
-    f1 = _ratio(2 * precision * recall, precision + recall)
-    clipped = np.clip(probabilities, 1e-7, 1.0)
-    clipped = clipped / clipped.sum(1, keepdims=True)
+    matrix = confusions(labels, predicted, np.arange(len(labels))[None], len(class_names))[0]
+    m = metrics_from_confusion(matrix)
     return {
         "n": int(len(labels)),
-        "accuracy": float(np.mean(predicted == labels)),
-        "cohen_kappa": cohen_kappa(matrix),
-        "log_loss": float(-np.log(clipped[np.arange(len(labels)), labels]).mean()),
+        "accuracy": float(m["accuracy"]),
+        "cohen_kappa": float(m["cohen_kappa"]),
+        "log_loss": float(sample_losses(labels, probabilities).mean()),
         "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                      for name, p, r, f, s in zip(class_names, precision, recall, f1, support)},
+                      for name, p, r, f, s in zip(class_names, m["precision"], m["recall"], m["f1"], matrix.sum(1))},
         "confusion_matrix": matrix.tolist(),
         "class_names": list(class_names),
     }
