@@ -228,20 +228,21 @@ class Clock:
 
 def selection_scores(result: FitResult, source, split: Split) -> dict:
     """Log loss and accuracy of a candidate on the selection split (never the held-out one)."""
+    from keras_transfer.evaluation.metrics import sample_losses
+
     if result.classifier is None:
         features, indices = source(split)
-        probabilities = result.head.predict(features)
-    else:
-        from keras_transfer.data.images import resize
+        probabilities, labels = result.head.predict(features), split.labels[indices]
+    else:  # a Keras-trained candidate: its classifier on streamed batches (undecodable images dropped)
+        from keras_transfer.data.stream import ImageBatches
 
-        indices = np.arange(len(split))
-        size = int(result.classifier.get_layer("features").input_shape[1])
-        images = np.stack([resize(split.image(i), size, source.resize_mode) for i in indices])
-        probabilities = np.asarray(result.classifier.predict(images, verbose=0, batch_size=32))
-    labels = split.labels[indices]
-    p = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1)
-    return {"log_loss": float(-np.log(p).mean()), "accuracy": float((probabilities.argmax(1) == labels).mean()),
-            "images": f"{split.name} ({len(labels)})"}
+        size, n = int(result.classifier.get_layer("features").input_shape[1]), int(result.classifier.output_shape[-1])
+        batches = ImageBatches(split, size, n, 32, source.resize_mode)
+        pairs = [(np.asarray(result.classifier.predict_on_batch(images)), targets.argmax(1))
+                 for images, targets in (batches[i] for i in range(len(batches)))]
+        probabilities, labels = np.concatenate([p for p, _ in pairs]), np.concatenate([t for _, t in pairs])
+    return {"log_loss": float(sample_losses(labels, probabilities).mean()),
+            "accuracy": float((probabilities.argmax(1) == labels).mean()), "images": f"{split.name} ({len(labels)})"}
 
 
 class AutoStrategy:

@@ -99,9 +99,9 @@ def activations(source: FeatureSource, split: Split, views: int) -> tuple[np.nda
     return values.reshape(-1, *values.shape[2:]), np.tile(split.labels[indices], len(values))
 
 
-def phase_two_options(config, default_epochs: int) -> FitOptions:
+def phase_two_options(config, default_epochs: int, deadline: float | None = None) -> FitOptions:
     options = options_for(config, default_epochs, config.finetune_lr, config.finetune_epochs)
-    return dataclasses.replace(options, schedule="cosine")
+    return dataclasses.replace(options, schedule="cosine", deadline=deadline)
 
 
 def unfreeze_all(extractor: keras.Model) -> None:
@@ -146,7 +146,7 @@ class FinetuneStrategy:
         model = keras.Model(pixels, head(extractor(pixels)), name="finetune_training")
         train = AugmentedBatches(dataset.train, size, n, config.batch_size, config.resize, config.seed, config.mixup)
         val = ImageBatches(dataset.val, size, n, config.batch_size, config.resize)
-        return fit(model, train, val, dataclasses.replace(phase_two_options(config, self.default_epochs), deadline=context.deadline),
+        return fit(model, train, val, phase_two_options(config, self.default_epochs, context.deadline),
                    context.checkpoints, self.name, dataset.train.labels, keep_start=True)
 
     def _top(self, context: TrainContext, head: keras.Model, bottom: keras.Model, top: keras.Model) -> dict:
@@ -161,5 +161,5 @@ class FinetuneStrategy:
             x = POOL_LAYERS[config.pooling](name="pool")(x)
         model = keras.Model(inputs, head(x), name="finetune_training")
         return fit(model, (train_x, one_hot(train_y, n)), (val_x, one_hot(val_y, n)),
-                   dataclasses.replace(phase_two_options(config, self.default_epochs), deadline=context.deadline), context.checkpoints, self.name, train_y,
+                   phase_two_options(config, self.default_epochs, context.deadline), context.checkpoints, self.name, train_y,
                    keep_start=True)

@@ -37,19 +37,19 @@ class Deadline(keras.callbacks.Callback):
 
     def __init__(self, deadline: float):
         super().__init__()
-        self.deadline, self.began, self.longest, self.stopped = deadline, 0.0, 0.0, False
+        self.deadline, self.began, self.longest = deadline, 0.0, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.began = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         if time.perf_counter() > self.deadline:
-            self.model.stop_training = self.stopped = True
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         self.longest = max(self.longest, time.perf_counter() - self.began)
         if time.perf_counter() + self.longest > self.deadline:
-            self.model.stop_training = self.stopped = True
+            self.model.stop_training = True
 
 
 class EpochProgress(keras.callbacks.Callback):
