@@ -296,7 +296,7 @@ def evaluate_outliers(run: str | Path | Run, folder: str | Path) -> dict:
     if not paths:
         raise DatasetError(f"no images in {folder}", "a folder of image files", "; ".join(r for _, r in problems))
     split_outliers = Split("outliers", paths, np.zeros(len(paths), np.int64))
-    outliers, _ = predictor.source(split_outliers)
+    outliers, _ = predictor.source.view(split_outliers, 0)  # shared cache only: nothing written into the run
     report = outlier_report(known, predictor.head.predict(known), outliers, predictor.head.predict(outliers),
                             predictor.unknown)
     return {**report, "known": f"{split.name} ({len(indices)})", "outliers": f"{folder} ({len(outliers)})"}

@@ -72,10 +72,10 @@ def ensure_template(extractor, identity: dict, resize_mode: str, feature_dim: in
     return path
 
 
-def _h5(data: bytes, mode: str = "r"):
+def _h5(data: bytes):
     import h5py
 
-    return h5py.File(io.BytesIO(data), mode)
+    return h5py.File(io.BytesIO(data), "r")
 
 
 def _patch_units(config: dict, units: int) -> dict:

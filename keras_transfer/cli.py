@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from keras_transfer import log
-from keras_transfer.errors import ConfigError, KerasTransferError
+from keras_transfer.errors import ConfigError, KerasTransferError, unknown_choice
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -217,10 +217,8 @@ def _cmd_export(args) -> int:
     from keras_transfer.run import Run, write_json
 
     run = Run.open(args.run)
-    for fmt in args.format:
+    for fmt in args.format:  # every format checked before the first file is written
         if fmt not in FORMATS:
-            from keras_transfer.errors import unknown_choice
-
             raise unknown_choice("export format", fmt, FORMATS)
     folder = Path(args.out) if args.out and len(args.format) > 1 else None
     files = {fmt: export_run(run, fmt, folder / f"model{SUFFIX[fmt]}" if folder else args.out) for fmt in args.format}

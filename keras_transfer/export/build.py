@@ -39,8 +39,8 @@ def metadata(run: Run, predictor) -> dict[str, str]:
             "backbone": run.config.backbone, "producer": f"keras-transfer {keras_transfer.__version__}"}
 
 
-def onnx_classifier(run: Run, predictor):
-    """The ONNX ModelProto: Cast(uint8 -> float) -> backbone -> MatMul + Add -> Softmax."""
+def onnx_classifier(run: Run, predictor, info: dict[str, str]):
+    """The ONNX ModelProto: Cast(uint8 -> float) -> backbone -> MatMul + Add -> Softmax, ``info`` as metadata."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -63,7 +63,7 @@ def onnx_classifier(run: Run, predictor):
     graph.input.append(image)
     del graph.output[:]
     graph.output.append(probabilities)
-    for key, value in metadata(run, predictor).items():
+    for key, value in info.items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.checker.check_model(model)
     return model
@@ -91,12 +91,13 @@ def export_run(run: str | Path | Run, fmt: str, out: str | Path | None = None) -
         raise ConfigError(f"an {fmt} file must end in {SUFFIX[fmt]}", SUFFIX[fmt], str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        model = onnx_classifier(run, predictor)
+        info = metadata(run, predictor)
+        model = onnx_classifier(run, predictor, info)
         if fmt == "onnx":
             import onnx
 
             return atomic_file(path, lambda tmp: onnx.save(model, tmp))
-        return _save_openvino(model, path, metadata(run, predictor))
+        return _save_openvino(model, path, info)
     except OSError as error:
         raise ConfigError(f"cannot write {path}", "a writable folder", f"{type(error).__name__}: {error}") from error
 
