@@ -2,8 +2,8 @@
 
 ``normalization`` is what new models use: a ``Rescaling`` (per-channel scale and offset), or
 for Caffe-style BGR weights one frozen 1x1 convolution that swaps the channels and normalises,
-so a saved file loads with plain Keras in safe mode, on any backend, without this package. ``ImageNormalization`` stays registered so that runs saved by
-earlier releases still load.
+so a saved file loads with plain Keras in safe mode, on any backend, without this package.
+``ImageNormalization`` stays registered so that runs saved by earlier releases still load.
 """
 
 from __future__ import annotations

@@ -33,3 +33,14 @@ def atomic_file(path: Path, write) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def atomic_savez(path: Path, **arrays) -> Path:
+    """``np.savez`` of plain arrays (loaded back with ``allow_pickle=False``), written atomically."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a bare name
+            np.savez(handle, **arrays)
+
+    return atomic_file(path, write)

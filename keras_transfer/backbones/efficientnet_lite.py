@@ -29,7 +29,7 @@ from keras_transfer.backbones.registry import register_backbone
 from keras_transfer.backbones.spec import BackboneSpec, Preprocessing, Weights
 from keras_transfer.backbones.weights import file_identity, file_sha256, local_weights_file
 from keras_transfer.errors import ConfigError, WeightsError, unknown_choice
-from keras_transfer.paths import atomic_file, cache_dir
+from keras_transfer.paths import atomic_savez, cache_dir
 
 if TYPE_CHECKING:
     import keras
@@ -280,11 +280,7 @@ def _converted_weights(variant: str, pth: Path, sha: str) -> dict[str, list[np.n
                            received=f"{type(exc).__name__}: {exc}") from exc
     converted = convert_state_dict(state_dict, key)
     flat = {f"{name}/{i}": w for name, ws in converted.items() for i, w in enumerate(ws)}
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **flat)
-
-    atomic_file(cached, write)
+    atomic_savez(cached, **flat)
     return converted
 
 

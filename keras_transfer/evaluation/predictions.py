@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer.paths import atomic_file
+from keras_transfer.paths import atomic_savez
 
 PREDICTIONS_FILE = "predictions.npz"
 
@@ -36,12 +36,8 @@ class Predictions:
 
     def save(self, path: Path) -> None:
         """Writes a plain ``.npz`` (no pickled objects) atomically."""
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, split=np.array(self.split), ids=np.asarray(self.ids, dtype=str),
-                         indices=self.indices, labels=self.labels, probabilities=self.probabilities)
-
-        atomic_file(path, write)
+        atomic_savez(path, split=np.array(self.split), ids=np.asarray(self.ids, dtype=str), indices=self.indices,
+                     labels=self.labels, probabilities=self.probabilities)
 
     @classmethod
     def load(cls, path: Path) -> Predictions:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.data.dataset import Split
-from keras_transfer.paths import atomic_file
+from keras_transfer.paths import atomic_savez
 
 
 def split_fingerprint(split: Split) -> str:
@@ -47,8 +47,4 @@ def load_features(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
 def save_features(path: Path, key: str, features: np.ndarray, indices: np.ndarray) -> None:
     """Writes atomically (temp file + rename), so a crash never leaves a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, key=np.array(key), features=features, indices=indices)
-
-    atomic_file(path, write)
+    atomic_savez(path, key=np.array(key), features=features, indices=indices)

@@ -27,13 +27,9 @@ HEAD_FILE = "head.npz"
 
 
 def save_head(path: Path, head: LinearHead) -> None:
-    from keras_transfer.paths import atomic_file
+    from keras_transfer.paths import atomic_savez
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, kernel=head.kernel, bias=head.bias)
-
-    atomic_file(path, write)
+    atomic_savez(path, kernel=head.kernel, bias=head.bias)
 
 
 @dataclass

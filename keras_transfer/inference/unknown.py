@@ -43,13 +43,9 @@ class KnnUnknown:
         return out
 
     def save(self, path: Path) -> None:
-        from keras_transfer.paths import atomic_file
+        from keras_transfer.paths import atomic_savez
 
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, reference=self.reference.astype(np.float16), k=self.k, threshold=self.threshold)
-
-        atomic_file(path, write)
+        atomic_savez(path, reference=self.reference.astype(np.float16), k=self.k, threshold=self.threshold)
 
     @classmethod
     def load(cls, path: Path) -> KnnUnknown:
