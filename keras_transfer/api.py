@@ -14,6 +14,7 @@ from keras_transfer.config import TUNED_STRATEGIES, TrainConfig
 from keras_transfer.data.dataset import Dataset, Split, load_dataset
 from keras_transfer.data.images import is_image_file, read_batch
 from keras_transfer.errors import DatasetError, RunError, unknown_choice
+from keras_transfer.evaluation.calibration import CALIBRATION_FILE, apply_temperature
 from keras_transfer.evaluation.metrics import classification_metrics
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.evaluation.tta import predict_views
@@ -102,12 +103,15 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     if result.backbone_changed:
         source = _feature_source(config, out, result.classifier.get_layer("features"))
     predictions = _predict_split(dataset.eval_split, source, result.head, config.tta_views)
-    metrics = _held_out_metrics(predictions, dataset, result.selection)
+    calibration = _calibrate(result, dataset, source, config, predictions)
+    metrics = _held_out_metrics(predictions.with_temperature(calibration["temperature"]), dataset, result.selection)
+    metrics["calibration"] = calibration
     if config.baseline:
         metrics["baseline"] = _baseline(config, dataset, out)
     _save_model(result, source, config, out)
     _save_run(out, config, {**dataset.summary(), "skipped_files": dataset.skipped,
                             "undecodable_files": context.features.failed}, result, metrics, predictions)
+    write_json(out / CALIBRATION_FILE, calibration)
     write_json(out / "timing.json", {"total_seconds": time.perf_counter() - start, "fit_seconds": fit_seconds,
                                      "feature_seconds": context.features.seconds + (
                                          result.features.seconds if result.features else 0.0),
@@ -123,6 +127,19 @@ def _held_out_metrics(predictions: Predictions, dataset: Dataset, selection: dic
                    evaluated_images=f"{split.name}: {metrics['n']} images no choice was made on",
                    selection=selection)
     return metrics
+
+
+def _calibrate(result, dataset: Dataset, source: FeatureSource, config: TrainConfig,
+               held_out: Predictions) -> dict:
+    """Temperature scaling of a Keras-trained head, fit on the selection split; a solved head keeps T = 1."""
+    from keras_transfer.evaluation.calibration import calibration_record
+    from keras_transfer.strategies.solver import LinearHead
+
+    if isinstance(result.head, LinearHead):
+        return calibration_record(held_out, why="its L2 strength was chosen by cross-validated log loss; a "
+                                                "temperature fit on out-of-fold predictions made held-out ECE worse "
+                                                "(benchmarks/calibration.py)")
+    return calibration_record(held_out, _predict_split(dataset.val, source, result.head, config.tta_views))
 
 
 def _baseline(config: TrainConfig, dataset: Dataset, out: Path) -> dict:
@@ -206,9 +223,15 @@ def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:
         data: Optional dataset whose class names match the run's; its val/test split is used.
     """
     run = run if isinstance(run, Run) else Run.open(run)
-    predictions = eval_predictions(run, data)
+    from keras_transfer.evaluation.calibration import calibration
+
+    raw = eval_predictions(run, data)
+    predictions = raw.with_temperature(run.temperature)
     metrics = classification_metrics(predictions.labels, predictions.probabilities, run.class_names)
     metrics["split"] = predictions.split
+    metrics["calibration"] = {"temperature": run.temperature,
+                              "ece_before": calibration(raw.labels, raw.probabilities).ece,
+                              "ece_after": calibration(predictions.labels, predictions.probabilities).ece}
     return metrics
 
 
@@ -260,9 +283,11 @@ def predict(run: str | Path | Run, inputs: list[str | Path], top_k: int = 3, bat
     predictor = Predictor.open(run)
     if predictor is None:  # a head or backbone trained by Keras: the saved end-to-end model
         size = int(run.model.get_layer("features").input_shape[1])
-        return predict_images(run.model, inputs, run.class_names, size, run.config.resize, top_k, batch_size)
+        return predict_images(run.model, inputs, run.class_names, size, run.config.resize, top_k, batch_size,
+                              run.temperature)
     paths, problems = collect_images(inputs)
     probabilities, scores, failures = predictor.probabilities(paths)
+    probabilities = apply_temperature(probabilities, run.temperature)
     results = [{"path": p, "error": reason} for p, reason in problems]
     for i, path in enumerate(paths):
         if i in failures:
@@ -303,7 +328,8 @@ def evaluate_outliers(run: str | Path | Run, folder: str | Path) -> dict:
 
 
 def predict_images(model, inputs: list[str | Path], class_names: list[str], size: int,
-                   resize_mode: str = "stretch", top_k: int = 3, batch_size: int = 32) -> list[dict]:
+                   resize_mode: str = "stretch", top_k: int = 3, batch_size: int = 32,
+                   temperature: float = 1.0) -> list[dict]:
     """Top-k predictions of ``model`` (uint8 (size, size, 3) batch -> class probabilities).
 
     Args:
@@ -313,6 +339,7 @@ def predict_images(model, inputs: list[str | Path], class_names: list[str], size
         size: Side the images are resized to (``resize_mode``: stretch, pad or crop).
         top_k: Classes listed per image.
         batch_size: Images per inference call.
+        temperature: Calibration temperature applied to the model's probabilities.
     """
     paths, problems = collect_images(inputs)
     results = [{"path": p, "error": reason} for p, reason in problems]
@@ -320,7 +347,7 @@ def predict_images(model, inputs: list[str | Path], class_names: list[str], size
         ok, batch, failures = read_batch(paths[start:start + batch_size], size, resize_mode)
         results += [{"path": path, "error": reason} for path, reason in failures]
         if batch:
-            probabilities = model.predict_on_batch(np.stack(batch))
+            probabilities = apply_temperature(np.asarray(model.predict_on_batch(np.stack(batch))), temperature)
             results += [_top_k(str(p), row, class_names, top_k) for p, row in zip(ok, np.asarray(probabilities))]
     return results
 

@@ -145,7 +145,13 @@ def _cmd_evaluate(args) -> int:
                   f"and {report['knn']['known_rejected']:.1%} of the known ones")
         return 0
     metrics = evaluate(args.run, args.data)
-    print(json.dumps(metrics, indent=2) if args.json else f"{format_metrics(metrics)}\n({metrics['split']} split)")
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    c = metrics["calibration"]
+    print(f"{format_metrics(metrics)}\n({metrics['split']} split)\n"
+          f"calibration: temperature {c['temperature']:.3f}; expected calibration error "
+          f"{c['ece_before']:.4f} before, {c['ece_after']:.4f} after")
     return 0
 
 

@@ -61,6 +61,26 @@ class Run:
 
         return keras.saving.load_model(self.path / MODEL_FILE, safe_mode=True)
 
+    @cached_property
+    def temperature(self) -> float:
+        """The calibration temperature train fit (1.0 for runs without one)."""
+        record = self.read("calibration.json") or {}
+        try:
+            temperature = float(record.get("temperature", 1.0))
+        except (TypeError, ValueError, AttributeError):
+            temperature = float("nan")
+        if not 0.0 < temperature < float("inf"):
+            raise RunError(f"calibration.json of run {self.path} is damaged", "a positive temperature",
+                           repr(record)[:80], hint="delete calibration.json (confidences then uncalibrated) "
+                                                   "or train again into this folder")
+        return temperature
+
     def read(self, name: str):
         file = self.path / name
-        return json.loads(file.read_text()) if file.exists() else None
+        if not file.exists():
+            return None
+        try:
+            return json.loads(file.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise RunError(f"{name} of run {self.path} is damaged", "the JSON file train wrote",
+                           f"{type(error).__name__}: {error}", hint="train again into this folder") from error

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,12 @@ class Predictions:
     @property
     def predicted(self) -> np.ndarray:
         return self.probabilities.argmax(axis=1)
+
+    def with_temperature(self, temperature: float) -> Predictions:
+        """The same predictions with the head's logits divided by ``temperature`` (calibrated)."""
+        from keras_transfer.evaluation.calibration import apply_temperature
+
+        return replace(self, probabilities=apply_temperature(self.probabilities, temperature))
 
     def save(self, path: Path) -> None:
         """Writes a plain ``.npz`` (no pickled objects) atomically."""

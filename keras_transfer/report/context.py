@@ -45,8 +45,9 @@ class ReportContext:
 
     run: Run
     dataset: Dataset
-    predictions: Predictions
+    predictions: Predictions  # calibrated: what predict gives
     options: ReportOptions
+    raw: Predictions | None = None  # the head's own output, before the calibration temperature
 
     @property
     def class_names(self) -> list[str]:
@@ -64,4 +65,5 @@ def load_context(run: str | Path | Run, options: ReportOptions | None = None) ->
     else:  # runs written before predictions were saved
         predictions = eval_predictions(run)
         predictions.save(path)
-    return ReportContext(run, _load(run.config), predictions, (options or ReportOptions()).validate())
+    return ReportContext(run, _load(run.config), predictions.with_temperature(run.temperature),
+                         (options or ReportOptions()).validate(), predictions)

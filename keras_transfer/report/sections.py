@@ -145,16 +145,24 @@ def dataset_section(ctx: ReportContext) -> Section:
 
 
 def calibration_section(ctx: ReportContext) -> Section:
-    """Reliability diagram and expected calibration error of the top-class probability."""
-    p = ctx.predictions
-    result = calibration(p.labels, p.probabilities, ctx.options.bins)
+    """Reliability diagram and expected calibration error of the top-class probability, before and
+    after the run's calibration temperature."""
+    p, bins, temperature = ctx.predictions, ctx.options.bins, ctx.run.temperature
+    result = calibration(p.labels, p.probabilities, bins)
     text = (f"Expected calibration error (ECE) {result.ece:.3f}: the image-weighted mean gap between the "
-            f"top-class probability and the accuracy, over {ctx.options.bins} confidence bins.")
+            f"top-class probability and the accuracy, over {bins} confidence bins, on the {p.split} split.")
+    blocks = [text]
+    if temperature != 1.0 and ctx.raw is not None:
+        before = calibration(ctx.raw.labels, ctx.raw.probabilities, bins)
+        fit_on = (ctx.run.read("calibration.json") or {}).get("fit_on", "a selection split")
+        blocks += [f"Temperature scaling (T = {temperature:.3f}, fit on {fit_on}) took the ECE from "
+                   f"{before.ece:.3f} to {result.ece:.3f}; it never changes the predicted class.",
+                   Plot("reliability_before", "Before calibration (the head's own softmax)", reliability_figure(before))]
     frame = pd.DataFrame({"bin": [f"{a:.1f}-{b:.1f}" for a, b in zip(result.edges[:-1], result.edges[1:])],
                           "images": result.counts, "mean confidence": result.confidence.round(3),
                           "accuracy": result.accuracy.round(3)})
-    blocks = [text, Plot("reliability", "Reliability diagram", reliability_figure(result)),
-              Table("bins", frame[frame["images"] > 0])]
+    title = "After calibration (what predict reports)" if len(blocks) > 1 else "Reliability diagram"
+    blocks += [Plot("reliability", title, reliability_figure(result)), Table("bins", frame[frame["images"] > 0])]
     return Section("calibration", "Calibration", blocks, {"calibration": result})
 
 
