@@ -209,10 +209,12 @@ def _write_predictions(path: Path, results: list[dict]) -> None:
 
 def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="export a run for ONNX Runtime or OpenVINO alone (uint8 images in, probabilities out)",
-                       epilog="example: keras-transfer export runs/ants --format onnx openvino")
+                       epilog="example: keras-transfer export runs/ants --format onnx openvino --int8")
     p.add_argument("run", help="run folder")
     p.add_argument("--format", nargs="+", default=["onnx"], help="onnx and/or openvino (default onnx)")
-    p.add_argument("--out", "-o", help="output file (one format) or folder (default: <run>/export/)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write each format quantized to int8 by NNCF (calibrated on training images)")
+    p.add_argument("--out", "-o", help="output file (one format, no --int8) or folder (default: <run>/export/)")
     _add_common(p)
 
 
@@ -226,11 +228,58 @@ def _cmd_export(args) -> int:
     for fmt in args.format:  # every format checked before the first file is written
         if fmt not in FORMATS:
             raise unknown_choice("export format", fmt, FORMATS)
-    folder = Path(args.out) if args.out and len(args.format) > 1 else None
-    files = {fmt: export_run(run, fmt, folder / f"model{SUFFIX[fmt]}" if folder else args.out) for fmt in args.format}
+    if args.int8:
+        from keras_transfer.export.build import require_nncf
+
+        require_nncf()  # a missing NNCF is said before any file is written
+    folder = Path(args.out) if args.out and (len(args.format) > 1 or args.int8) else None
+    files = {}
+    for fmt in args.format:
+        for int8 in (False, True) if args.int8 else (False,):
+            name = f"model{'.int8' if int8 else ''}{SUFFIX[fmt]}"
+            files[f"{fmt}-int8" if int8 else fmt] = export_run(run, fmt, folder / name if folder else args.out, int8)
     rows = parity_table(run, files)
     write_json(next(iter(files.values())).parent / "parity.json", rows)
     print(json.dumps(rows, indent=2) if args.json else format_parity(rows))
+    return 0
+
+
+def _serve_parser(sub) -> None:
+    from keras_transfer.serve.limits import Limits
+
+    d = Limits()
+    p = sub.add_parser("serve", help="serve runs over HTTP: REST API (/v1/predict) and a web page at /",
+                       formatter_class=_Help,
+                       epilog="example:\n  keras-transfer serve runs/ants --port 8000\n"
+                              "  curl -F files=@bee.jpg http://127.0.0.1:8000/v1/predict")
+    p.add_argument("runs", nargs="+", help="run folders (the first is the default model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--workers", type=int, default=1, help="server processes (each loads every run)")
+    p.add_argument("--max-files", type=int, default=d.max_files, help="images per request")
+    p.add_argument("--max-file-mb", type=float, default=d.max_file_bytes / 1e6, help="megabytes per image file")
+    p.add_argument("--max-request-mb", type=float, default=d.max_request_bytes / 1e6, help="megabytes per request")
+    p.add_argument("--max-megapixels", type=float, default=d.max_pixels / 1e6, help="pixels of one image, millions")
+    p.add_argument("--max-batch", type=int, default=d.max_batch, help="images gathered into one engine call")
+    p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
+                   help="how long a waiting image waits for others to join its batch")
+    p.add_argument("--max-queue", type=int, default=d.max_queue, help="requests waiting; beyond: 503 + Retry-After")
+    p.add_argument("--quiet", "-q", action="store_true", help="log warnings only")
+
+
+def _cmd_serve(args) -> int:
+    from keras_transfer.serve import Limits, serve
+
+    for name in ("port", "workers", "max_files", "max_batch", "max_queue"):
+        if getattr(args, name) < 1 or (name == "port" and args.port > 65535):
+            raise ConfigError(f"invalid --{name.replace('_', '-')}", "a whole number >= 1" + (
+                " and <= 65535" if name == "port" else ""), str(getattr(args, name)))
+    for name in ("max_file_mb", "max_request_mb", "max_megapixels", "max_wait_ms"):
+        if not getattr(args, name) > 0 or getattr(args, name) == float("inf"):
+            raise ConfigError(f"invalid --{name.replace('_', '-')}", "a positive number", str(getattr(args, name)))
+    limits = Limits(args.max_files, int(args.max_file_mb * 1e6), int(args.max_request_mb * 1e6),
+                    int(args.max_megapixels * 1e6), args.max_batch, args.max_wait_ms, args.max_queue)
+    serve(args.runs, args.host, args.port, args.workers, limits, args.quiet)
     return 0
 
 
@@ -369,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="the tutorials' comparison table of several runs")
     p.add_argument("runs", nargs="+", help="run folders")
     _add_common(p)
-    for add_parser in (_export_parser, _report_parser, _explain_parser, _similar_parser, _similarity_parser,
+    for add_parser in (_export_parser, _serve_parser, _report_parser, _explain_parser, _similar_parser, _similarity_parser,
                        _cache_parser):
         add_parser(sub)
     return parser
@@ -385,7 +434,7 @@ def _cmd_backbones(args) -> int:
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict, "backbones": _cmd_backbones,
             "report": _cmd_report, "explain": _cmd_explain, "similar": _cmd_similar, "similarity": _cmd_similarity,
-            "cache": _cmd_cache, "compare": _cmd_compare, "export": _cmd_export}
+            "cache": _cmd_cache, "compare": _cmd_compare, "export": _cmd_export, "serve": _cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,16 +76,73 @@ def test_export_errors_are_clear_and_leave_nothing(ants_run, tmp_path, capsys):
 
     assert main(["export", str(ants_run.path), "--format", "tflite", "-q"]) == 2
     assert "unknown export format" in capsys.readouterr().err
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        code = main(["export", str(ants_run.path), "--format", "onnx", "--out", str(locked / "m.onnx"), "-q"])
-        err = capsys.readouterr().err
-        if os.geteuid() != 0:  # root writes anywhere: the read-only case is only checkable as a user
-            assert code == 2 and "cannot write" in err
-        assert "Traceback" not in err
-    finally:
-        locked.chmod(0o700)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("a file where a folder should be")
+    assert main(["export", str(ants_run.path), "--format", "onnx", "--out", str(not_a_folder / "m.onnx"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Traceback" not in err
     assert main(["export", str(tmp_path / "no-run"), "-q"]) == 1
     assert "run folder not found" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing half-written anywhere
+
+
+def test_export_of_a_damaged_run_names_the_file(ants_run, tmp_path, capsys):
+    from keras_transfer.cli import main
+
+    damaged = tmp_path / "ants"
+    shutil.copytree(ants_run.path, damaged, ignore=shutil.ignore_patterns("features", "export"))
+    (damaged / "head.npz").write_bytes(b"garbage, not an npz")
+    assert main(["export", str(damaged), "--format", "onnx", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "damaged" in err and "head.npz" in err and not (damaged / "export").exists()
+
+
+def test_int8_without_nncf_says_how_to_install_it(ants_run, tmp_path):
+    out = tmp_path / "export"
+    code = ("import sys\nsys.modules['nncf'] = None  # as if it were not installed\n"
+            "from keras_transfer.cli import main\n"
+            f"sys.exit(main(['export', {str(ants_run.path)!r}, '--int8', '--out', {str(out)!r}, '-q']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2 and "--int8 needs NNCF" in done.stderr and "pip install nncf" in done.stderr
+    assert not out.exists()
+
+
+def test_int8_openvino_costs_little_accuracy_and_says_so(ants_run, tmp_path):
+    from keras_transfer.cli import main
+
+    out = tmp_path / "export"
+    assert main(["export", str(ants_run.path), "--format", "openvino", "--int8", "--out", str(out), "-q"]) == 0
+    rows = {r["format"]: r for r in json.loads((out / "parity.json").read_text())}
+    assert set(rows) == {"openvino", "openvino-int8"}
+    int8 = rows["openvino-int8"]
+    assert int8["top1_agreement"] >= 0.95 and abs(int8["accuracy_cost_points"]) <= 3.0  # 153 held-out images
+    assert int8["megabytes"] < 0.6 * rows["openvino"]["megabytes"] and int8["speedup_batch32"] > 0
+    import openvino as ov
+
+    assert "int8" in ov.Core().read_model(str(out / "model.int8.xml")).get_rt_info(["model_info", "precision"]).astype(str)
+
+
+@pytest.fixture(scope="module")
+def keras_head_run(tmp_path_factory):
+    """A hymenoptera run whose head (Dense 1024 + BatchNorm) was trained by Keras, calibrated at T = 2."""
+    from keras_transfer.cli import main
+    from keras_transfer.run import Run
+
+    out = tmp_path_factory.mktemp("runs") / "bn"
+    assert main(["train", str(HYMENOPTERA), "--head", "gap_dense_bn", "--epochs", "5", "--out", str(out), "-q"]) == 0
+    record = json.loads((out / "calibration.json").read_text())
+    (out / "calibration.json").write_text(json.dumps({**record, "temperature": 2.0}))
+    return Run.open(out)
+
+
+def test_keras_trained_head_exports_with_its_temperature(keras_head_run):
+    from keras_transfer.cli import main
+
+    assert main(["export", str(keras_head_run.path), "--format", "onnx", "openvino", "-q"]) == 0
+    rows = json.loads((keras_head_run.path / "export" / "parity.json").read_text())
+    for row in rows:  # against model.keras with the temperature applied
+        assert row["top1_agreement"] == 1.0 and row["max_abs_prob_diff"] < 1e-3 and row["images"] == 153
+    import onnxruntime as ort
+
+    meta = ort.InferenceSession(rows[0]["file"]).get_modelmeta().custom_metadata_map
+    assert meta["temperature"] == "2.0" and meta["strategy"] == "bottleneck" and meta["unknown_threshold"] == ""

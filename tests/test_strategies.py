@@ -155,6 +155,16 @@ def test_finetune_moves_only_the_unfrozen_blocks_and_never_batchnorm(runs):
     assert weighted_unfrozen and moved == weighted_unfrozen  # every conv of the top blocks learned
 
 
+def test_finetuned_run_exports_its_own_backbone(runs):
+    """The exported file carries the fine-tuned weights (not the pretrained ones): it equals model.keras."""
+    from keras_transfer.export import export_run
+    from keras_transfer.export.parity import parity_table
+
+    run = runs("finetune")
+    row, = parity_table(run, {"onnx": export_run(run, "onnx")})
+    assert row["top1_agreement"] == 1.0 and row["max_abs_prob_diff"] < 1e-3
+
+
 def test_finetune_all_moves_every_weight_but_batchnorm(runs):
     run = runs("finetune_all")
     assert run.config.unfreeze == 0  # "all"

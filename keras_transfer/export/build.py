@@ -1,12 +1,16 @@
 """One exported classifier per format: uint8 RGB images (N, S, S, 3) in, class probabilities out.
 
-A default run's classifier is its backbone's optimised ONNX graph (the one the feature engine
-compiles; normalisation inside) with a ``Cast`` to float in front and the solved head
-(``MatMul`` + ``Add`` + ``Softmax``) behind, assembled with the ``onnx`` package. Keras 3's
-``model.export(format="onnx")`` would re-trace the whole model through torch (minutes, and the
-raw trace carries a transpose around every convolution that ``features/export.py`` exists to
-remove); the head is three standard operators. OpenVINO's file is the same graph read and saved
-by OpenVINO. Both carry the class names, input size, resize rule and unknown threshold as
+The classifier is the run's backbone as the optimised ONNX graph the feature engine compiles
+(normalisation inside; a fine-tuned backbone is exported from ``model.keras`` the same way) with
+a ``Cast`` to float in front and the head behind: a solved head as three standard operators
+(``MatMul`` + ``Add`` + ``Softmax``, its logits divided by the calibration temperature), a
+Keras-trained head as its own small ONNX export merged in (``onnx.compose``), followed by the
+temperature (``Log`` -> ``Mul`` -> ``Softmax``) when it is not 1. Keras 3's
+``model.export(format="onnx")`` of the whole model would re-trace it through torch (minutes, and
+the raw trace carries a transpose around every convolution that ``features/export.py`` exists
+to remove). OpenVINO's file is the same graph read and saved by OpenVINO. ``--int8`` quantizes
+either with NNCF's post-training quantization on a calibration subset of the training images.
+Files carry the class names, input size, resize rule, temperature and unknown threshold as
 metadata (ONNX ``metadata_props``, OpenVINO ``rt_info``). The user resizes to the input size
 (the run's ``resize`` rule: stretch, pad or crop), as the README's example shows.
 """
@@ -14,6 +18,7 @@ metadata (ONNX ``metadata_props``, OpenVINO ``rt_info``). The user resizes to th
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,88 +31,191 @@ FORMATS = ("onnx", "openvino")
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
 
 
-def metadata(run: Run, predictor) -> dict[str, str]:
+CALIBRATION_IMAGES = 300  # training images NNCF calibrates the int8 ranges on
+
+
+@dataclass
+class Exportable:
+    """What a run's exported file is made of: its backbone's features, head and unknown scorer."""
+
+    source: object  # FeatureSource
+    head: object  # LinearHead (solved) or the Keras head model
+    unknown: object = None  # KnnUnknown or None
+
+    @classmethod
+    def of(cls, run: Run) -> Exportable:
+        from keras_transfer.inference import Predictor
+
+        predictor = Predictor.open(run)
+        if predictor is not None:
+            return cls(predictor.source, predictor.head, predictor.unknown)
+        from keras_transfer.api import _feature_source
+
+        model = run.model  # a head or backbone trained by Keras
+        return cls(_feature_source(run.config, run.path, model.get_layer("features")), model.get_layer("head"))
+
+
+def metadata(run: Run, exportable: Exportable, int8: bool = False) -> dict[str, str]:
     """What a user of the file needs besides the graph, as strings."""
     import keras_transfer
 
-    unknown = predictor.unknown
-    return {"class_names": json.dumps(run.class_names), "input_size": str(predictor.source.size),
+    unknown = exportable.unknown
+    return {"class_names": json.dumps(run.class_names), "input_size": str(exportable.source.size),
             "resize": run.config.resize, "input": "uint8 RGB NHWC, resized to input_size x input_size",
-            "output": "class probabilities", "temperature": "1.0",
+            "output": "class probabilities, calibrated (temperature applied)", "temperature": str(run.temperature),
             "unknown_threshold": "" if unknown is None else str(unknown.threshold),
             "unknown_score": "" if unknown is None else f"cosine distance to the {unknown.k}th nearest training image",
-            "backbone": run.config.backbone, "producer": f"keras-transfer {keras_transfer.__version__}"}
+            "backbone": run.config.backbone, "strategy": run.config.strategy,
+            "precision": "int8 (NNCF post-training quantization)" if int8 else "fp32",
+            "producer": f"keras-transfer {keras_transfer.__version__}"}
 
 
-def onnx_classifier(run: Run, predictor, info: dict[str, str]):
-    """The ONNX ModelProto: Cast(uint8 -> float) -> backbone -> MatMul + Add -> Softmax, ``info`` as metadata."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+def _linear_head(graph, features: str, head, temperature: float) -> str:
+    """MatMul + Add + Softmax of a solved head, its logits divided by ``temperature``; the output name."""
+    from onnx import helper, numpy_helper
 
-    from keras_transfer.features.export import export_onnx
-
-    model = onnx.load(str(export_onnx(predictor.source.extractor, predictor.source.identity)))
-    graph = model.graph
-    pixels, features = graph.input[0], graph.output[0].name
-    size = predictor.source.size
-    image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", size, size, 3])
-    graph.node.insert(0, helper.make_node("Cast", ["image"], [pixels.name], to=TensorProto.FLOAT, name="to_float"))
-    graph.initializer.extend([numpy_helper.from_array(predictor.head.kernel.astype(np.float32), "head_kernel"),
-                              numpy_helper.from_array(predictor.head.bias.astype(np.float32), "head_bias")])
+    graph.initializer.extend([numpy_helper.from_array((head.kernel / temperature).astype(np.float32), "head_kernel"),
+                              numpy_helper.from_array((head.bias / temperature).astype(np.float32), "head_bias")])
     graph.node.extend([helper.make_node("MatMul", [features, "head_kernel"], ["head_matmul"], name="head_matmul"),
                        helper.make_node("Add", ["head_matmul", "head_bias"], ["logits"], name="head_add"),
                        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1, name="head_softmax")])
-    probabilities = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
-                                                  ["batch", len(run.class_names)])
+    return "probabilities"
+
+
+def _keras_head(backbone, head, temperature: float):
+    """``backbone`` with the Keras head's own ONNX export merged behind it (and the temperature)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from keras_transfer.features.export import export_onnx
+    from keras_transfer.model import weights_digest
+
+    head_model = onnx.load(str(export_onnx(head, {"backbone": "head", "weights": weights_digest(head),
+                                                  "shape": list(head.input_shape[1:])})))
+    merged = onnx.compose.merge_models(backbone, head_model, prefix2="head/",
+                                       io_map=[(backbone.graph.output[0].name, head_model.graph.input[0].name)])
+    graph, out = merged.graph, merged.graph.output[0].name
+    if temperature != 1.0:
+        graph.initializer.extend([numpy_helper.from_array(np.array(1e-30, np.float32), "tiny"),
+                                  numpy_helper.from_array(np.array(1 / temperature, np.float32), "inverse_t")])
+        graph.node.extend([helper.make_node("Max", [out, "tiny"], ["clipped"], name="clip"),
+                           helper.make_node("Log", ["clipped"], ["log_p"], name="log"),
+                           helper.make_node("Mul", ["log_p", "inverse_t"], ["scaled"], name="temperature")])
+        graph.node.append(helper.make_node("Softmax", ["scaled"], ["probabilities"], axis=1, name="calibrated"))
+    else:
+        graph.node.append(helper.make_node("Identity", [out], ["probabilities"], name="probabilities"))
+    return merged
+
+
+def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
+    """The ONNX ModelProto: Cast(uint8 -> float) -> backbone -> head -> probabilities, ``info`` as metadata."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from keras_transfer.features.export import export_onnx
+    from keras_transfer.strategies.solver import LinearHead
+
+    source, head = exportable.source, exportable.head
+    model = onnx.load(str(export_onnx(source.extractor, source.identity)))
+    if isinstance(head, LinearHead):
+        _linear_head(model.graph, model.graph.output[0].name, head, run.temperature)
+    else:
+        model = _keras_head(model, head, run.temperature)
+    graph, pixels, size = model.graph, model.graph.input[0], source.size
+    graph.node.insert(0, helper.make_node("Cast", ["image"], [pixels.name], to=TensorProto.FLOAT, name="to_float"))
     del graph.input[:]
-    graph.input.append(image)
+    graph.input.append(helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", size, size, 3]))
     del graph.output[:]
-    graph.output.append(probabilities)
+    graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
+                                                      ["batch", len(run.class_names)]))
     for key, value in info.items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.checker.check_model(model)
     return model
 
 
-def export_run(run: str | Path | Run, fmt: str, out: str | Path | None = None) -> Path:
-    """Writes the run's classifier as ``fmt`` (``out``: default ``<run>/export/model.<ext>``).
+def calibration_pixels(run: Run, size: int, count: int = CALIBRATION_IMAGES) -> np.ndarray:
+    """Up to ``count`` training images (every class in proportion), uint8 and resized: NNCF's calibration set."""
+    from keras_transfer.api import _load
+    from keras_transfer.export.parity import split_pixels
+    from keras_transfer.strategies.solver import stratified_folds
+
+    train = _load(run.config).train
+    folds = max(1, len(train) // count)
+    chosen = np.flatnonzero(stratified_folds(train.labels, folds, run.config.seed) == 0)[:count]
+    return split_pixels(train.subset(chosen), size, run.config.resize, count)[0]
+
+
+def require_nncf():
+    try:
+        import nncf
+    except ImportError as error:
+        raise ConfigError("--int8 needs NNCF, which is not installed", "pip install nncf",
+                          f"{type(error).__name__}: {error}", hint="pip install -e '.[test]' installs it") from error
+    return nncf
+
+
+def quantize(model, run: Run, size: int, fmt: str):
+    """The model quantized to int8 by NNCF (post-training, on training images), same inputs and outputs."""
+    nncf = require_nncf()
+    pixels = calibration_pixels(run, size)
+    if fmt == "onnx":
+        dataset = nncf.Dataset(list(pixels[:, None]), lambda batch: {"image": batch})
+    else:
+        dataset = nncf.Dataset(list(pixels[:, None]))
+    return nncf.quantize(model, dataset, subset_size=len(pixels))
+
+
+def export_run(run: str | Path | Run, fmt: str, out: str | Path | None = None, int8: bool = False) -> Path:
+    """Writes the run's classifier as ``fmt`` (``out``: default ``<run>/export/model[.int8].<ext>``).
 
     Raises:
-        ConfigError: An unknown format, or a path that cannot be written (nothing is left there).
-        RunError: A run whose head or backbone was trained by Keras (not exportable this way yet).
+        ConfigError: An unknown format, a missing NNCF for ``int8``, or a path that cannot be
+            written (nothing is left there).
+        RunError: A damaged run folder.
     """
-    from keras_transfer.inference import Predictor
-
     if fmt not in FORMATS:
         raise unknown_choice("export format", fmt, FORMATS)
+    if int8:
+        require_nncf()  # before any work
     run = run if isinstance(run, Run) else Run.open(run)
-    predictor = Predictor.open(run)
-    if predictor is None:
-        raise RunError(f"run {run.path} cannot be exported yet", "a default run (solved linear head, frozen backbone)",
-                       f"--strategy {run.config.strategy} --head {run.config.head}",
-                       hint="train with the default --strategy bottleneck --head linear")
-    path = Path(out) if out else run.path / "export" / f"model{SUFFIX[fmt]}"
+    path = Path(out) if out else run.path / "export" / f"model{'.int8' if int8 else ''}{SUFFIX[fmt]}"
     if path.suffix != SUFFIX[fmt]:
         raise ConfigError(f"an {fmt} file must end in {SUFFIX[fmt]}", SUFFIX[fmt], str(path))
+    exportable = Exportable.of(run)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        info = metadata(run, predictor)
-        model = onnx_classifier(run, predictor, info)
+        info = metadata(run, exportable, int8)
+        model = onnx_classifier(run, exportable, info)
         if fmt == "onnx":
             import onnx
 
+            if int8:
+                model = quantize(model, run, exportable.source.size, fmt)
+                _set_metadata(model, info)
             return atomic_file(path, lambda tmp: onnx.save(model, tmp))
-        return _save_openvino(model, path, info)
+        return _save_openvino(model, path, info, run if int8 else None)
     except OSError as error:
         raise ConfigError(f"cannot write {path}", "a writable folder", f"{type(error).__name__}: {error}") from error
 
 
-def _save_openvino(model, path: Path, info: dict[str, str]) -> Path:
-    """The ONNX graph read and saved by OpenVINO (``.xml`` + ``.bin``), metadata in ``rt_info``."""
+def _set_metadata(model, info: dict[str, str]) -> None:
+    import onnx
+
+    del model.metadata_props[:]
+    for key, value in info.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+
+
+def _save_openvino(model, path: Path, info: dict[str, str], int8_run: Run | None = None) -> Path:
+    """The ONNX graph read and saved by OpenVINO (``.xml`` + ``.bin``), metadata in ``rt_info``;
+    quantized to int8 first when ``int8_run`` is given."""
     import openvino as ov
 
     core = ov.Core()
     ov_model = core.read_model(model.SerializeToString(), b"")  # the model as bytes, its weights inline
+    if int8_run is not None:
+        ov_model = quantize(ov_model, int8_run, int(info["input_size"]), "openvino")
     for key, value in info.items():
         ov_model.set_rt_info(value, ["model_info", key])
     weights = path.with_suffix(".bin")

@@ -12,19 +12,26 @@ from keras_transfer.run import Run
 MAX_IMAGES = 256  # held-out images compared (all of them up to this many)
 
 
-def held_out_pixels(run: Run, size: int) -> np.ndarray:
-    """The run's held-out images as the engine and the exported files see them (uint8, resized)."""
-    from keras_transfer.api import _load
+def split_pixels(split, size: int, resize_mode: str, limit: int = MAX_IMAGES) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, labels) of up to ``limit`` images of ``split`` as the engine and the exported files
+    see them (uint8, resized); undecodable files (listed at training time) are skipped."""
     from keras_transfer.data.images import resize
 
-    split = _load(run.config).eval_split
-    images = []
-    for i in range(min(len(split), MAX_IMAGES)):
+    images, kept = [], []
+    for i in range(min(len(split), limit)):
         try:
-            images.append(resize(split.image(i, size), size, run.config.resize))
-        except Exception:  # undecodable files were listed at training time; skip them here too
+            images.append(resize(split.image(i, size), size, resize_mode))
+        except Exception:
             continue
-    return np.stack(images)
+        kept.append(i)
+    return np.stack(images), split.labels[kept]
+
+
+def held_out(run: Run, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, labels) of up to ``MAX_IMAGES`` held-out images of the run."""
+    from keras_transfer.api import _load
+
+    return split_pixels(_load(run.config).eval_split, size, run.config.resize)
 
 
 def session(path: Path):
@@ -51,28 +58,41 @@ def _throughput(run, pixels: np.ndarray, batch: int) -> float:
 
 
 def parity_table(run: Run, files: dict[str, Path]) -> list[dict]:
-    """Per exported file: top-1 agreement and max |prob diff| vs ``model.keras`` on the held-out
-    images, images/s at batch 1 and 32, file size."""
+    """Per exported file: top-1 agreement and max |prob diff| vs ``model.keras`` (calibrated) and
+    accuracy on the held-out images, images/s at batch 1 and 32, file size; an int8 file also
+    its accuracy cost in points and speed-up over the fp32 file of its format, when exported too."""
+    from keras_transfer.evaluation.calibration import apply_temperature
+
     size = int(run.config.size)
-    pixels = held_out_pixels(run, size)
-    reference = np.concatenate([np.asarray(run.model.predict_on_batch(pixels[i:i + 32]))
-                                for i in range(0, len(pixels), 32)])
-    rows = []
-    for fmt, path in files.items():
+    pixels, labels = held_out(run, size)
+    reference = apply_temperature(np.concatenate([np.asarray(run.model.predict_on_batch(pixels[i:i + 32]))
+                                                  for i in range(0, len(pixels), 32)]), run.temperature)
+    rows = {}
+    for name, path in files.items():
         infer = session(path)
         ours = np.concatenate([np.asarray(infer(pixels[i:i + 32])) for i in range(0, len(pixels), 32)])
         size_bytes = path.stat().st_size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0)
-        rows.append({"format": fmt, "file": str(path), "images": len(pixels), "evaluated_on": "held-out split",
-                     "top1_agreement": float(np.mean(ours.argmax(1) == reference.argmax(1))),
-                     "max_abs_prob_diff": float(np.abs(ours - reference).max()),
-                     "images_per_s_batch1": _throughput(infer, pixels, 1),
-                     "images_per_s_batch32": _throughput(infer, pixels, 32), "megabytes": size_bytes / 1e6})
-    return rows
+        rows[name] = {"format": name, "file": str(path), "images": len(pixels), "evaluated_on": "held-out split",
+                      "top1_agreement": float(np.mean(ours.argmax(1) == reference.argmax(1))),
+                      "max_abs_prob_diff": float(np.abs(ours - reference).max()),
+                      "accuracy": float(np.mean(ours.argmax(1) == labels)),
+                      "images_per_s_batch1": _throughput(infer, pixels, 1),
+                      "images_per_s_batch32": _throughput(infer, pixels, 32), "megabytes": size_bytes / 1e6}
+    for name, row in rows.items():
+        fp32 = rows.get(name.removesuffix("-int8"))
+        if name.endswith("-int8") and fp32 is not None:
+            row["accuracy_cost_points"] = 100 * (fp32["accuracy"] - row["accuracy"])
+            row["speedup_batch32"] = row["images_per_s_batch32"] / fp32["images_per_s_batch32"]
+    return list(rows.values())
 
 
 def format_parity(rows: list[dict]) -> str:
-    lines = [f"{'format':<10}{'top-1 agree':>12}{'max |dp|':>11}{'img/s b1':>10}{'img/s b32':>11}{'MB':>8}  file"]
+    lines = [f"{'format':<15}{'top-1 agree':>12}{'max |dp|':>11}{'accuracy':>10}{'img/s b1':>10}{'img/s b32':>11}"
+             f"{'MB':>8}  int8 cost / speed-up"]
     for r in rows:
-        lines.append(f"{r['format']:<10}{r['top1_agreement']:>12.4f}{r['max_abs_prob_diff']:>11.2e}"
-                     f"{r['images_per_s_batch1']:>10.1f}{r['images_per_s_batch32']:>11.1f}{r['megabytes']:>8.1f}  {r['file']}")
-    return "\n".join(lines) + f"\n(on {rows[0]['images']} held-out images, vs model.keras)" if rows else ""
+        int8 = (f"  {r['accuracy_cost_points']:+.2f} pt / {r['speedup_batch32']:.2f}x"
+                if "accuracy_cost_points" in r else "")
+        lines.append(f"{r['format']:<15}{r['top1_agreement']:>12.4f}{r['max_abs_prob_diff']:>11.2e}{r['accuracy']:>10.4f}"
+                     f"{r['images_per_s_batch1']:>10.1f}{r['images_per_s_batch32']:>11.1f}{r['megabytes']:>8.1f}{int8}")
+    files = "\n".join(f"  {r['format']}: {r['file']}" for r in rows)
+    return "\n".join(lines) + f"\n(on {rows[0]['images']} held-out images, vs model.keras)\n{files}" if rows else ""

@@ -1,0 +1,40 @@
+"""Serving trained runs over HTTP: ``keras-transfer serve RUN [RUN...]`` (FastAPI + uvicorn).
+
+``keras_transfer.serve.app.create_app`` builds the app; ``serve`` runs it with uvicorn,
+which shuts down cleanly on Ctrl-C / SIGTERM (in-flight requests finish first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from keras_transfer.serve.limits import Limits
+
+__all__ = ["Limits", "factory", "serve"]
+
+_CONFIG_ENV = "KERAS_TRANSFER_SERVE"  # how worker processes receive the runs and limits
+
+
+def factory():
+    """The app of the runs and limits in ``$KERAS_TRANSFER_SERVE`` (uvicorn's ``--factory``, one per worker)."""
+    from keras_transfer.serve.app import create_app
+
+    config = json.loads(os.environ[_CONFIG_ENV])
+    return create_app(config["runs"], Limits(**config["limits"]))
+
+
+def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          limits: Limits | None = None, quiet: bool = False) -> None:
+    """Serves ``runs`` until interrupted. Each worker process loads every run."""
+    import uvicorn
+
+    from keras_transfer.run import Run
+
+    for path in runs:  # a missing or incomplete run folder is said before anything starts
+        Run.open(path)
+    os.environ[_CONFIG_ENV] = json.dumps({"runs": [str(r) for r in runs],
+                                          "limits": dataclasses.asdict(limits or Limits())})
+    uvicorn.run("keras_transfer.serve:factory", factory=True, host=host, port=port, workers=workers,
+                log_level="warning" if quiet else "info", timeout_graceful_shutdown=10)

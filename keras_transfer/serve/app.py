@@ -1,0 +1,245 @@
+"""The FastAPI app: health, models, predict (batched), a Grad-CAM overlay, and the page at ``/``.
+
+Every answer that is not a success is JSON ``{"error": "...", "status": N}``: bad uploads get a
+4xx saying what was wrong, a full queue 503 with ``Retry-After``, and anything unexpected a 500
+without a traceback (the traceback goes to the server log). FastAPI's own docs pages load their
+scripts from a CDN, so they are off; ``/openapi.json`` stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+from contextlib import asynccontextmanager
+from importlib import resources
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.datastructures import UploadFile
+
+from keras_transfer.serve.batcher import Batcher, QueueFull
+from keras_transfer.serve.limits import Limits
+from keras_transfer.serve.models import BadUpload, ServedModel, decode
+
+logger = logging.getLogger("keras_transfer.serve")
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status, headers=headers)
+
+
+class _BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes (declared or streamed) gets 413."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        too_big = f"the request is larger than the limit of {self.limit:,} bytes"
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _error(413, too_big)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, too_big)
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
+    """The app serving ``run_paths`` (the first is the default model); models load in the background."""
+    limits = limits or Limits()
+    models: dict[str, ServedModel] = {}
+    batchers: dict[str, Batcher] = {}
+    state = {"error": None}
+
+    async def load() -> None:
+        try:
+            for path in run_paths:
+                model = await asyncio.to_thread(ServedModel.load, path)
+                if model.name in models:
+                    model.name = f"{model.name}-{len(models)}"
+                batcher = Batcher(model.infer, limits.max_batch, limits.max_wait_ms / 1000, limits.max_queue)
+                batcher.start()
+                models[model.name], batchers[model.name] = model, batcher
+        except Exception as error:  # reported by /v1/health; the server stays up to say so
+            logger.exception("loading the models failed")
+            state["error"] = f"{type(error).__name__}: {error}"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(load())
+        yield
+        task.cancel()
+        for batcher in batchers.values():
+            await batcher.stop()
+
+    app = FastAPI(title="keras-transfer", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)
+    app.state.models, app.state.batchers, app.state.limits = models, batchers, limits
+
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and the router's 404 / 405
+    async def http_error(request: Request, error: StarletteHTTPException):
+        return _error(error.status_code, str(error.detail), getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        return _error(422, f"invalid request ({problems})")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception):
+        logger.exception("unexpected error on %s", request.url.path)
+        return _error(500, f"internal error ({type(error).__name__}); the server log has the details")
+
+    def ready() -> None:
+        if state["error"]:
+            raise HTTPException(503, f"the models failed to load: {state['error']}")
+        if len(models) < len(run_paths):
+            raise HTTPException(503, "the models are still loading", headers={"Retry-After": "1"})
+
+    def pick(name: str | None) -> ServedModel:
+        ready()
+        if name is None or name == "":
+            return models[next(iter(models))]
+        if name not in models:
+            raise HTTPException(404, f"unknown model {name!r}; served: {', '.join(models)}")
+        return models[name]
+
+    @app.get("/v1/health")
+    async def health():
+        """200 once every model is loaded, with how many images each served in how many engine calls."""
+        ready()
+        return {"status": "ok", "models": list(models),
+                "served": {name: {"images": b.images, "engine_calls": b.batches} for name, b in batchers.items()}}
+
+    @app.get("/v1/models")
+    async def list_models():
+        ready()
+        return {"models": [m.describe() for m in models.values()]}
+
+    async def uploads(request: Request) -> tuple[list[UploadFile], dict[str, str]]:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise HTTPException(415, "send the images as multipart/form-data, field 'files'")
+        try:
+            form = await request.form(max_files=limits.max_files, max_fields=20)
+        except StarletteHTTPException:  # too many files or fields: starlette's own 400
+            raise
+        except Exception as error:  # starlette's MultiPartException and malformed bodies
+            raise HTTPException(400, f"unreadable multipart body ({error})") from error
+        files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        if not files:
+            others = sorted({k for k, _ in form.multi_items()} - {"top_k", "model"})
+            hint = f" (got field{'s' if len(others) > 1 else ''} {', '.join(map(repr, others))})" if others else ""
+            raise HTTPException(422, f"no images: upload them in the multipart field 'files'{hint}")
+        return files, fields
+
+    async def decoded(files: list[UploadFile], model: ServedModel) -> list[np.ndarray | str]:
+        """Each upload decoded off the event loop, or the reason it cannot be (in upload order)."""
+        async def one(upload: UploadFile):
+            data = await upload.read(limits.max_file_bytes + 1)
+            if len(data) > limits.max_file_bytes:
+                raise HTTPException(413, f"{upload.filename}: larger than the limit of {limits.max_file_bytes:,} bytes")
+            try:
+                return await asyncio.to_thread(decode, data, model.size, model.run.config.resize, limits.max_pixels)
+            except BadUpload as error:
+                if error.status == 413:
+                    raise HTTPException(413, f"{upload.filename}: {error}") from error
+                return str(error)
+
+        return list(await asyncio.gather(*(one(f) for f in files)))
+
+    @app.post("/v1/predict", openapi_extra=_PREDICT_SCHEMA)
+    async def predict(request: Request):
+        files, fields = await uploads(request)
+        model = pick(fields.get("model"))
+        classes = len(model.run.class_names)
+        top_k = _top_k(fields.get("top_k", str(min(3, classes))), classes)
+        images = await decoded(files, model)
+        good = [i for i, image in enumerate(images) if not isinstance(image, str)]
+        results: list[dict] = [{"file": f.filename, "error": images[i]} if i not in good else {"file": f.filename}
+                               for i, f in enumerate(files)]
+        if not good:
+            raise HTTPException(422, "no readable image: " + "; ".join(f"{r['file']}: {r['error']}" for r in results))
+        try:
+            probabilities, scores = await batchers[model.name].submit(np.stack([images[i] for i in good]))
+        except QueueFull as error:
+            raise HTTPException(503, f"the server is busy ({error}); retry shortly", headers={"Retry-After": "1"})
+        for row, i in enumerate(good):
+            results[i].update(model.results(probabilities[row], float(scores[row]), top_k))
+        return {"model": model.name, "results": results}
+
+    lock = threading.Lock()  # one Grad-CAM at a time: it runs Keras, off the batched path
+    explainers: dict[str, object] = {}
+
+    def gradcam_png(model: ServedModel, pixels: np.ndarray, filename: str) -> bytes:
+        from PIL import Image
+
+        from keras_transfer.backbones import get_backbone
+        from keras_transfer.explain.explainer import _explanations
+        from keras_transfer.explain.gradcam import GradCAM
+
+        with lock:
+            if model.name not in explainers:
+                explainers[model.name] = GradCAM(model.run.model, get_backbone(model.run.config.backbone).gradcam_layer)
+            explainer = explainers[model.name]
+            if explainer.size != model.size:
+                pixels = np.asarray(Image.fromarray(pixels).resize((explainer.size,) * 2, Image.BILINEAR))
+            item = _explanations(model.run.class_names, [filename], [pixels], explainer(pixels[None]))[0]
+        buffer = io.BytesIO()
+        Image.fromarray(item.overlay()).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    @app.post("/v1/explain", responses={200: {"content": {"image/png": {}}}}, openapi_extra=_PREDICT_SCHEMA)
+    async def explain(request: Request):
+        """Grad-CAM overlay (PNG) of the first uploaded image for its predicted class."""
+        files, fields = await uploads(request)
+        model = pick(fields.get("model"))
+        image = (await decoded(files[:1], model))[0]
+        if isinstance(image, str):
+            raise HTTPException(422, f"{files[0].filename}: {image}")
+        png = await asyncio.to_thread(gradcam_png, model, image, files[0].filename or "upload")
+        return Response(png, media_type="image/png")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return HTMLResponse(resources.files("keras_transfer.serve").joinpath("page.html").read_text())
+
+    return app
+
+
+def _top_k(value: str, classes: int) -> int:
+    try:
+        k = int(value)
+    except ValueError:
+        raise HTTPException(422, f"top_k must be a whole number, got {value!r}") from None
+    if not 1 <= k <= classes:
+        raise HTTPException(422, f"top_k must be between 1 and {classes} (the model's classes), got {k}")
+    return k
+
+
+def _version() -> str:
+    import keras_transfer
+
+    return keras_transfer.__version__
+
+
+_PREDICT_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                   "top_k": {"type": "integer", "default": 3, "minimum": 1},
+                   "model": {"type": "string", "description": "a served model's name (default: the first)"}}}}}}}
