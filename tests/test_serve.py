@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import signal
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -179,3 +180,37 @@ def test_serve_rejects_bad_options_and_missing_runs(tmp_path, capsys):
     assert "run folder not found" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "0"]) == 2
     assert "invalid --port" in capsys.readouterr().err
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # gitignored; kept after the run
+
+
+def test_page_in_chromium_classifies_a_dropped_photo(server, tmp_path):
+    """Headless Chromium (Debian's, driven by Playwright) picks two photos; their labels and bars
+    appear, nothing is fetched from outside, no console error; the screenshot is kept."""
+    from playwright.sync_api import sync_playwright
+
+    from test_report import chromium
+
+    outside, errors = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu",
+                                                                       "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1100, "height": 820})
+        page.on("request", lambda r: None if r.url.startswith((server.url, "blob:", "data:")) else outside.append(r.url))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "/")
+        page.wait_for_selector("#facts .fact")
+        assert "held-out accuracy" in page.inner_text("#facts") and "ants, bees" in page.inner_text("#classes")
+        page.check("#gradcam")
+        page.set_input_files("#picker", [str(BEES[0]), str(ANTS[0])])
+        page.wait_for_selector(".card .label", timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('.card').length == 2")
+        labels = page.locator(".card .label").evaluate_all("nodes => nodes.map(n => n.firstChild.textContent)")
+        assert sorted(labels) == ["ants", "bees"]
+        assert page.locator(".card .bar").count() == 4 and page.locator(".card .pictures img").count() == 4
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
+        browser.close()
+    assert not outside and not errors, (outside, errors)
