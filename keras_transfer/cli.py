@@ -208,12 +208,13 @@ def _write_predictions(path: Path, results: list[dict]) -> None:
 
 
 def _export_parser(sub) -> None:
-    p = sub.add_parser("export", help="export a run for ONNX Runtime or OpenVINO alone (uint8 images in, probabilities out)",
+    p = sub.add_parser("export", help="export a run for ONNX Runtime, OpenVINO or LiteRT alone (uint8 images in, "
+                                      "calibrated probabilities out)", formatter_class=_Help,
                        epilog="example: keras-transfer export runs/ants --format onnx openvino --int8")
     p.add_argument("run", help="run folder")
-    p.add_argument("--format", nargs="+", default=["onnx"], help="onnx and/or openvino (default onnx)")
+    p.add_argument("--format", nargs="+", default=["onnx"], help="onnx, openvino and/or litert (.tflite)")
     p.add_argument("--int8", action="store_true",
-                   help="also write each format quantized to int8 by NNCF (calibrated on training images)")
+                   help="also write onnx / openvino quantized to int8 by NNCF (calibrated on training images)")
     p.add_argument("--out", "-o", help="output file (one format, no --int8) or folder (default: <run>/export/)")
     _add_common(p)
 
@@ -228,10 +229,16 @@ def _cmd_export(args) -> int:
     for fmt in args.format:  # every format checked before the first file is written
         if fmt not in FORMATS:
             raise unknown_choice("export format", fmt, FORMATS)
-    if args.int8:
-        from keras_transfer.export.build import require_nncf
+    from keras_transfer.export.build import INT8_FORMATS, require_litert, require_nncf
 
-        require_nncf()  # a missing NNCF is said before any file is written
+    if args.int8:  # a missing package or a format without int8 is said before any file is written
+        if not_int8 := [f for f in args.format if f not in INT8_FORMATS]:
+            raise ConfigError(f"--int8 is not available for {', '.join(not_int8)}",
+                              f"--int8 with --format {' and/or '.join(INT8_FORMATS)}", " ".join(args.format),
+                              hint=f"export {', '.join(not_int8)} in a command without --int8")
+        require_nncf()
+    if "litert" in args.format:
+        require_litert()
     folder = Path(args.out) if args.out and (len(args.format) > 1 or args.int8) else None
     files = {}
     for fmt in args.format:

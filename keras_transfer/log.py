@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 _state = {"quiet": False}
@@ -27,3 +29,24 @@ def progress(iterable=None, total: int | None = None, desc: str = "", unit: str 
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=_state["quiet"],
                 dynamic_ncols=True, leave=False, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def silenced(fds: tuple[int, ...] = (1,)):
+    """Sends file descriptors (default: stdout) to /dev/null: for converters that print their
+    whole graph or progress from native code (a failure still raises its exception)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(fd) for fd in fds]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            os.dup2(devnull, fd)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        for fd, copy in zip(fds, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)

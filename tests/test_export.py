@@ -22,11 +22,12 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def exported(ants_run):
     from keras_transfer.cli import main
 
-    assert main(["export", str(ants_run.path), "--format", "onnx", "openvino", "-q", "--json"]) == 0
-    return {"onnx": ants_run.path / "export" / "model.onnx", "openvino": ants_run.path / "export" / "model.xml"}
+    assert main(["export", str(ants_run.path), "--format", "onnx", "openvino", "litert", "-q", "--json"]) == 0
+    return {fmt: ants_run.path / "export" / f"model.{ext}" for fmt, ext in
+            (("onnx", "onnx"), ("openvino", "xml"), ("litert", "tflite"))}
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", "litert"])
 def test_exported_file_runs_alone_and_equals_predict(fmt, exported, ants_run, tmp_path):
     from keras_transfer.api import predict
     from keras_transfer.data.images import read_image, resize
@@ -37,7 +38,12 @@ def test_exported_file_runs_alone_and_equals_predict(fmt, exported, ants_run, tm
                    "meta = m.get_modelmeta().custom_metadata_map\np = m.run(None, {'image': x})[0]",
            "openvino": "import openvino as ov\nmodel = ov.Core().read_model(path)\n"
                        "meta = {k: model.get_rt_info(['model_info', k]).astype(str) for k in ('class_names', 'input_size')}\n"
-                       "p = ov.Core().compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})(x)[0]"}[fmt]
+                       "p = ov.Core().compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})(x)[0]",
+           "litert": "from ai_edge_litert.interpreter import Interpreter\nm = Interpreter(path)\n"
+                     "i, o = m.get_input_details()[0]['index'], m.get_output_details()[0]['index']\n"
+                     "m.resize_tensor_input(i, list(x.shape))\nm.allocate_tensors()\n"
+                     "m.set_tensor(i, x)\nm.invoke()\np = m.get_tensor(o)\n"
+                     "meta = json.load(open(path + '.json'))"}[fmt]
     code = (f"import json, sys\nimport numpy as np\nimport PIL\npath = {str(exported[fmt])!r}\nx = np.load('x.npy')\n{run}\n"
             "assert not {'keras', 'torch', 'keras_transfer'} & set(sys.modules)\n"
             "print(json.dumps({'p': np.asarray(p).tolist(), 'names': json.loads(meta['class_names']), "
@@ -52,7 +58,7 @@ def test_exported_file_runs_alone_and_equals_predict(fmt, exported, ants_run, tm
 
 def test_parity_table_is_written(exported):
     rows = json.loads((exported["onnx"].parent / "parity.json").read_text())
-    assert [r["format"] for r in rows] == ["onnx", "openvino"]
+    assert [r["format"] for r in rows] == ["onnx", "openvino", "litert"]
     for row in rows:
         assert row["top1_agreement"] == 1.0 and row["max_abs_prob_diff"] < 1e-3 and row["images"] == 153
         assert row["images_per_s_batch1"] > 0 and row["images_per_s_batch32"] > 0 and row["megabytes"] > 5
@@ -105,6 +111,14 @@ def test_int8_without_nncf_says_how_to_install_it(ants_run, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2 and "--int8 needs NNCF" in done.stderr and "pip install nncf" in done.stderr
     assert not out.exists()
+
+
+def test_int8_is_refused_for_litert_before_anything_is_written(ants_run, tmp_path, capsys):
+    from keras_transfer.cli import main
+
+    out = tmp_path / "export"
+    assert main(["export", str(ants_run.path), "--format", "onnx", "litert", "--int8", "--out", str(out), "-q"]) == 2
+    assert "--int8 is not available for litert" in capsys.readouterr().err and not out.exists()
 
 
 def test_int8_openvino_costs_little_accuracy_and_says_so(ants_run, tmp_path):

@@ -18,17 +18,20 @@ metadata (ONNX ``metadata_props``, OpenVINO ``rt_info``). The user resizes to th
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from keras_transfer import log
 from keras_transfer.errors import ConfigError, RunError, unknown_choice
 from keras_transfer.paths import atomic_file
 from keras_transfer.run import Run
 
-FORMATS = ("onnx", "openvino")
-SUFFIX = {"onnx": ".onnx", "openvino": ".xml"}
+FORMATS = ("onnx", "openvino", "litert")
+SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "litert": ".tflite"}
+INT8_FORMATS = ("onnx", "openvino")  # NNCF quantizes these; LiteRT files stay fp32
 
 
 CALIBRATION_IMAGES = 300  # training images NNCF calibrates the int8 ranges on
@@ -150,8 +153,8 @@ def require_nncf():
     try:
         import nncf
     except ImportError as error:
-        raise ConfigError("--int8 needs NNCF, which is not installed", "pip install nncf",
-                          f"{type(error).__name__}: {error}", hint="pip install -e '.[test]' installs it") from error
+        raise ConfigError("--int8 needs NNCF, which is not installed", "pip install nncf (or -e '.[int8]')",
+                          f"{type(error).__name__}: {error}") from error
     return nncf
 
 
@@ -176,8 +179,13 @@ def export_run(run: str | Path | Run, fmt: str, out: str | Path | None = None, i
     """
     if fmt not in FORMATS:
         raise unknown_choice("export format", fmt, FORMATS)
+    if int8 and fmt not in INT8_FORMATS:
+        raise ConfigError(f"--int8 is not available for {fmt}", f"--int8 with --format {' or '.join(INT8_FORMATS)}",
+                          f"--format {fmt} --int8", hint="NNCF quantizes ONNX and OpenVINO models")
     if int8:
         require_nncf()  # before any work
+    if fmt == "litert":
+        require_litert()
     run = run if isinstance(run, Run) else Run.open(run)
     path = Path(out) if out else run.path / "export" / f"model{'.int8' if int8 else ''}{SUFFIX[fmt]}"
     if path.suffix != SUFFIX[fmt]:
@@ -186,6 +194,8 @@ def export_run(run: str | Path | Run, fmt: str, out: str | Path | None = None, i
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         info = metadata(run, exportable, int8)
+        if fmt == "litert":
+            return _save_litert(run, exportable, path, info)
         model = onnx_classifier(run, exportable, info)
         if fmt == "onnx":
             import onnx
@@ -228,3 +238,60 @@ def _save_openvino(model, path: Path, info: dict[str, str], int8_run: Run | None
         for leftover in (staging, staging.with_suffix(".bin")):
             leftover.unlink(missing_ok=True)
     return path
+
+
+def require_litert():
+    try:
+        with log.silenced((1, 2)):  # its import logs from native code (absl, oneDNN, torchao)
+            import litert_torch
+        # it imports JAX, which then warns at every fork; the forks here (NNCF, subprocess) exec at once
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+    except ImportError as error:
+        raise ConfigError("--format litert needs litert-torch, which is not installed", "pip install -e '.[litert]'",
+                          f"{type(error).__name__}: {error}") from error
+    return litert_torch
+
+
+def litert_metadata_path(path: Path) -> Path:
+    """LiteRT files have no key/value metadata a runtime reads back: it is written beside, as JSON."""
+    return path.with_name(path.name + ".json")
+
+
+def _save_litert(run: Run, exportable: Exportable, path: Path, info: dict[str, str]) -> Path:
+    """The classifier converted by litert-torch (the Keras backbone is a torch module on the torch
+    backend; uint8 in, the temperature inside), metadata in ``<file>.json``."""
+    import torch
+
+    from keras_transfer.features import resolve
+    from keras_transfer.run import write_json
+    from keras_transfer.strategies.solver import LinearHead
+
+    litert_torch = require_litert()
+    temperature, head = run.temperature, exportable.head
+
+    class Classifier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.extractor = resolve(exportable.source.extractor)
+            if isinstance(head, LinearHead):
+                self.kernel = torch.nn.Parameter(torch.from_numpy(head.kernel / temperature).float(), False)
+                self.bias = torch.nn.Parameter(torch.from_numpy(head.bias / temperature).float(), False)
+            else:
+                self.head = head
+
+        def forward(self, image):
+            features = self.extractor(image.float())
+            if isinstance(head, LinearHead):
+                return torch.softmax(features @ self.kernel + self.bias, dim=-1)
+            probabilities = self.head(features)
+            if temperature == 1.0:
+                return probabilities
+            return torch.softmax(torch.log(probabilities.clamp_min(1e-30)) / temperature, dim=-1)
+
+    size = exportable.source.size
+    log.info("converting to LiteRT with litert-torch (about a minute)")
+    with torch.no_grad(), log.silenced((1, 2)):  # it prints every conversion pass and native logs
+        edge = litert_torch.convert(Classifier().eval(), (torch.zeros((1, size, size, 3), dtype=torch.uint8),))
+    write_json(litert_metadata_path(path), info)
+    with log.silenced((1, 2)):
+        return atomic_file(path, lambda tmp: edge.export(tmp))

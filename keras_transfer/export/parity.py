@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transfer import log
 from keras_transfer.run import Run
 
 MAX_IMAGES = 256  # held-out images compared (all of them up to this many)
@@ -36,6 +37,8 @@ def held_out(run: Run, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def session(path: Path):
     """``run(batch) -> probabilities`` for an exported file, with its own runtime only."""
+    if path.suffix == ".tflite":
+        return _litert_session(path)
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
@@ -46,6 +49,29 @@ def session(path: Path):
     # f32: on CPUs with AMX OpenVINO would otherwise run bf16 (max |dp| ~4e-2 measured)
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda batch: compiled(batch)[0]
+
+
+def _litert_session(path: Path):
+    """A LiteRT interpreter (XNNPACK on the CPU) whose batch is resized to each call's."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with log.silenced((1, 2)):  # "INFO: Created TensorFlow Lite XNNPACK delegate" from native code
+        interpreter = Interpreter(str(path))
+    index = interpreter.get_input_details()[0]["index"]
+    output = interpreter.get_output_details()[0]["index"]
+    shape = [0]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        if shape[0] != len(batch):
+            interpreter.resize_tensor_input(index, list(batch.shape))
+            with log.silenced((1, 2)):
+                interpreter.allocate_tensors()
+            shape[0] = len(batch)
+        interpreter.set_tensor(index, np.ascontiguousarray(batch, np.uint8))
+        interpreter.invoke()
+        return interpreter.get_tensor(output).copy()
+
+    return run
 
 
 def _throughput(run, pixels: np.ndarray, batch: int) -> float:

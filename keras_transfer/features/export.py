@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -26,26 +24,11 @@ from keras_transfer.paths import atomic_file, cache_dir
 EXPORT_VERSION = 2
 
 
-@contextlib.contextmanager
-def _stdout_silenced():
-    """Sends file descriptor 1 to /dev/null: a failing torch export prints its whole graph there."""
-    sys.stdout.flush()
-    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _keras_to_onnx(extractor, tmp: str) -> None:
     from keras_transfer.features import resolve
 
     extractor = resolve(extractor)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _stdout_silenced():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), log.silenced():
         warnings.simplefilter("ignore")
         extractor.predict_on_batch(np.zeros((1, *extractor.input_shape[1:]), np.float32))  # export needs a call
         extractor.export(tmp, format="onnx", verbose=False)
