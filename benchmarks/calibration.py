@@ -16,8 +16,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
 import keras_transfer  # noqa: F401  (sets the Keras backend before keras is imported)
 from benchmarks.default_path import cpu, run_cases
 from benchmarks.predict import FLOWERS, HYMENOPTERA, RESULTS

@@ -93,7 +93,7 @@ def case_train(work: Path) -> list[dict]:
 
 
 def _cifar_features(work: Path, per_class: int):
-    from keras_transfer.api import _feature_source
+    from keras_transfer.run import feature_source
     from keras_transfer.config import TrainConfig
     from keras_transfer.data.dataset import load_dataset
 
@@ -102,7 +102,7 @@ def _cifar_features(work: Path, per_class: int):
     linked_dataset(balanced_files(root, "test", 1000), work / f"cifar-{per_class}" / "test")
     config = TrainConfig(data=str(train.parent), val_fraction=0.2)
     dataset = load_dataset(config.data, val_fraction=0.2, seed=0)
-    source = _feature_source(config, work / f"cifar-{per_class}-run")
+    source = feature_source(config, work / f"cifar-{per_class}-run")
     return dataset, {name: source(split) for name, split in dataset.splits.items()}
 
 
@@ -139,7 +139,8 @@ def case_head(work: Path, per_class: int = 900) -> list[dict]:
 
 
 def case_frozen(work: Path) -> list[dict]:
-    from keras_transfer.api import _feature_source, train
+    from keras_transfer.api import train
+    from keras_transfer.run import feature_source
     from keras_transfer.config import TrainConfig
     from keras_transfer.data.dataset import load_dataset
 
@@ -147,7 +148,7 @@ def case_frozen(work: Path) -> list[dict]:
     shutil.rmtree(work / "cache-frozen" / "features", ignore_errors=True)
     config = TrainConfig(data=str(HYMENOPTERA), strategy="frozen", epochs=4)
     dataset = load_dataset(config.data).with_selection_split(config.val_fraction, config.seed)
-    source = _feature_source(config, work / "frozen-pass")
+    source = feature_source(config, work / "frozen-pass")
     source.engine.runtime  # compile first: the pass below is inference only
     start = time.perf_counter()
     source.view(dataset.train, 0)

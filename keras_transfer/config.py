@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_transfer.data.images import RESIZE_MODES
@@ -19,49 +19,75 @@ SOLVERS = ("auto", "lbfgs", "keras")
 HEAD_PRESETS = ("linear", "gap_dense_bn", "flatten_bn", "conv")  # keras_transfer.heads.HEADS (no keras import here)
 
 
+def block_count(text: str) -> int:
+    """--unfreeze value: a block count, or 'all' (stored as 0)."""
+    return 0 if text.strip().lower() == "all" else int(text)
+
+
+def weights_choice(text: str) -> str | None:
+    """--weights value: 'imagenet', a file, or 'none' (random, stored as None)."""
+    return None if text.lower() == "none" else text
+
+
+def option(default, help: str, flag: str | None = None, short: str | None = None, parse=None, cli: bool = True):
+    """A ``TrainConfig`` field and its command-line option (``keras-transfer train`` is generated
+    from these: ``--name-with-dashes`` unless ``flag``; the type from the annotation unless
+    ``parse``; a bool that defaults to True becomes ``--no-<name>``)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "short": short, "parse": parse, "cli": cli})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run.
+    """Everything that defines a training run; each field is also a ``train`` option.
 
     Example:
         >>> TrainConfig(data="digits", epochs=5).validate().epochs
         5
     """
 
-    data: str = "digits"
-    backbone: str = "efficientnet_lite0"
-    weights: str | None = "imagenet"
-    offline: bool = False
-    input_size: int | None = None
-    resize: str = "stretch"
-    pooling: str = "avg"
-    strategy: str = "bottleneck"
-    head: str = "linear"
-    hidden_units: tuple[int, ...] = ()
-    dropout: float = 0.2
-    epochs: int | None = None  # None: the strategy's default
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    patience: int = 15
-    val_fraction: float = 0.2
-    test_fraction: float = 0.0
-    max_per_class: int | None = None
-    seed: int = 0
-    augment_views: int = 0
-    tta_views: int = 0
-    runtime: str = "auto"
-    precision: str = "fp32"
-    unfreeze: int = 0  # top blocks fine-tuned; 0: all of them
-    finetune_epochs: int | None = None
-    finetune_lr: float = 1e-4
-    finetune_views: int = 2
-    mixup: float = 0.0
-    class_weight: str | None = None
-    label_smoothing: float | None = None  # None: 0.1 for finetune, else 0
-    time_budget: float | None = None
-    refit: bool = False  # bottleneck (Keras loop): train the head again on train + val
-    solver: str = "auto"  # bottleneck head: auto (L-BFGS for the linear head), lbfgs, keras (epoch loop)
-    baseline: bool = True  # also report a logistic regression on raw 16x16 pixels of the same split
+    data: str = option("digits", "dataset folder, images.npy+labels.npy folder, .npz, or 'digits'", cli=False)
+    backbone: str = option("efficientnet_lite0", "registered backbone (keras-transfer backbones lists them)",
+                           short="-b")
+    weights: str | None = option("imagenet", "'imagenet', a local weights file (e.g. a keras *_notop.h5), or "
+                                             "'none' (random)", parse=weights_choice)
+    offline: bool = option(False, "never use the network: ImageNet weights only from the bundle or the keras "
+                                  "cache (also KERAS_TRANSFER_OFFLINE=1)")
+    input_size: int | None = option(None, "input side in pixels (default: the backbone's)")
+    resize: str = option("stretch", "how images become square: stretch | pad | crop")
+    pooling: str = option("avg", "avg | max | spatial (the h x w feature map)")
+    strategy: str = option("bottleneck", "bottleneck | frozen | finetune | scratch | auto")
+    head: str = option("linear", "linear | gap_dense_bn | flatten_bn | conv (spatial features)")
+    hidden_units: tuple[int, ...] = option((), "hidden layer sizes of the head", flag="--hidden")
+    dropout: float = option(0.2, "dropout before each head layer")
+    epochs: int | None = option(None, "training epochs (default: the strategy's)")
+    batch_size: int = option(32, "images per training step")
+    learning_rate: float = option(1e-3, "learning rate of the head", flag="--lr")
+    patience: int = option(15, "early-stopping patience (epochs)")
+    val_fraction: float = option(0.2, "share of the training images cut as validation when there is no val split")
+    test_fraction: float = option(0.0, "share cut as a test split when there is none")
+    max_per_class: int | None = option(None, "at most N images per class in each split on disk "
+                                             "(e.g. 100-per-class experiments)")
+    seed: int = option(0, "seed of the splits, folds and augmentations")
+    augment_views: int = option(0, "cached augmented views per training image (flip, rotate, zoom, shift, "
+                                   "shear, colour)")
+    tta_views: int = option(0, "augmented views averaged at evaluation")
+    runtime: str = option("auto", "feature runtime: auto | openvino | onnx | keras")
+    precision: str = option("fp32", "fp32 | bf16 (OpenVINO on CPUs with bf16: faster, less exact)")
+    unfreeze: int = option(0, "finetune: top blocks to unfreeze, or 'all' (0)", parse=block_count)
+    finetune_epochs: int | None = option(None, "finetune: epochs of the unfrozen phase (default: the strategy's)")
+    finetune_lr: float = option(1e-4, "finetune: learning rate of the unfrozen phase")
+    finetune_views: int = option(2, "finetune: augmented views per image cached at the freeze point")
+    mixup: float = option(0.0, "finetune (all blocks): mixup strength alpha, e.g. 0.4 (0: off)")
+    class_weight: str | None = option(None, "'auto': balance imbalanced classes")
+    label_smoothing: float | None = option(None, "default: 0.1 for --strategy finetune, else 0")
+    time_budget: float | None = option(None, "auto: seconds to spend (default 300)")
+    refit: bool = option(False, "bottleneck (Keras loop): after early stopping, train the head again on "
+                                "train + val (needs a test split)")
+    solver: str = option("auto", "bottleneck head: auto (L-BFGS with L2 by cross-validation on the training "
+                                 "images, for the linear head) | lbfgs | keras (the epoch loop, early-stopped "
+                                 "on a validation split)")
+    baseline: bool = option(True, "report a logistic regression on raw 16x16 pixels of the same images beside "
+                                  "the accuracy")
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self so calls can chain."""

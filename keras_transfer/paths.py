@@ -44,3 +44,11 @@ def atomic_savez(path: Path, **arrays) -> Path:
             np.savez(handle, **arrays)
 
     return atomic_file(path, write)
+
+
+def write_json(path: Path, data) -> Path:
+    """Writes ``data`` as indented JSON, atomically."""
+    import json
+
+    text = json.dumps(data, indent=2)
+    return atomic_file(Path(path), lambda tmp: Path(tmp).write_text(text))

@@ -7,18 +7,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from keras_transfer.config import TrainConfig
+from keras_transfer.backbones import get_backbone
+from keras_transfer.config import TUNED_STRATEGIES, TrainConfig
+from keras_transfer.data.dataset import Dataset, load_dataset
 from keras_transfer.errors import RunError
-from keras_transfer.paths import atomic_file
+from keras_transfer.features import Deferred, FeatureSource, RuntimeOptions
 
 MODEL_FILE = "model.keras"
 REQUIRED = (MODEL_FILE, "config.json", "class_names.json")
-
-
-def write_json(path: Path, data) -> None:
-    """Writes JSON atomically (temp file + rename)."""
-    text = json.dumps(data, indent=2)
-    atomic_file(path, lambda tmp: Path(tmp).write_text(text))
 
 
 @dataclass(frozen=True)
@@ -84,3 +80,34 @@ class Run:
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise RunError(f"{name} of run {self.path} is damaged", "the JSON file train wrote",
                            f"{type(error).__name__}: {error}", hint="train again into this folder") from error
+
+
+def dataset_of(config: TrainConfig) -> Dataset:
+    """The dataset ``config`` trains on, split as at training (same seed and fractions)."""
+    return load_dataset(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                        seed=config.seed, max_per_class=config.max_per_class)
+
+
+def feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSource:
+    """Features of ``config``'s backbone; a given (trained) extractor is identified by its weights.
+
+    Without ``extractor`` the backbone is a ``Deferred`` model: built (importing keras and
+    torch) only if its features are not cached and its compiled engine does not exist yet.
+    """
+    spec = get_backbone(config.backbone)
+    identity = {"backbone": spec.name, "weights": spec.weights_identity(config.weights),
+                "size": config.size, "pooling": config.pooling, "preprocessing": spec.preprocessing.as_dict()}
+    if extractor is not None and config.strategy in TUNED_STRATEGIES:
+        from keras_transfer.model import weights_digest
+
+        identity = {"backbone": f"{spec.name}+{config.strategy}", "weights": weights_digest(extractor),
+                    "size": int(extractor.input_shape[1]), "pooling": config.pooling}
+    if extractor is None:
+        def build():
+            from keras_transfer.model import build_extractor
+
+            return build_extractor(spec, config.size, config.weights, config.pooling, config.offline)
+
+        extractor = Deferred(build, config.size, None if config.pooling == "spatial" else (spec.feature_dim,))
+    return FeatureSource(extractor, identity, out / "features", config.resize,
+                         RuntimeOptions(config.runtime, config.precision), config.seed)

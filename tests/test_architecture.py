@@ -21,6 +21,7 @@ LAYERS = {
     "cli": {"cli"},
 }
 RANK = {room: rank for rank, rooms in enumerate(LAYERS.values()) for room in rooms}
+LAYER = {room: layer for layer, rooms in LAYERS.items() for room in rooms}
 SUBMODULES = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
               if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
 
@@ -57,7 +58,8 @@ def violations() -> list[str]:
         for line, target in imports(path):
             other = room_of(target)
             if other is not None and RANK[other] > RANK[room]:
-                found.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {room} imports {target} ({other} is above)")
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {room} ({LAYER[room]} layer) imports "
+                             f"{target} ({LAYER[other]} layer, above)")
     return found
 
 
@@ -76,7 +78,8 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     (fake / "data" / "bad.py").write_text("def f():\n    from keras_transfer.api import train\n")
     (fake / "api.py").write_text("")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
-    assert violations() == ["keras_transfer/data/bad.py:2: data imports keras_transfer.api (run is above)"]
+    assert violations() == ["keras_transfer/data/bad.py:2: data (data layer) imports keras_transfer.api "
+                            "(run layer, above)"]
 
 
 def test_modules_stay_small():

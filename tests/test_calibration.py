@@ -18,7 +18,8 @@ def test_temperature_lowers_held_out_ece_of_an_overconfident_head_on_real_featur
     from keras_transfer.api import split_features
     from keras_transfer.evaluation.calibration import calibration_record
     from keras_transfer.evaluation.predictions import Predictions
-    from keras_transfer.strategies.solver import _softmax, softmax_regression, stratified_folds
+    from keras_transfer.data.dataset import stratified_folds
+    from keras_transfer.strategies.solver import _softmax, softmax_regression
 
     train, x, rows = split_features(ants_run, "train")
     val, x_val, val_rows = split_features(ants_run, "val")

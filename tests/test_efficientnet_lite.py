@@ -15,6 +15,7 @@ from PIL import Image
 
 import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer.backbones import efficientnet_lite as enl
+from keras_transfer.backbones import lite_weights
 from keras_transfer.backbones import get_backbone
 from keras_transfer.errors import ConfigError, WeightsError
 
@@ -47,7 +48,7 @@ def top_models(module_cache):
 def reference(variant: str, **override) -> torch.nn.Module:
     """The reference PyTorch model with the bundled state dict, in eval mode."""
     model = EfficientNet.from_name(f"efficientnet-{variant}", **override)
-    state = torch.load(enl._package_weights_path(variant), map_location="cpu", weights_only=True)
+    state = torch.load(lite_weights.package_weights_path(variant), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()
 
@@ -106,7 +107,7 @@ def test_converted_weights_are_cached_once(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_TRANSFER_CACHE", str(tmp_path))
     first = enl.build_efficientnet_lite("lite0", 64)
     files = list((tmp_path / "weights").iterdir())
-    assert [f.name for f in files] == [f"efficientnet_lite0-{enl.weights_sha256('lite0')[:12]}.npz"]
+    assert [f.name for f in files] == [f"efficientnet_lite0-{lite_weights.weights_sha256('lite0')[:12]}.npz"]
     mtime = files[0].stat().st_mtime_ns
     second = enl.build_efficientnet_lite("lite0", 64)
     assert list((tmp_path / "weights").iterdir()) == files
@@ -118,14 +119,14 @@ def test_converted_weights_are_cached_once(tmp_path, monkeypatch):
 def test_random_weights():
     model = enl.build_efficientnet_lite("lite1", 64, weights=None)
     assert predict(model, np.zeros((1, 64, 64, 3), np.float32)).shape == (1, 2, 2, 1280)
-    imagenet = enl.convert_state_dict(
-        torch.load(enl._package_weights_path("lite1"), map_location="cpu", weights_only=True), "lite1")
+    imagenet = lite_weights.convert_state_dict(
+        torch.load(lite_weights.package_weights_path("lite1"), map_location="cpu", weights_only=True), "lite1")
     assert not np.allclose(model.get_layer("stem_conv").get_weights()[0], imagenet["stem_conv"][0])
 
 
 def test_local_weight_files(tmp_path):
     x = np.random.default_rng(3).normal(size=(1, 64, 64, 3)).astype(np.float32)
-    pth = enl._package_weights_path("lite0")
+    pth = lite_weights.package_weights_path("lite0")
     from_pth = enl.build_efficientnet_lite("lite0", 64, weights=str(pth))
     h5 = tmp_path / "lite0.weights.h5"
     from_pth.save_weights(h5)
@@ -153,10 +154,10 @@ def test_registered_spec(variant):
     assert (spec.name, spec.input_size, spec.feature_dim) == (f"efficientnet_{variant}", size, 1280)
     assert spec.preprocessing.mean == (127, 127, 127) and spec.preprocessing.std == (128, 128, 128)
     assert spec.offline_weights() and spec.min_input_size == 32 and spec.gradcam_layer == "head_act"
-    sha = enl.weights_sha256(variant)
+    sha = lite_weights.weights_sha256(variant)
     assert spec.weights_identity("imagenet") == f"efficientnet_{variant}:imagenet:{sha[:12]}"
     assert spec.weights_identity(None) == "random"
-    assert spec.weights_identity(str(enl._package_weights_path(variant))) == f"file:{sha[:12]}"
+    assert spec.weights_identity(str(lite_weights.package_weights_path(variant))) == f"file:{sha[:12]}"
     model = spec.build(64, None)
     assert model.output.shape[1:] == (2, 2, 1280)
     assert model.get_layer(spec.gradcam_layer) is model.layers[-1]

@@ -66,7 +66,7 @@ def test_solver_matches_sklearn_multinomial_with_class_weights(monkeypatch):
 
 
 def test_cross_validation_folds_are_stratified_and_cover_every_image():
-    from keras_transfer.strategies.solver import stratified_folds
+    from keras_transfer.data.dataset import stratified_folds
 
     y = np.repeat([0, 1, 2], [50, 11, 7])
     folds = stratified_folds(y, 5, seed=0)

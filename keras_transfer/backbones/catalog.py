@@ -25,7 +25,7 @@ def parameter_counts(specs: list[BackboneSpec]) -> dict[str, int]:
     ``<cache>/backbones/parameters.json``, keyed by name and library versions. Convolutional
     backbones have the same count at every input size, so the smallest allowed size is built.
     """
-    from keras_transfer.run import write_json
+    from keras_transfer.paths import write_json
 
     store = cache_dir("backbones") / "parameters.json"
     try:

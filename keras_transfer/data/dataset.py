@@ -100,6 +100,18 @@ class Dataset:
                 "skipped": len(self.skipped)}
 
 
+def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold number of each sample: every class dealt round-robin over the folds, in a seeded order."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), np.int64)
+    offset = 0
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        fold[members] = (np.arange(len(members)) + offset) % folds
+        offset += len(members)  # so small classes do not all start in fold 0
+    return fold
+
+
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministically splits indices per class; returns (kept, taken) sorted index arrays.
 

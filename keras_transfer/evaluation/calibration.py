@@ -119,7 +119,7 @@ def cross_validated_temperature(labels: np.ndarray, probabilities: np.ndarray, f
     Returns:
         (temperature, mean out-of-fold log-loss gain over T = 1; <= 0 means T = 1 was kept).
     """
-    from keras_transfer.strategies.solver import stratified_folds
+    from keras_transfer.data.dataset import stratified_folds
 
     labels = np.asarray(labels)
     fold = stratified_folds(labels, min(folds, max(2, np.bincount(labels).min())), seed)

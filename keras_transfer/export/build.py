@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer import log
-from keras_transfer.errors import ConfigError, RunError, unknown_choice
+from keras_transfer.errors import ConfigError, unknown_choice
 from keras_transfer.paths import atomic_file
-from keras_transfer.run import Run
+from keras_transfer.run import Run, dataset_of, feature_source
 
 FORMATS = ("onnx", "openvino", "litert")
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "litert": ".tflite"}
@@ -52,10 +52,9 @@ class Exportable:
         predictor = Predictor.open(run)
         if predictor is not None:
             return cls(predictor.source, predictor.head, predictor.unknown)
-        from keras_transfer.api import _feature_source
 
         model = run.model  # a head or backbone trained by Keras
-        return cls(_feature_source(run.config, run.path, model.get_layer("features")), model.get_layer("head"))
+        return cls(feature_source(run.config, run.path, model.get_layer("features")), model.get_layer("head"))
 
 
 def metadata(run: Run, exportable: Exportable, int8: bool = False) -> dict[str, str]:
@@ -139,11 +138,10 @@ def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
 
 def calibration_pixels(run: Run, size: int, count: int = CALIBRATION_IMAGES) -> np.ndarray:
     """Up to ``count`` training images (every class in proportion), uint8 and resized: NNCF's calibration set."""
-    from keras_transfer.api import _load
     from keras_transfer.export.parity import split_pixels
-    from keras_transfer.strategies.solver import stratified_folds
+    from keras_transfer.data.dataset import stratified_folds
 
-    train = _load(run.config).train
+    train = dataset_of(run.config).train
     folds = max(1, len(train) // count)
     chosen = np.flatnonzero(stratified_folds(train.labels, folds, run.config.seed) == 0)[:count]
     return split_pixels(train.subset(chosen), size, run.config.resize, count)[0]
@@ -263,7 +261,7 @@ def _save_litert(run: Run, exportable: Exportable, path: Path, info: dict[str, s
     import torch
 
     from keras_transfer.features import resolve
-    from keras_transfer.run import write_json
+    from keras_transfer.paths import write_json
     from keras_transfer.strategies.solver import LinearHead
 
     litert_torch = require_litert()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer import log
-from keras_transfer.run import Run
+from keras_transfer.run import Run, dataset_of
 
 MAX_IMAGES = 256  # held-out images compared (all of them up to this many)
 
@@ -30,9 +30,8 @@ def split_pixels(split, size: int, resize_mode: str, limit: int = MAX_IMAGES) ->
 
 def held_out(run: Run, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(pixels, labels) of up to ``MAX_IMAGES`` held-out images of the run."""
-    from keras_transfer.api import _load
 
-    return split_pixels(_load(run.config).eval_split, size, run.config.resize)
+    return split_pixels(dataset_of(run.config).eval_split, size, run.config.resize)
 
 
 def session(path: Path):

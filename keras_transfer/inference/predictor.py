@@ -20,7 +20,7 @@ from keras_transfer.data.dataset import Split
 from keras_transfer.errors import RunError
 from keras_transfer.features import FeatureSource
 from keras_transfer.inference.unknown import UNKNOWN_FILE, KnnUnknown
-from keras_transfer.run import Run
+from keras_transfer.run import Run, feature_source
 from keras_transfer.strategies.solver import LinearHead
 
 HEAD_FILE = "head.npz"
@@ -49,7 +49,6 @@ class Predictor:
     @classmethod
     def open(cls, run: Run) -> Predictor | None:
         """The Keras-free predictor of ``run``, or None when only ``model.keras`` can predict it."""
-        from keras_transfer.api import _feature_source
         from keras_transfer.config import TUNED_STRATEGIES
 
         config = run.config
@@ -64,7 +63,7 @@ class Predictor:
                            f"{type(error).__name__}: {error}", hint="run train again into this folder") from error
         if head.kernel.shape[1] != len(run.class_names):
             return None
-        return cls(run, _feature_source(config, run.path / "features"), head, unknown)
+        return cls(run, feature_source(config, run.path), head, unknown)
 
     def probabilities(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         """Class probabilities (N, C) and unknown scores (N,) of ``paths`` (NaN for unreadable

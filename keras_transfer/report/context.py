@@ -8,7 +8,7 @@ from pathlib import Path
 from keras_transfer.data.dataset import Dataset
 from keras_transfer.errors import ConfigError
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
-from keras_transfer.run import Run
+from keras_transfer.run import Run, dataset_of
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class ReportContext:
 
 def load_context(run: str | Path | Run, options: ReportOptions | None = None) -> ReportContext:
     """Opens a run; reads its saved predictions, or predicts its held-out split once and saves them."""
-    from keras_transfer.api import _load, eval_predictions
+    from keras_transfer.api import eval_predictions
 
     run = run if isinstance(run, Run) else Run.open(run)
     path = run.path / PREDICTIONS_FILE
@@ -65,5 +65,5 @@ def load_context(run: str | Path | Run, options: ReportOptions | None = None) ->
     else:  # runs written before predictions were saved
         predictions = eval_predictions(run)
         predictions.save(path)
-    return ReportContext(run, _load(run.config), predictions.with_temperature(run.temperature),
+    return ReportContext(run, dataset_of(run.config), predictions.with_temperature(run.temperature),
                          (options or ReportOptions()).validate(), predictions)

@@ -47,7 +47,8 @@ class FitResult:
     ``backbone_changed`` tells that the extractor's weights moved (fine-tune, scratch), so
     features must be recomputed for evaluation; ``config`` is the config actually trained
     (the auto planner resolves backbone and strategy) and ``features`` its feature source;
-    ``notes`` are extra JSON files for the run folder.
+    ``notes`` are extra JSON files for the run folder; ``fit_on`` the splits a solved head
+    learned from (the unknown-image scorer and the pixel baseline learn from the same).
     """
 
     classifier: keras.Model | None
@@ -58,7 +59,7 @@ class FitResult:
     features: FeatureSource | None = None
     notes: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)  # how the choices were made, on which images
-    extras: dict[str, Any] = field(default_factory=dict)  # e.g. "unknown": the unknown-image scorer
+    fit_on: list = field(default_factory=list)  # the splits the head learned from (default: train)
 
 
 class Strategy(Protocol):

@@ -64,14 +64,7 @@ class BottleneckStrategy:
         solved = fit_linear_head(np.concatenate(views, axis=1), np.concatenate(labels), len(dataset.class_names),
                                  config.class_weight, config.seed)
         names = " + ".join(f"{s.name} ({len(s)})" for s in pools)
-        selection = {**solved.summary(), "fit_on": names}
-        from keras_transfer.inference.unknown import fit_unknown
-
-        unknown = fit_unknown(np.concatenate([v[0] for v in views]), seed=config.seed)
-        selection["unknown"] = {"method": f"k-NN cosine distance (k={unknown.k})", "threshold": unknown.threshold,
-                                "false_rejection": 0.05, "set_on": f"leave-one-out on {len(unknown.reference)} "
-                                                                   "training images"}
-        return FitResult(None, solved.head, {}, selection=selection, extras={"unknown": unknown})
+        return FitResult(None, solved.head, {}, selection={**solved.summary(), "fit_on": names}, fit_on=pools)
 
     def _keras_loop(self, context: TrainContext) -> FitResult:
         import keras

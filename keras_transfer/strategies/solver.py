@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from keras_transfer.data.dataset import stratified_folds
+
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)  # inverse L2 strength, standardised features
 FOLDS = 5
 MAX_ITER = 500
@@ -124,18 +126,6 @@ def _views_rows(views: np.ndarray, images: np.ndarray) -> np.ndarray:
     """Rows of the flattened (V * N, D) matrix holding every view of ``images``."""
     n = views.shape[1]
     return (np.arange(views.shape[0])[:, None] * n + images[None]).ravel()
-
-
-def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold number of each sample: every class dealt round-robin over the folds, in a seeded order."""
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(y), np.int64)
-    offset = 0
-    for label in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == label))
-        fold[members] = (np.arange(len(members)) + offset) % folds
-        offset += len(members)  # so small classes do not all start in fold 0
-    return fold
 
 
 def _subsample(y: np.ndarray, count: int, seed: int) -> np.ndarray:

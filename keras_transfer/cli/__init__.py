@@ -1,0 +1,65 @@
+"""Command-line interface: a thin layer over keras_transfer.api.
+
+Errors caused by the user print one message on stderr and exit 1 (or 2 for bad options);
+``--json`` prints machine-readable output on stdout; ``--quiet`` silences progress. Each
+sub-command lives in one of ``train``, ``use``, ``deploy``, ``inspect`` and registers itself
+with ``command``; nothing heavy is imported before the options are parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from keras_transfer import log
+from keras_transfer.errors import KerasTransferError
+
+
+class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every default, and examples as written."""
+
+
+def command(sub, name: str, help: str, examples: list[str], run) -> argparse.ArgumentParser:
+    """A sub-command whose help shows its defaults and ``examples``; ``run(args)`` returns the exit code."""
+    epilog = "example" + ("s" if len(examples) > 1 else "") + ":\n" + "\n".join(f"  {e}" for e in examples)
+    parser = sub.add_parser(name, help=help, description=help, formatter_class=Help, epilog=epilog)
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info messages")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from keras_transfer import __version__
+    from keras_transfer.cli import deploy, inspect, train, use
+
+    parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0],
+                                     formatter_class=Help,
+                                     epilog="example:\n  keras-transfer train photos/ --out runs/photos && "
+                                            "keras-transfer predict runs/photos new_photo.jpg")
+    parser.add_argument("--version", action="version", version=f"keras-transfer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in (train, use, deploy, inspect):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``keras-transfer`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    log.set_quiet(getattr(args, "quiet", False))
+    try:
+        return args.handler(args)
+    except KerasTransferError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Using a run: evaluate, predict, compare runs, list backbones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from keras_transfer import log
+from keras_transfer.cli import add_common, command
+from keras_transfer.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = command(sub, "evaluate", "metrics of a run on its held-out split (and calibration, or unknown-image scores)",
+                ["keras-transfer evaluate runs/ants", "keras-transfer evaluate runs/ants --outliers photos_of_other_things/"],
+                _cmd_evaluate)
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data", help="evaluate on another dataset with the same classes")
+    p.add_argument("--outliers", metavar="FOLDER",
+                   help="images of none of the classes: report how well 'unknown' scores separate them (AUROC)")
+    add_common(p)
+    p = command(sub, "predict", "top-k predictions for images and folders",
+                ["keras-transfer predict runs/ants photos/ --top-k 2 --output preds.csv",
+                 "keras-transfer predict --imagenet photo.jpg"], _cmd_predict)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a run folder, then image files or folders "
+                                                            "(with --imagenet: only images)")
+    p.add_argument("--top-k", type=int, default=3, help="classes listed per image")
+    p.add_argument("--output", "-o", help="write one row per image to this .csv or .json file")
+    p.add_argument("--imagenet", action="store_true", help="zero-shot: ImageNet classes of a pretrained backbone")
+    p.add_argument("--backbone", "-b", default="efficientnet_lite0", help="backbone for --imagenet")
+    p.add_argument("--weights", default="imagenet", help="--imagenet: 'imagenet' or a local weights file")
+    p.add_argument("--offline", action="store_true", help="never use the network (also KERAS_TRANSFER_OFFLINE=1)")
+    add_common(p)
+    p = command(sub, "backbones", "list the registered backbones", ["keras-transfer backbones --json"], _cmd_backbones)
+    add_common(p)
+    p = command(sub, "compare", "the tutorials' comparison table of several runs",
+                ["keras-transfer compare runs/ants runs/ants-finetune"], _cmd_compare)
+    p.add_argument("runs", nargs="+", help="run folders")
+    add_common(p)
+
+
+def _cmd_evaluate(args) -> int:
+    from keras_transfer.api import evaluate, evaluate_outliers
+    from keras_transfer.evaluation.metrics import format_metrics
+
+    if args.outliers:
+        report = evaluate_outliers(args.run, args.outliers)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(f"known: {report['known']}   unknown: {report['outliers']}")
+            for name in ("knn", "max_softmax"):
+                print(f"  {name:<12} AUROC {report[name]['auroc']:.4f}   FPR at 95% TPR {report[name]['fpr_at_95_tpr']:.4f}")
+            print(f"  stored k-NN threshold flags {report['knn']['outliers_flagged']:.1%} of the unknown images "
+                  f"and {report['knn']['known_rejected']:.1%} of the known ones")
+        return 0
+    metrics = evaluate(args.run, args.data)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    c = metrics["calibration"]
+    print(f"{format_metrics(metrics)}\n({metrics['split']} split)\n"
+          f"calibration: temperature {c['temperature']:.3f}; expected calibration error "
+          f"{c['ece_before']:.4f} before, {c['ece_after']:.4f} after")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from keras_transfer.api import predict
+
+    if args.imagenet:
+        from keras_transfer.zero_shot import predict_imagenet
+
+        results = predict_imagenet(args.paths, args.backbone, args.weights, args.top_k, args.offline)
+    elif len(args.paths) < 2:
+        raise ConfigError("predict needs a run folder and at least one image", received=" ".join(args.paths),
+                          hint="keras-transfer predict RUN IMAGE...; or --imagenet IMAGE... for ImageNet classes")
+    else:
+        results = predict(args.paths[0], args.paths[1:], top_k=args.top_k)
+    if args.output:
+        _write_predictions(Path(args.output), results)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    elif not args.output:
+        for r in results:
+            text = r.get("error") or "  ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"])
+            text += "  (unknown: unlike every training image)" if r.get("unknown") else ""
+            print(f"{r['path']}: {text}")
+    errors = [r for r in results if "error" in r]
+    for r in errors:
+        log.warn(f"{r['path']}: {r['error']}")
+    return 1 if errors and len(errors) == len(results) else 0
+
+
+def _write_predictions(path: Path, results: list[dict]) -> None:
+    """One row per image: ``.json`` as printed by --json, else CSV (path, label, confidence, top_k, error)."""
+    import csv
+    import io
+
+    from keras_transfer.paths import atomic_file
+
+    if path.suffix.lower() == ".json":
+        text = json.dumps(results, indent=2)
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["path", "label", "confidence", "unknown", "top_k", "error"])
+        for r in results:
+            top = r.get("predictions") or [{}]
+            writer.writerow([r["path"], top[0].get("label", ""), top[0].get("probability", ""), r.get("unknown", ""),
+                             json.dumps(r.get("predictions", [])), r.get("error", "")])
+        text = buffer.getvalue()
+    try:
+        atomic_file(path, lambda tmp: Path(tmp).write_text(text))
+    except OSError as error:
+        raise ConfigError(f"cannot write predictions to {path}", "a writable file path", str(error)) from error
+    log.info(f"wrote {len(results)} rows to {path}")
+
+
+def _cmd_backbones(args) -> int:
+    from keras_transfer.backbones.catalog import backbone_table, format_table
+
+    rows = backbone_table()
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from keras_transfer.report.compare import compare_runs, format_table
+
+    rows = compare_runs(args.runs)
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return 0
