@@ -1,34 +1,112 @@
-"""User-facing messages: warnings and info on stderr, silenced by ``set_quiet``."""
+"""User-facing messages through the standard ``logging`` module, and progress for long phases.
+
+Messages go to the ``keras_transfer`` logger, which has one handler on stderr (info as is,
+warnings prefixed ``warning:``); ``set_quiet`` (``--quiet``) raises its level to WARNING.
+Applications that configure logging themselves can replace the handler or raise the level.
+Progress is a live tqdm bar on a terminal; where stderr is a file or a pipe (a log, CI), each
+phase writes one line when it ends instead of thousands of carriage-return updates.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
+import time
 
-_state = {"quiet": False}
+logger = logging.getLogger("keras_transfer")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (tests and notebooks swap it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(_Format())
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # logging.StreamHandler.__init__ assigns it
+        pass
+
+
+class _Format(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return f"warning: {message}" if record.levelno >= logging.WARNING else message
+
+
+if not logger.handlers:
+    logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def set_quiet(quiet: bool) -> None:
-    """Silences info messages and progress bars (warnings still print)."""
-    _state["quiet"] = quiet
+    """Silences info messages and progress (warnings still print)."""
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def quiet() -> bool:
+    return not logger.isEnabledFor(logging.INFO)
 
 
 def info(message: str) -> None:
-    if not _state["quiet"]:
-        print(message, file=sys.stderr)
+    logger.info(message)
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    logger.warning(message)
+
+
+class _PhaseLine:
+    """Progress where stderr is not a terminal: one line with the count, time and rate at the end."""
+
+    def __init__(self, iterable, total: int | None, desc: str, unit: str):
+        self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
+        self.n, self.postfix, self.closed, self.start = 0, "", False, time.perf_counter()
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.n += 1
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def close(self) -> None:
+        if self.closed or self.n == 0:
+            self.closed = True
+            return
+        self.closed = True
+        seconds = time.perf_counter() - self.start
+        rate = f", {self.n / seconds:.1f} {self.unit}/s" if seconds > 0 else ""
+        info(f"{self.desc}: {self.n} {self.unit} in {seconds:.1f} s{rate}" + (f" ({self.postfix})" if self.postfix else ""))
 
 
 def progress(iterable=None, total: int | None = None, desc: str = "", unit: str = "img"):
-    """A tqdm progress bar (images/s and ETA) on stderr, disabled when quiet."""
+    """A tqdm bar (rate and ETA) on a terminal, a one-line summary elsewhere, nothing when quiet."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=_state["quiet"],
-                dynamic_ncols=True, leave=False, file=sys.stderr)
+    if quiet():
+        return tqdm(iterable, total=total, disable=True)
+    if not sys.stderr.isatty():
+        return _PhaseLine(iterable if iterable is not None else (), total, desc, unit)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False, file=sys.stderr)
 
 
 @contextlib.contextmanager

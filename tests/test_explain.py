@@ -96,9 +96,25 @@ def test_heatmap_peaks_on_the_object(run, test_images, tmp_path):
         on[box[0]:box[2] + 1, box[1]:box[3] + 1] = True
         assert heat[on].mean() > 2 * heat[~on].mean()
     written = results[0].files
-    assert sorted(written) == ["cam", "gradcam"]
+    assert sorted(written) == ["cam", "figure", "gradcam"]
     overlay = np.asarray(Image.open(written["gradcam"]))
     assert overlay.shape == (SIZE, SIZE, 3) and not np.array_equal(overlay, results[0].image)
+    figure = Image.open(written["figure"])
+    assert figure.width > 2.5 * figure.height  # the image, Grad-CAM and CAM side by side, and a colour bar
+
+
+def test_explain_shows_the_image_at_its_own_aspect_ratio_with_its_true_class(run, test_images, tmp_path):
+    """A wide photo in a class folder: its overlay keeps the width:height of the file (the model
+    saw it stretched), and the figure's title names the true class."""
+    path, label = test_images[0][0], CLASSES[test_images[1][0]]
+    wide = tmp_path / label / "wide.png"
+    wide.parent.mkdir()
+    Image.open(path).resize((2 * SIZE, SIZE)).save(wide)
+    item = explain(run, [wide], out=tmp_path / "out")[0]
+    assert item.shown.shape == (SIZE, 2 * SIZE, 3) and item.overlay().shape == (SIZE, 2 * SIZE, 3)
+    assert item.true_label == label
+    title = item.figure()._suptitle.get_text()
+    assert f"true {label}" in title and f"predicted {item.predicted}" in title
 
 
 def test_gradcam_equals_the_analytic_maps_of_a_gap_dense_head(run, test_images):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +11,7 @@ from PIL import Image
 
 from keras_transfer import log
 from keras_transfer.backbones import get_backbone
-from keras_transfer.data.images import read_batch
+from keras_transfer.data.images import read_batch, read_image, square
 from keras_transfer.errors import DatasetError, unknown_choice
 from keras_transfer.explain.gradcam import GradCAM, Heatmaps
 from keras_transfer.explain.overlay import overlay, peak
@@ -41,6 +41,8 @@ class Explanation:
     gradcam: np.ndarray
     cam: np.ndarray | None
     files: dict[str, str]
+    shown: np.ndarray | None = None  # the picture at its own aspect ratio (what the model saw of it)
+    true_label: str | None = None  # the class folder the image sits in, when it is one of the classes
 
     def maps(self) -> dict[str, np.ndarray]:
         return {"gradcam": self.gradcam} | ({"cam": self.cam} if self.cam is not None else {})
@@ -50,18 +52,33 @@ class Explanation:
         return peak(self.maps()[method], self.image.shape[:2])
 
     def overlay(self, method: str = "gradcam") -> np.ndarray:
-        return overlay(self.image, self.maps()[method])
+        """The map over the picture at its own aspect ratio (the model input if there is none)."""
+        return overlay(self.image if self.shown is None else self.shown, self.maps()[method])
 
     def figure(self) -> Figure:
-        """The image beside its overlays, titled with the explained class."""
+        """The picture beside its overlays at its own aspect ratio, titled with the predicted
+        (and true) class and confidence, with the maps' colour bar."""
+        from matplotlib import colormaps
+        from matplotlib.cm import ScalarMappable
+
         maps = self.maps()
-        figure = Figure(figsize=(3 * (1 + len(maps)), 3.3), layout="constrained")
-        panels = [("input", self.image)] + [(name, self.overlay(name)) for name in maps]
-        for ax, (title, picture) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
-            ax.imshow(picture)
-            ax.set_title(title if title == "input" else {"gradcam": "Grad-CAM", "cam": "CAM"}[title])
+        picture = self.image if self.shown is None else self.shown
+        height, width = picture.shape[:2]
+        panel = 3.2 * min(1.6, max(0.6, width / height))
+        figure = Figure(figsize=(panel * (1 + len(maps)) + 0.8, 3.6), layout="constrained")
+        axes = figure.subplots(1, 1 + len(maps), squeeze=False)[0]
+        for ax, (title, shown) in zip(axes, [("image", picture)] + [(m, self.overlay(m)) for m in maps]):
+            ax.imshow(shown)
+            ax.set_title({"image": "image", "gradcam": "Grad-CAM", "cam": "CAM"}[title])
             ax.axis("off")
-        figure.suptitle(f"{Path(self.path).name}: {self.label} ({self.probability:.1%})")
+        bar = figure.colorbar(ScalarMappable(cmap=colormaps["jet"]), ax=axes[1:].tolist(), fraction=0.04, pad=0.02)
+        bar.set_label("relevance to the explained class")
+        title = f"{Path(self.path).name}: predicted {self.predicted} ({self.probability:.1%})"
+        if self.label != self.predicted:
+            title = f"{Path(self.path).name}: explained {self.label} ({self.probability:.1%}), predicted {self.predicted}"
+        if self.true_label is not None:
+            title += f"; true {self.true_label}" + ("" if self.true_label == self.predicted else " (mistake)")
+        figure.suptitle(title)
         return figure
 
     def as_dict(self) -> dict:
@@ -125,6 +142,7 @@ def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | N
             continue
         targets = None if target is None else np.full(len(ok), run.class_names.index(target))
         for item, path in zip(_explanations(run.class_names, ok, images, explainer(np.stack(images), targets)), ok):
+            item = _shown(item, Path(path), run.class_names, run.config.resize)
             results.append(item if out is None else _write(item, out, _unique_stem(path, used)))
     if not results:
         raise DatasetError("no readable image to explain", "image files or folders holding images",
@@ -132,9 +150,31 @@ def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | N
     return results
 
 
+MAX_SHOWN = 800  # longest side of the pictures written
+
+
+def _shown(item: Explanation, path: Path, names: list[str], resize_mode: str) -> Explanation:
+    """The explanation with its picture as the model saw it, at the image's own aspect ratio
+    (``stretch``: the whole image; ``crop`` / ``pad``: the centre square / the padded square),
+    and its true class when the image sits in a class folder."""
+    try:
+        picture = read_image(path, MAX_SHOWN)
+    except Exception:  # decoded a moment ago for the model; keep the model input if not now
+        return item
+    if resize_mode != "stretch":
+        picture = square(picture, resize_mode)
+    image = Image.fromarray(picture)
+    image.thumbnail((MAX_SHOWN, MAX_SHOWN))
+    true = path.parent.name if path.parent.name in names else None
+    return replace(item, shown=np.asarray(image), true_label=true)
+
+
 def _write(item: Explanation, out: Path, stem: str) -> Explanation:
+    """``<stem>_explain.png`` (the figure) and one ``<stem>_<method>.png`` overlay per map."""
     files = {}
     for method in item.maps():
         files[method] = str(out / f"{stem}_{method}.png")
         Image.fromarray(item.overlay(method)).save(files[method])
-    return Explanation(**{**item.__dict__, "files": files})
+    files["figure"] = str(out / f"{stem}_explain.png")
+    item.figure().savefig(files["figure"], dpi=110)
+    return replace(item, files=files)
