@@ -113,6 +113,9 @@ def _calibrate(result, dataset: Dataset, source: FeatureSource, config: TrainCon
     from keras_transfer.evaluation.calibration import calibration_record
     from keras_transfer.strategies.solver import LinearHead
 
+    if config.refit:
+        return calibration_record(held_out, why="--refit trained the head on the selection split too: no images "
+                                                "are left to fit a temperature on")
     if isinstance(result.head, LinearHead):
         return calibration_record(held_out, why="its L2 strength was chosen by cross-validated log loss; a "
                                                 "temperature fit on out-of-fold predictions made held-out ECE worse "
@@ -139,9 +142,18 @@ def _unknown_scorer(result, source: FeatureSource, fit_on: list[Split], seed: in
 
 
 def _save_model(result, source: FeatureSource, config: TrainConfig, out: Path, unknown=None) -> None:
-    """``model.keras``: saved by Keras, or (solver head) written from the cached template."""
+    """``model.keras``: saved by Keras, or (solver head) written from the cached template.
+
+    What an earlier run into this folder left and the new model would contradict goes first:
+    its exported files and its calibration temperature.
+    """
+    import shutil
+
     from keras_transfer.inference.predictor import HEAD_FILE, save_head
     from keras_transfer.inference.unknown import UNKNOWN_FILE
+
+    shutil.rmtree(out / "export", ignore_errors=True)
+    (out / CALIBRATION_FILE).unlink(missing_ok=True)
 
     if result.classifier is not None:
         result.classifier.save(out / MODEL_FILE)

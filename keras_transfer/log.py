@@ -37,6 +37,8 @@ class _StderrHandler(logging.StreamHandler):
 class _Format(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
+        if record.exc_info:  # logger.exception(...): keep the traceback
+            message += "\n" + self.formatException(record.exc_info)
         return f"warning: {message}" if record.levelno >= logging.WARNING else message
 
 

@@ -95,13 +95,16 @@ def test_corrupt_and_non_image_files_are_skipped_with_one_warning(colour_folder,
 
 @pytest.mark.parametrize("mode", ["stretch", "pad", "crop"])
 def test_resize_modes(mode):
-    image = np.full((50, 100, 3), 200, np.uint8)
+    image = np.zeros((50, 100, 3), np.uint8)
+    image[:, 25:75] = 200  # a bright centre square, dark sides
     out = resize(image, 32, mode)
     assert out.shape == (32, 32, 3)
-    if mode == "pad":  # aspect kept: black bars above and below
-        assert out[0].max() == 0 and out[16].min() > 150
-    else:
+    if mode == "pad":  # aspect kept: black bars above and below, the square in the middle
+        assert out[0].max() == 0 and out[16, 16].min() > 150 and out[16, 2].max() < 50
+    elif mode == "crop":  # the centre 50 x 50: all of the square, none of the sides
         assert out.min() > 150
+    else:  # stretched: the dark sides squeezed into the outer quarters
+        assert out[:, 0].max() < 50 and out[:, 16].min() > 150
 
 
 def test_numpy_folder_with_string_labels_and_float_images(tmp_path):

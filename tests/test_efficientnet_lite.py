@@ -141,7 +141,7 @@ def test_local_weight_files(tmp_path):
 def test_errors(tmp_path):
     with pytest.raises(ConfigError, match="lite9"):
         enl.build_efficientnet_lite("lite9")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="too small"):
         enl.build_efficientnet_lite("lite0", 16, weights=None)
     with pytest.raises(WeightsError, match="not found"):
         enl.build_efficientnet_lite("lite0", 64, weights=str(tmp_path / "missing.pth"))

@@ -168,7 +168,7 @@ def test_explain_a_chosen_class_and_bad_inputs(run, test_images, tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'square'"):
         explain(run, [disc], target="squares")
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(DatasetError):
+    with pytest.raises(DatasetError, match="no readable image"):
         explain(run, [tmp_path / "broken.png", tmp_path / "missing.png"])
 
 

@@ -130,7 +130,8 @@ def test_int8_openvino_costs_little_accuracy_and_says_so(ants_run, tmp_path):
     assert set(rows) == {"openvino", "openvino-int8"}
     int8 = rows["openvino-int8"]
     assert int8["top1_agreement"] >= 0.95 and abs(int8["accuracy_cost_points"]) <= 3.0  # 153 held-out images
-    assert int8["megabytes"] < 0.6 * rows["openvino"]["megabytes"] and int8["speedup_batch32"] > 0
+    assert int8["megabytes"] < 0.6 * rows["openvino"]["megabytes"]
+    assert int8["speedup_batch32"] == pytest.approx(int8["images_per_s_batch32"] / rows["openvino"]["images_per_s_batch32"])
     import openvino as ov
 
     assert "int8" in ov.Core().read_model(str(out / "model.int8.xml")).get_rt_info(["model_info", "precision"]).astype(str)
@@ -160,3 +161,15 @@ def test_keras_trained_head_exports_with_its_temperature(keras_head_run):
 
     meta = ort.InferenceSession(rows[0]["file"]).get_modelmeta().custom_metadata_map
     assert meta["temperature"] == "2.0" and meta["strategy"] == "bottleneck" and meta["unknown_threshold"] == ""
+
+
+def test_training_again_into_a_run_folder_removes_its_stale_exports(tmp_path):
+    """An exported file (or a temperature) of an earlier model never sits beside a new one."""
+    from keras_transfer.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "digits", "--out", str(run), "-q"]) == 0
+    (run / "export").mkdir()
+    (run / "export" / "model.onnx").write_bytes(b"an earlier model")
+    assert main(["train", "digits", "--out", str(run), "--solver", "keras", "--epochs", "3", "-q"]) == 0
+    assert not (run / "export").exists() and json.loads((run / "calibration.json").read_text())["temperature"] > 0

@@ -109,7 +109,7 @@ def test_source_saves_views_beside_the_run_and_reuses_them(tmp_path, photos):
     shutil.rmtree(tmp_path / "shared")
     again = source()
     np.testing.assert_array_equal(again.views(photos, 2)[0], features)
-    assert not (tmp_path / "shared").exists()  # served from the run folder alone
+    assert again.engine.extracted == 0 and not (tmp_path / "shared").exists()  # served from the run folder alone
     original, _ = again(photos)
     np.testing.assert_allclose(original, features[0], rtol=1e-5)
 

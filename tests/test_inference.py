@@ -39,7 +39,12 @@ def test_predict_writes_csv_rows_and_reports_unreadable_files(ants_run, tmp_path
     assert main(["predict", str(ants_run.path), *map(str, good), str(broken), "--output", str(out), "-q"]) == 0
     rows = list(csv.DictReader(out.open()))
     assert [r["path"] for r in rows] == [*map(str, good), str(broken)]
-    assert all(r["label"] in ("ants", "bees") and 0.5 <= float(r["confidence"]) <= 1 for r in rows[:3])
+    from keras_transfer.api import predict
+
+    for row, expected in zip(rows[:3], predict(ants_run, good)):
+        assert row["label"] == expected["predictions"][0]["label"] and row["error"] == ""
+        assert abs(float(row["confidence"]) - expected["predictions"][0]["probability"]) < 1e-6
+        assert json.loads(row["top_k"]) == expected["predictions"] and row["unknown"] == str(expected["unknown"])
     assert rows[3]["label"] == "" and "not a readable image" in rows[3]["error"]
 
 

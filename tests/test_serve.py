@@ -214,3 +214,29 @@ def test_page_in_chromium_classifies_a_dropped_photo(server, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
         browser.close()
     assert not outside and not errors, (outside, errors)
+
+
+def test_batcher_keeps_engine_calls_within_max_batch():
+    """Requests are gathered up to max_batch images; one that would overflow waits for the next
+    call, and a request larger than max_batch goes alone; every request gets its own rows back."""
+    from keras_transfer.serve.batcher import Batcher
+
+    calls = []
+
+    def infer(pixels):
+        calls.append(len(pixels))
+        return pixels[:, 0, 0, :2].astype(float), pixels[:, 0, 0, 2].astype(float)
+
+    async def run():
+        batcher = Batcher(infer, max_batch=8, max_wait=0.05)
+        batcher.start()
+        sizes = (3, 4, 5, 16, 1)
+        requests = [np.full((n, 2, 2, 3), i, np.uint8) for i, n in enumerate(sizes)]
+        answers = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        await batcher.stop()
+        return sizes, answers
+
+    sizes, answers = asyncio.run(run())
+    assert [len(p) for p, _ in answers] == list(sizes) and sum(calls) == sum(sizes)
+    assert all((p == i).all() and (s == i).all() for i, (p, s) in enumerate(answers))  # each its own rows
+    assert all(c <= 8 for c in calls if c != 16) and 16 in calls and len(calls) < len(sizes)

@@ -12,9 +12,10 @@ from PIL import Image
 from keras_transfer import log
 from keras_transfer.backbones import get_backbone
 from keras_transfer.data.images import read_batch, read_image, square
-from keras_transfer.errors import DatasetError, unknown_choice
+from keras_transfer.errors import ConfigError, DatasetError, unknown_choice
 from keras_transfer.explain.gradcam import GradCAM, Heatmaps
 from keras_transfer.explain.overlay import overlay, peak
+from keras_transfer.paths import atomic_file
 from keras_transfer.run import Run
 
 
@@ -132,7 +133,10 @@ def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | N
     explainer = GradCAM(run.model, get_backbone(run.config.backbone).gradcam_layer)
     if out is not None:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"cannot create {out}", "a writable folder", f"{type(error).__name__}: {error}") from error
     results, used = [], set()
     for start in log.progress(range(0, len(paths), batch_size), desc="explain", unit="batch"):
         ok, images, failures = read_batch(paths[start:start + batch_size], explainer.size, run.config.resize)
@@ -172,9 +176,14 @@ def _shown(item: Explanation, path: Path, names: list[str], resize_mode: str) ->
 def _write(item: Explanation, out: Path, stem: str) -> Explanation:
     """``<stem>_explain.png`` (the figure) and one ``<stem>_<method>.png`` overlay per map."""
     files = {}
-    for method in item.maps():
-        files[method] = str(out / f"{stem}_{method}.png")
-        Image.fromarray(item.overlay(method)).save(files[method])
-    files["figure"] = str(out / f"{stem}_explain.png")
-    item.figure().savefig(files["figure"], dpi=110)
+    try:
+        for method in item.maps():
+            files[method] = str(atomic_file(out / f"{stem}_{method}.png",
+                                            lambda tmp: Image.fromarray(item.overlay(method)).save(tmp, format="PNG")))
+        figure = item.figure()
+        files["figure"] = str(atomic_file(out / f"{stem}_explain.png",
+                                          lambda tmp: figure.savefig(tmp, format="png", dpi=110)))
+    except OSError as error:
+        raise ConfigError(f"cannot write explanations into {out}", "a writable folder",
+                          f"{type(error).__name__}: {error}") from error
     return replace(item, files=files)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer import log
-from keras_transfer.errors import ConfigError, unknown_choice
+from keras_transfer.errors import ConfigError, KerasTransferError, RunError, unknown_choice
 from keras_transfer.paths import atomic_file
 from keras_transfer.run import Run, dataset_of, feature_source
 
@@ -142,8 +142,8 @@ def calibration_pixels(run: Run, size: int, count: int = CALIBRATION_IMAGES) -> 
     from keras_transfer.data.dataset import stratified_folds
 
     train = dataset_of(run.config).train
-    folds = max(1, len(train) // count)
-    chosen = np.flatnonzero(stratified_folds(train.labels, folds, run.config.seed) == 0)[:count]
+    folds = max(1, -(-len(train) // count))  # one fold of about ``count`` images, every class dealt into it
+    chosen = np.flatnonzero(stratified_folds(train.labels, folds, run.config.seed) == 0)
     return split_pixels(train.subset(chosen), size, run.config.resize, count)[0]
 
 
@@ -205,6 +205,12 @@ def export_run(run: str | Path | Run, fmt: str, out: str | Path | None = None, i
         return _save_openvino(model, path, info, run if int8 else None)
     except OSError as error:
         raise ConfigError(f"cannot write {path}", "a writable folder", f"{type(error).__name__}: {error}") from error
+    except KerasTransferError:
+        raise
+    except Exception as error:  # a converter or quantizer that cannot handle this model: say which, keep no file
+        raise RunError(f"cannot export run {run.path} as {fmt}{' int8' if int8 else ''}",
+                       f"a model {fmt} can convert", f"{type(error).__name__}: {str(error)[:300]}",
+                       hint="try another --format; the parity table of the others still applies") from error
 
 
 def _set_metadata(model, info: dict[str, str]) -> None:
@@ -290,6 +296,7 @@ def _save_litert(run: Run, exportable: Exportable, path: Path, info: dict[str, s
     log.info("converting to LiteRT with litert-torch (about a minute)")
     with torch.no_grad(), log.silenced((1, 2)):  # it prints every conversion pass and native logs
         edge = litert_torch.convert(Classifier().eval(), (torch.zeros((1, size, size, 3), dtype=torch.uint8),))
-    write_json(litert_metadata_path(path), info)
     with log.silenced((1, 2)):
-        return atomic_file(path, lambda tmp: edge.export(tmp))
+        atomic_file(path, lambda tmp: edge.export(tmp))
+    write_json(litert_metadata_path(path), info)  # after the model: never beside a file it does not describe
+    return path

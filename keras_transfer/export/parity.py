@@ -14,12 +14,13 @@ MAX_IMAGES = 256  # held-out images compared (all of them up to this many)
 
 
 def split_pixels(split, size: int, resize_mode: str, limit: int = MAX_IMAGES) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels, labels) of up to ``limit`` images of ``split`` as the engine and the exported files
-    see them (uint8, resized); undecodable files (listed at training time) are skipped."""
+    """(pixels, labels) of up to ``limit`` images spread evenly over ``split``, as the engine and the
+    exported files see them (uint8, resized); undecodable files (listed at training time) are skipped."""
     from keras_transfer.data.images import resize
 
     images, kept = [], []
-    for i in range(min(len(split), limit)):
+    spread = np.unique(np.linspace(0, len(split) - 1, min(len(split), limit)).round().astype(int))
+    for i in spread:  # evenly over the split: folder splits are stored class by class
         try:
             images.append(resize(split.image(i, size), size, resize_mode))
         except Exception:

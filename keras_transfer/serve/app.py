@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import threading
+import os
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -64,19 +64,24 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
     models: dict[str, ServedModel] = {}
     batchers: dict[str, Batcher] = {}
-    state = {"error": None}
+    state = {"error": None, "loaded": False}
+    decoding = asyncio.Semaphore(max(2, os.cpu_count() or 2))  # decoded images in memory at once, all requests
+    explaining = asyncio.Semaphore(1)  # Grad-CAM runs Keras: one at a time, the others answered 503
 
     async def load() -> None:
         try:
             for path in run_paths:
                 model = await asyncio.to_thread(ServedModel.load, path)
-                if model.name in models:
-                    model.name = f"{model.name}-{len(models)}"
+                base, number = model.name, 1
+                while model.name in models:  # two runs of the same folder name
+                    number += 1
+                    model.name = f"{base}-{number}"
                 batcher = Batcher(model.infer, limits.max_batch, limits.max_wait_ms / 1000, limits.max_queue)
                 batcher.start()
                 models[model.name], batchers[model.name] = model, batcher
+            state["loaded"] = True
         except Exception as error:  # reported by /v1/health; the server stays up to say so
-            logger.exception("loading the models failed")
+            logger.exception(f"loading the models failed: {type(error).__name__}: {error}")
             state["error"] = f"{type(error).__name__}: {error}"
 
     @asynccontextmanager
@@ -89,6 +94,7 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
 
     app = FastAPI(title="keras-transfer", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)
+
     app.state.models, app.state.batchers, app.state.limits = models, batchers, limits
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and the router's 404 / 405
@@ -108,7 +114,7 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
     def ready() -> None:
         if state["error"]:
             raise HTTPException(503, f"the models failed to load: {state['error']}")
-        if len(models) < len(run_paths):
+        if not state["loaded"]:
             raise HTTPException(503, "the models are still loading", headers={"Retry-After": "1"})
 
     def pick(name: str | None) -> ServedModel:
@@ -131,7 +137,10 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
         ready()
         return {"models": [m.describe() for m in models.values()]}
 
-    async def uploads(request: Request) -> tuple[list[UploadFile], dict[str, str]]:
+    @asynccontextmanager
+    async def uploads(request: Request):
+        """(files, fields) of a multipart request; its spooled upload files are closed afterwards."""
+        ready()  # nothing is parsed for a server that cannot answer
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise HTTPException(415, "send the images as multipart/form-data, field 'files'")
         try:
@@ -140,6 +149,12 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
             raise
         except Exception as error:  # starlette's MultiPartException and malformed bodies
             raise HTTPException(400, f"unreadable multipart body ({error})") from error
+        try:
+            yield _files_and_fields(form)
+        finally:
+            await form.close()
+
+    def _files_and_fields(form) -> tuple[list[UploadFile], dict[str, str]]:
         files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         if not files:
@@ -155,7 +170,8 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
             if len(data) > limits.max_file_bytes:
                 raise HTTPException(413, f"{upload.filename}: larger than the limit of {limits.max_file_bytes:,} bytes")
             try:
-                return await asyncio.to_thread(decode, data, model.size, model.run.config.resize, limits.max_pixels)
+                async with decoding:
+                    return await asyncio.to_thread(decode, data, model.size, model.run.config.resize, limits.max_pixels)
             except BadUpload as error:
                 if error.status == 413:
                     raise HTTPException(413, f"{upload.filename}: {error}") from error
@@ -165,25 +181,24 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
 
     @app.post("/v1/predict", openapi_extra=_PREDICT_SCHEMA)
     async def predict(request: Request):
-        files, fields = await uploads(request)
-        model = pick(fields.get("model"))
-        classes = len(model.run.class_names)
-        top_k = _top_k(fields.get("top_k", str(min(3, classes))), classes)
-        images = await decoded(files, model)
-        good = [i for i, image in enumerate(images) if not isinstance(image, str)]
-        results: list[dict] = [{"file": f.filename, "error": images[i]} if i not in good else {"file": f.filename}
-                               for i, f in enumerate(files)]
-        if not good:
-            raise HTTPException(422, "no readable image: " + "; ".join(f"{r['file']}: {r['error']}" for r in results))
-        try:
-            probabilities, scores = await batchers[model.name].submit(np.stack([images[i] for i in good]))
-        except QueueFull as error:
-            raise HTTPException(503, f"the server is busy ({error}); retry shortly", headers={"Retry-After": "1"})
-        for row, i in enumerate(good):
-            results[i].update(model.results(probabilities[row], float(scores[row]), top_k))
-        return {"model": model.name, "results": results}
+        async with uploads(request) as (files, fields):
+            model = pick(fields.get("model"))
+            classes = len(model.run.class_names)
+            top_k = _top_k(fields.get("top_k", str(min(3, classes))), classes)
+            images = await decoded(files, model)
+            good = [i for i, image in enumerate(images) if not isinstance(image, str)]
+            results: list[dict] = [{"file": f.filename, "error": images[i]} if i not in good else {"file": f.filename}
+                                   for i, f in enumerate(files)]
+            if not good:
+                raise HTTPException(422, "no readable image: " + "; ".join(f"{r['file']}: {r['error']}" for r in results))
+            try:
+                probabilities, scores = await batchers[model.name].submit(np.stack([images[i] for i in good]))
+            except QueueFull as error:
+                raise HTTPException(503, f"the server is busy ({error}); retry shortly", headers={"Retry-After": "1"})
+            for row, i in enumerate(good):
+                results[i].update(model.results(probabilities[row], float(scores[row]), top_k))
+            return {"model": model.name, "results": results}
 
-    lock = threading.Lock()  # one Grad-CAM at a time: it runs Keras, off the batched path
     explainers: dict[str, object] = {}
 
     def gradcam_png(model: ServedModel, pixels: np.ndarray, filename: str) -> bytes:
@@ -193,13 +208,12 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
         from keras_transfer.explain.explainer import _explanations
         from keras_transfer.explain.gradcam import GradCAM
 
-        with lock:
-            if model.name not in explainers:
-                explainers[model.name] = GradCAM(model.run.model, get_backbone(model.run.config.backbone).gradcam_layer)
-            explainer = explainers[model.name]
-            if explainer.size != model.size:
-                pixels = np.asarray(Image.fromarray(pixels).resize((explainer.size,) * 2, Image.BILINEAR))
-            item = _explanations(model.run.class_names, [filename], [pixels], explainer(pixels[None]))[0]
+        if model.name not in explainers:  # the caller holds ``explaining``: one at a time
+            explainers[model.name] = GradCAM(model.run.model, get_backbone(model.run.config.backbone).gradcam_layer)
+        explainer = explainers[model.name]
+        if explainer.size != model.size:
+            pixels = np.asarray(Image.fromarray(pixels).resize((explainer.size,) * 2, Image.BILINEAR))
+        item = _explanations(model.run.class_names, [filename], [pixels], explainer(pixels[None]))[0]
         buffer = io.BytesIO()
         Image.fromarray(item.overlay()).save(buffer, format="PNG")
         return buffer.getvalue()
@@ -207,12 +221,14 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
     @app.post("/v1/explain", responses={200: {"content": {"image/png": {}}}}, openapi_extra=_PREDICT_SCHEMA)
     async def explain(request: Request):
         """Grad-CAM overlay (PNG) of the first uploaded image for its predicted class."""
-        files, fields = await uploads(request)
-        model = pick(fields.get("model"))
-        image = (await decoded(files[:1], model))[0]
-        if isinstance(image, str):
-            raise HTTPException(422, f"{files[0].filename}: {image}")
-        png = await asyncio.to_thread(gradcam_png, model, image, files[0].filename or "upload")
+        if explaining.locked():
+            raise HTTPException(503, "a Grad-CAM is being computed; retry shortly", headers={"Retry-After": "2"})
+        async with explaining, uploads(request) as (files, fields):
+            model = pick(fields.get("model"))
+            image = (await decoded(files[:1], model))[0]
+            if isinstance(image, str):
+                raise HTTPException(422, f"{files[0].filename}: {image}")
+            png = await asyncio.to_thread(gradcam_png, model, image, files[0].filename or "upload")
         return Response(png, media_type="image/png")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -35,6 +35,7 @@ class Batcher:
         self.queue: asyncio.Queue[_Item] = asyncio.Queue(max_queue)
         self.batches = self.images = 0  # engine calls made, and images they classified
         self._task: asyncio.Task | None = None
+        self._held: _Item | None = None  # taken from the queue, too big for the batch it came to
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -53,13 +54,17 @@ class Batcher:
         return await item.done
 
     async def _gather(self) -> list[_Item]:
-        items = [await self.queue.get()]
-        count, deadline = len(items[0].pixels), time.monotonic() + self.max_wait
+        """The next batch: at most ``max_batch`` images (a larger request alone), in arrival order."""
+        first, self._held = self._held or await self.queue.get(), None
+        items, count, deadline = [first], len(first.pixels), time.monotonic() + self.max_wait
         while count < self.max_batch:
             left = deadline - time.monotonic()
             try:
                 item = self.queue.get_nowait() if left <= 0 else await asyncio.wait_for(self.queue.get(), left)
             except (asyncio.QueueEmpty, TimeoutError):
+                break
+            if count + len(item.pixels) > self.max_batch:
+                self._held = item  # first in the next batch
                 break
             items.append(item)
             count += len(item.pixels)
