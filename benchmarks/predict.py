@@ -115,6 +115,7 @@ def case_near(work: Path) -> list[dict]:
         report = evaluate_outliers(run, FLOWERS / left_out)
         rows.append({"case": f"near outliers: flowers5 without {left_out}, {left_out} as unknown",
                      "seconds": 0.0, "knn_auroc": report["knn"]["auroc"], "msp_auroc": report["max_softmax"]["auroc"],
+                     "energy_auroc": report["energy"]["auroc"], "energy_fpr95": report["energy"]["fpr_at_95_tpr"],
                      "knn_fpr95": report["knn"]["fpr_at_95_tpr"], "msp_fpr95": report["max_softmax"]["fpr_at_95_tpr"],
                      "flagged": report["knn"]["outliers_flagged"], "known_rejected": report["knn"]["known_rejected"]})
     return rows

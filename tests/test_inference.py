@@ -62,7 +62,8 @@ def test_unknown_score_separates_flowers_from_ants_and_bees(ants_run, tmp_path):
     from keras_transfer.api import evaluate_outliers, predict
 
     report = evaluate_outliers(ants_run, _flowers(tmp_path))
-    assert report["knn"]["auroc"] >= 0.9 and report["knn"]["auroc"] > report["max_softmax"]["auroc"]
+    assert report["knn"]["auroc"] >= 0.9  # the score the run keeps beats the two usual alternatives:
+    assert report["knn"]["auroc"] > max(report["max_softmax"]["auroc"], report["energy"]["auroc"]) + 0.1
     assert report["known"] == "val (153)" and report["outliers"].endswith("(200)")
     selection = ants_run.read("metrics.json")["selection"]["unknown"]
     assert selection["threshold"] == report["knn"]["threshold"] and selection["false_rejection"] == 0.05

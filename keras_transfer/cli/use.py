@@ -52,7 +52,7 @@ def _cmd_evaluate(args) -> int:
             print(json.dumps(report, indent=2))
         else:
             print(f"known: {report['known']}   unknown: {report['outliers']}")
-            for name in ("knn", "max_softmax"):
+            for name in ("knn", "energy", "max_softmax"):
                 print(f"  {name:<12} AUROC {report[name]['auroc']:.4f}   FPR at 95% TPR {report[name]['fpr_at_95_tpr']:.4f}")
             print(f"  stored k-NN threshold flags {report['knn']['outliers_flagged']:.1%} of the unknown images "
                   f"and {report['knn']['known_rejected']:.1%} of the known ones")

@@ -73,7 +73,7 @@ def evaluate_outliers(run: str | Path | Run, folder: str | Path) -> dict:
     """How well the run tells its held-out images from the images of ``folder`` (none of its classes).
 
     Returns:
-        Per score (``knn``, ``max_softmax``): AUROC and the false-positive rate at 95% true
+        Per score (``knn``, ``energy``, ``max_softmax``): AUROC and the false-positive rate at 95% true
         positives, known = the held-out split, unknown = ``folder``; for ``knn`` also the share
         of each side its stored threshold flags.
     """
@@ -90,8 +90,7 @@ def evaluate_outliers(run: str | Path | Run, folder: str | Path) -> dict:
         raise DatasetError(f"no images in {folder}", "a folder of image files", "; ".join(r for _, r in problems))
     split_outliers = Split("outliers", paths, np.zeros(len(paths), np.int64))
     outliers, _ = predictor.source.view(split_outliers, 0)  # shared cache only: nothing written into the run
-    report = outlier_report(known, predictor.head.predict(known), outliers, predictor.head.predict(outliers),
-                            predictor.unknown)
+    report = outlier_report(known, outliers, predictor.head, predictor.unknown)
     return {**report, "known": f"{split.name} ({len(indices)})", "outliers": f"{folder} ({len(outliers)})"}
 
 
