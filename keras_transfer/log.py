@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 
@@ -130,3 +131,27 @@ def silenced(fds: tuple[int, ...] = (1,)):
             os.dup2(copy, fd)
             os.close(copy)
         os.close(devnull)
+
+
+_NUMBER = re.compile(r"[-+]?\d[\d.,]*(e[-+]?\d+)?")
+
+
+def table(header: list[str], rows: list[list], title: str | None = None) -> str:
+    """Rows as an aligned text table (rich: numeric columns right-aligned, floats to 4 places,
+    no colour codes), for a terminal and a log file alike."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    cells = [["" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    grid = Table(*header, title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for i, column in enumerate(grid.columns):  # numbers (as given or as text) align right
+        values = [row[i] for row in cells if row[i]]
+        column.justify = "right" if values and all(_NUMBER.fullmatch(v) for v in values) else "left"
+    for row in cells:
+        grid.add_row(*row)
+    buffer = io.StringIO()
+    Console(file=buffer, width=200, color_system=None, legacy_windows=False).print(grid)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()).strip("\n")

@@ -61,9 +61,6 @@ def backbone_table(names: list[str] | None = None) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """The rows of :func:`backbone_table` as an aligned text table."""
-    lines = [f"{'name':<20} {'input':>5} {'min':>4} {'params':>7} {'features':>8}  offline weights"]
-    for r in rows:
-        lines.append(f"{r['name']:<20} {r['input_size']:>5} {r['min_input_size']:>4} {r['parameters'] / 1e6:>6.1f}M "
-                     f"{r['feature_dim']:>8}  "
-                     f"{'yes' if r['offline_weights'] else 'no'}")
-    return "\n".join(lines)
+    return log.table(["name", "input", "min", "params (M)", "features", "offline weights"],
+                     [[r["name"], r["input_size"], r["min_input_size"], f"{r['parameters'] / 1e6:.1f}",
+                       r["feature_dim"], "yes" if r["offline_weights"] else "no"] for r in rows])

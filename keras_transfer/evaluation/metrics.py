@@ -81,9 +81,10 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_
 
 def format_metrics(metrics: dict) -> str:
     """A short human-readable table of the headline and per-class metrics."""
-    lines = [f"accuracy {metrics['accuracy']:.4f}   kappa {metrics['cohen_kappa']:.4f}   "
-             f"log loss {metrics['log_loss']:.4f}   (n={metrics['n']})",
-             f"{'class':<20}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
-    for name, m in metrics["per_class"].items():
-        lines.append(f"{name[:20]:<20}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>9d}")
-    return "\n".join(lines)
+    from keras_transfer.log import table
+
+    headline = (f"accuracy {metrics['accuracy']:.4f}   kappa {metrics['cohen_kappa']:.4f}   "
+                f"log loss {metrics['log_loss']:.4f}   (n={metrics['n']})")
+    rows = [[name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
+            for name, m in metrics["per_class"].items()]
+    return headline + "\n" + table(["class", "precision", "recall", "f1", "support"], rows)

@@ -113,12 +113,13 @@ def parity_table(run: Run, files: dict[str, Path]) -> list[dict]:
 
 
 def format_parity(rows: list[dict]) -> str:
-    lines = [f"{'format':<15}{'top-1 agree':>12}{'max |dp|':>11}{'accuracy':>10}{'img/s b1':>10}{'img/s b32':>11}"
-             f"{'MB':>8}  int8 cost / speed-up"]
-    for r in rows:
-        int8 = (f"  {r['accuracy_cost_points']:+.2f} pt / {r['speedup_batch32']:.2f}x"
-                if "accuracy_cost_points" in r else "")
-        lines.append(f"{r['format']:<15}{r['top1_agreement']:>12.4f}{r['max_abs_prob_diff']:>11.2e}{r['accuracy']:>10.4f}"
-                     f"{r['images_per_s_batch1']:>10.1f}{r['images_per_s_batch32']:>11.1f}{r['megabytes']:>8.1f}{int8}")
+    if not rows:
+        return ""
+    body = [[r["format"], r["top1_agreement"], f"{r['max_abs_prob_diff']:.2e}", r["accuracy"],
+             f"{r['images_per_s_batch1']:.1f}", f"{r['images_per_s_batch32']:.1f}", f"{r['megabytes']:.1f}",
+             f"{r['accuracy_cost_points']:+.2f} pt / {r['speedup_batch32']:.2f}x" if "accuracy_cost_points" in r else ""]
+            for r in rows]
+    text = log.table(["format", "top-1 agree", "max |dp|", "accuracy", "img/s b1", "img/s b32", "MB",
+                      "int8 cost / speed-up"], body)
     files = "\n".join(f"  {r['format']}: {r['file']}" for r in rows)
-    return "\n".join(lines) + f"\n(on {rows[0]['images']} held-out images, vs model.keras)\n{files}" if rows else ""
+    return f"{text}\n(on {rows[0]['images']} held-out images, vs model.keras)\n{files}"

@@ -32,9 +32,6 @@ def compare_runs(paths: list[str | Path]) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """A plain-text table of ``compare_runs`` rows."""
-    def cell(value) -> str:
-        return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    from keras_transfer.log import table
 
-    table = [COLUMNS] + [tuple(cell(row[c]) for c in COLUMNS) for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(text.ljust(w) for text, w in zip(line, widths)) for line in table)
+    return table(list(COLUMNS), [[row[c] for c in COLUMNS] for row in rows])
