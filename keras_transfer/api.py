@@ -59,12 +59,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     config.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = dataset_of(config)
-    if uses_validation(config):
-        dataset = dataset.with_selection_split(config.val_fraction, config.seed)
-    log.info(f"dataset {dataset.source}: {len(dataset.class_names)} classes, "
-             + ", ".join(f"{name} {len(s)}" + (f" ({s.name})" if s.name != name else "")
-                         for name, s in dataset.splits.items()))
+    dataset = _training_dataset(config)
     context = TrainContext(config, dataset, get_backbone(config.backbone), feature_source(config, out),
                            _checkpoints(config, out), lambda other: feature_source(other, out), started=start)
     fit_start = time.perf_counter()
@@ -74,6 +69,31 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     source = result.features or context.features
     if result.backbone_changed:
         source = feature_source(config, out, result.classifier.get_layer("features"))
+    predictions, metrics, calibration, unknown = _evaluate_fit(result, dataset, source, config, out)
+    _save_model(result, source, config, out, unknown)
+    _save_run(out, config, {**dataset.summary(), "skipped_files": dataset.skipped,
+                            "undecodable_files": context.features.failed}, result, metrics, predictions)
+    write_json(out / CALIBRATION_FILE, calibration)
+    write_json(out / "timing.json", {"total_seconds": time.perf_counter() - start, "fit_seconds": fit_seconds,
+                                     "feature_seconds": context.features.seconds + (
+                                         result.features.seconds if result.features else 0.0),
+                                     "epochs": len(result.history.get("loss", []))})
+    return Run(out)
+
+
+def _training_dataset(config: TrainConfig) -> Dataset:
+    """The dataset, with a selection split cut from train when the strategy makes choices on one."""
+    dataset = dataset_of(config)
+    if uses_validation(config):
+        dataset = dataset.with_selection_split(config.val_fraction, config.seed)
+    log.info(f"dataset {dataset.source}: {len(dataset.class_names)} classes, "
+             + ", ".join(f"{name} {len(s)}" + (f" ({s.name})" if s.name != name else "")
+                         for name, s in dataset.splits.items()))
+    return dataset
+
+
+def _evaluate_fit(result, dataset: Dataset, source: FeatureSource, config: TrainConfig, out: Path):
+    """What the fit gives on the held-out split: (predictions, metrics, calibration, unknown scorer)."""
     predictions = _predict_split(dataset.eval_split, source, result.head, config.tta_views)
     calibration = _calibrate(result, dataset, source, config, predictions)
     metrics = _held_out_metrics(predictions.with_temperature(calibration["temperature"]), dataset, result.selection)
@@ -86,15 +106,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
         metrics["selection"]["unknown"] = {
             "method": f"k-NN cosine distance (k={unknown.k})", "threshold": unknown.threshold, "false_rejection": 0.05,
             "set_on": f"leave-one-out on {len(unknown.reference)} training images"}
-    _save_model(result, source, config, out, unknown)
-    _save_run(out, config, {**dataset.summary(), "skipped_files": dataset.skipped,
-                            "undecodable_files": context.features.failed}, result, metrics, predictions)
-    write_json(out / CALIBRATION_FILE, calibration)
-    write_json(out / "timing.json", {"total_seconds": time.perf_counter() - start, "fit_seconds": fit_seconds,
-                                     "feature_seconds": context.features.seconds + (
-                                         result.features.seconds if result.features else 0.0),
-                                     "epochs": len(result.history.get("loss", []))})
-    return Run(out)
+    return predictions, metrics, calibration, unknown
 
 
 def _held_out_metrics(predictions: Predictions, dataset: Dataset, selection: dict) -> dict:
