@@ -114,18 +114,35 @@ class TrainConfig:
                               hint="use --solver auto or keras")
         if self.class_weight not in (None, *CLASS_WEIGHTS):
             raise unknown_choice("class weight", str(self.class_weight), CLASS_WEIGHTS)
-        checks = [("epochs", self.epochs is None or self.epochs >= 1), ("batch_size", self.batch_size >= 1),
-                  ("learning_rate", self.learning_rate > 0), ("patience", self.patience >= 0),
-                  ("dropout", 0 <= self.dropout < 1), ("hidden_units", all(u > 0 for u in self.hidden_units)),
-                  ("augment_views", self.augment_views >= 0), ("tta_views", self.tta_views >= 0),
-                  ("unfreeze", self.unfreeze >= 0), ("finetune_lr", self.finetune_lr > 0),
-                  ("finetune_epochs", self.finetune_epochs is None or self.finetune_epochs >= 1),
-                  ("finetune_views", self.finetune_views >= 0), ("mixup", self.mixup >= 0),
-                  ("label_smoothing", self.label_smoothing is None or 0 <= self.label_smoothing < 1),
-                  ("time_budget", self.time_budget is None or self.time_budget > 0)]
-        for name, ok in checks:
+        at_least_1, at_least_0, positive = "a whole number >= 1", "a whole number >= 0", "a number > 0"
+        checks = [("epochs", self.epochs is None or self.epochs >= 1, at_least_1),
+                  ("batch_size", 1 <= self.batch_size <= 65536, "a whole number from 1 to 65536"),
+                  ("learning_rate", 0 < self.learning_rate <= 10, "a number in (0, 10]"),
+                  ("patience", self.patience >= 0, at_least_0),
+                  ("dropout", 0 <= self.dropout < 1, "a number in [0, 1)"),
+                  ("hidden_units", all(u > 0 for u in self.hidden_units), "whole numbers >= 1"),
+                  ("augment_views", 0 <= self.augment_views <= 100, "a whole number from 0 to 100"),
+                  ("tta_views", 0 <= self.tta_views <= 100, "a whole number from 0 to 100"),
+                  ("unfreeze", self.unfreeze >= 0, "a whole number >= 0, or 'all'"),
+                  ("finetune_lr", 0 < self.finetune_lr <= 10, "a number in (0, 10]"),
+                  ("finetune_epochs", self.finetune_epochs is None or self.finetune_epochs >= 1, at_least_1),
+                  ("finetune_views", 0 <= self.finetune_views <= 100, "a whole number from 0 to 100"),
+                  ("mixup", 0 <= self.mixup <= 10, "a number in [0, 10]"),
+                  ("label_smoothing", self.label_smoothing is None or 0 <= self.label_smoothing < 1,
+                   "a number in [0, 1)"),
+                  ("time_budget", self.time_budget is None or 0 < self.time_budget < float("inf"), positive),
+                  ("val_fraction", 0 < self.val_fraction < 1, "a number in (0, 1)"),
+                  ("test_fraction", 0 <= self.test_fraction < 1, "a number in [0, 1)"),
+                  ("val_fraction", self.val_fraction + self.test_fraction < 1,
+                   "--val-fraction + --test-fraction below 1 (images must be left to train on)"),
+                  ("max_per_class", self.max_per_class is None or self.max_per_class >= 1, at_least_1),
+                  ("input_size", self.input_size is None or self.input_size <= 4096, "at most 4096 pixels"),
+                  ("seed", 0 <= self.seed < 2**32, "a whole number from 0 to 2**32 - 1")]
+        fields_by_name = {f.name: f for f in dataclasses.fields(self)}
+        for name, ok, expected in checks:
             if not ok:
-                raise ConfigError(f"invalid {name}", received=repr(getattr(self, name)))
+                flag = fields_by_name[name].metadata.get("flag") or "--" + name.replace("_", "-")
+                raise ConfigError(f"invalid {flag}", expected, repr(getattr(self, name)))
         if self.refit and self.strategy != "bottleneck":
             raise ConfigError("--refit is for the bottleneck strategy", "--strategy bottleneck",
                               f"--strategy {self.strategy}")
@@ -140,7 +157,9 @@ class TrainConfig:
         return self.input_size or get_backbone(self.backbone).input_size
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2))
+        from keras_transfer.paths import write_json
+
+        write_json(path, dataclasses.asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:

@@ -46,9 +46,29 @@ def atomic_savez(path: Path, **arrays) -> Path:
     return atomic_file(path, write)
 
 
-def write_json(path: Path, data) -> Path:
-    """Writes ``data`` as indented JSON, atomically."""
+def _strict(value):
+    """JSON-safe: NaN and infinities become null (JSON has neither), NumPy scalars and arrays plain."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # NumPy scalars and arrays
+        return _strict(value.tolist())
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def strict_json(data, indent: int | None = 2) -> str:
+    """``data`` as strict JSON text (``allow_nan=False``): what every file and ``--json`` print holds."""
     import json
 
-    text = json.dumps(data, indent=2)
+    return json.dumps(_strict(data), indent=indent, allow_nan=False)
+
+
+def write_json(path: Path, data) -> Path:
+    """Writes ``data`` as indented strict JSON, atomically."""
+    text = strict_json(data)
     return atomic_file(Path(path), lambda tmp: Path(tmp).write_text(text))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from keras_transfer.cli import add_common, command
+from keras_transfer.paths import strict_json
 from keras_transfer.errors import ConfigError, unknown_choice
 
 
@@ -67,7 +67,7 @@ def _cmd_export(args) -> int:
             files[f"{fmt}-int8" if int8 else fmt] = export_run(run, fmt, folder / name if folder else args.out, int8)
     rows = parity_table(run, files)
     write_json(next(iter(files.values())).parent / "parity.json", rows)
-    print(json.dumps(rows, indent=2) if args.json else format_parity(rows))
+    print(strict_json(rows) if args.json else format_parity(rows))
     return 0
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from keras_transfer.cli import add_common, command
+from keras_transfer.paths import strict_json
 
 
 def register(sub) -> None:
@@ -51,7 +51,7 @@ def _cmd_report(args) -> int:
     files = write_report(args.run, args.out, args.pdf, ReportOptions(sample=args.sample))
     written = {"html": str(files.html), "pdf": files.pdf and str(files.pdf), "figures": list(map(str, files.figures)),
                "seconds": files.seconds}
-    print(json.dumps(written, indent=2) if args.json else f"report written to {files.html} in {files.seconds:.1f} s")
+    print(strict_json(written) if args.json else f"report written to {files.html} in {files.seconds:.1f} s")
     return 0
 
 
@@ -60,7 +60,7 @@ def _cmd_explain(args) -> int:
 
     results = explain(args.run, args.inputs, args.out or Path(args.run) / "explain", args.target)
     if args.json:
-        print(json.dumps([r.as_dict() for r in results], indent=2))
+        print(strict_json([r.as_dict() for r in results]))
     for r in [] if args.json else results:
         print(f"{r.path}: {r.label} {r.probability:.3f} -> {', '.join(r.files.values())}")
     return 0
@@ -71,7 +71,7 @@ def _cmd_similar(args) -> int:
 
     table = similar(args.run, args.inputs, args.k, args.split)
     if args.json:
-        print(json.dumps(table.to_dict(orient="records"), indent=2))
+        print(strict_json(table.to_dict(orient="records")))
     for query, group in [] if args.json else table.groupby("query", sort=False):
         print(query)
         for r in group.itertuples():
@@ -85,7 +85,7 @@ def _cmd_similarity(args) -> int:
     path, result = write_similarity(args.run, args.out, args.sample, args.split, args.seed)
     means = result.class_means()
     summary = {"figure": str(path), "images": len(result.ids), "class_means": dict(zip(result.class_names, means.tolist()))}
-    print(json.dumps(summary, indent=2) if args.json else f"similarity matrix of {len(result.ids)} images written to {path}")
+    print(strict_json(summary) if args.json else f"similarity matrix of {len(result.ids)} images written to {path}")
     return 0
 
 
@@ -94,7 +94,7 @@ def _cmd_cache(args) -> int:
 
     result = {"info": cache_info, "verify": verify_cache}.get(args.action, lambda: clear_cache(args.backbone))()
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(strict_json(result))
     elif args.action == "info":
         print(f"{result['root']}: {result['bytes'] / 1e6:.1f} MB, {result['feature_entries']} feature entries")
         for item in result["identities"]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import typing
 from pathlib import Path
 
 from keras_transfer.cli import add_common, command
+from keras_transfer.paths import strict_json
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,7 @@ def _cmd_train(args) -> int:
     run = train(config, out)
     metrics, timing = run.read("metrics.json"), run.read("timing.json")
     if args.json:
-        print(json.dumps({"run": str(run.path), "metrics": metrics, "timing": timing}, indent=2))
+        print(strict_json({"run": str(run.path), "metrics": metrics, "timing": timing}))
     else:
         print(format_metrics(metrics))
         print(f"held-out {metrics['evaluated_on']} split ({metrics['n']} images no choice was made on); "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from keras_transfer import log
 from keras_transfer.cli import add_common, command
+from keras_transfer.paths import strict_json
 from keras_transfer.errors import ConfigError
 
 
@@ -49,7 +50,7 @@ def _cmd_evaluate(args) -> int:
     if args.outliers:
         report = evaluate_outliers(args.run, args.outliers)
         if args.json:
-            print(json.dumps(report, indent=2))
+            print(strict_json(report))
         else:
             print(f"known: {report['known']}   unknown: {report['outliers']}")
             for name in ("knn", "energy", "max_softmax"):
@@ -59,7 +60,7 @@ def _cmd_evaluate(args) -> int:
         return 0
     metrics = evaluate(args.run, args.data)
     if args.json:
-        print(json.dumps(metrics, indent=2))
+        print(strict_json(metrics))
         return 0
     c = metrics["calibration"]
     print(f"{format_metrics(metrics)}\n({metrics['split']} split)\n"
@@ -71,6 +72,9 @@ def _cmd_evaluate(args) -> int:
 def _cmd_predict(args) -> int:
     from keras_transfer.api import predict
 
+    if args.top_k < 1:
+        raise ConfigError("invalid --top-k", "a whole number >= 1 (more than the classes lists them all)",
+                          str(args.top_k))
     if args.imagenet:
         from keras_transfer.zero_shot import predict_imagenet
 
@@ -83,7 +87,7 @@ def _cmd_predict(args) -> int:
     if args.output:
         _write_predictions(Path(args.output), results)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(strict_json(results))
     elif not args.output:
         for r in results:
             text = r.get("error") or "  ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"])
@@ -103,7 +107,7 @@ def _write_predictions(path: Path, results: list[dict]) -> None:
     from keras_transfer.paths import atomic_file
 
     if path.suffix.lower() == ".json":
-        text = json.dumps(results, indent=2)
+        text = strict_json(results)
     else:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -124,7 +128,7 @@ def _cmd_backbones(args) -> int:
     from keras_transfer.backbones.catalog import backbone_table, format_table
 
     rows = backbone_table()
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    print(strict_json(rows) if args.json else format_table(rows))
     return 0
 
 
@@ -132,5 +136,5 @@ def _cmd_compare(args) -> int:
     from keras_transfer.report.compare import compare_runs, format_table
 
     rows = compare_runs(args.runs)
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    print(strict_json(rows) if args.json else format_table(rows))
     return 0
