@@ -46,7 +46,7 @@ def test_backbones_listing(capsys):
     assert all(rows[f"efficientnet_lite{i}"]["offline_weights"] for i in range(3))
     assert main(["backbones"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(rows) + 1 and lines[1].split()[:2] == ["efficientnet_lite0", "224"]
+    assert len(lines) == len(rows) + 2 and lines[2].split()[:2] == ["efficientnet_lite0", "224"]  # header, rule, rows
 
 
 def test_train_efficientnet_lite1_with_bundled_weights(image_folder, tmp_path, capsys):

@@ -571,5 +571,5 @@ def test_compare_json_has_one_row_per_run(runs, capsys):
 
     assert main(["compare", *map(str, paths), "-q"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:3] == ["run", "strategy", "backbone"] and len(table) == 3
-    assert "finetune" in table[2]
+    assert table[0].split()[:3] == ["run", "strategy", "backbone"] and len(table) == 4  # header, rule, two runs
+    assert "finetune" in table[3]
