@@ -35,24 +35,32 @@ def test_exported_file_runs_alone_and_equals_predict(fmt, exported, ants_run, tm
     images = sorted((HYMENOPTERA / "val" / "ants").iterdir())[:10] + sorted((HYMENOPTERA / "val" / "bees").iterdir())[:10]
     np.save(tmp_path / "x.npy", np.stack([resize(read_image(p, 224), 224) for p in images]))
     run = {"onnx": "import onnxruntime as ort\nm = ort.InferenceSession(path)\n"
-                   "meta = m.get_modelmeta().custom_metadata_map\np = m.run(None, {'image': x})[0]",
+                   "meta = m.get_modelmeta().custom_metadata_map\np, s = m.run(None, {'image': x})",
            "openvino": "import openvino as ov\nmodel = ov.Core().read_model(path)\n"
-                       "meta = {k: model.get_rt_info(['model_info', k]).astype(str) for k in ('class_names', 'input_size')}\n"
-                       "p = ov.Core().compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})(x)[0]",
+                       "meta = {k: model.get_rt_info(['model_info', k]).astype(str) for k in ('class_names', 'input_size', 'unknown_threshold')}\n"
+                       "p, s = ov.Core().compile_model(model, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})(x).values()",
            "litert": "from ai_edge_litert.interpreter import Interpreter\nm = Interpreter(path)\n"
                      "i, o = m.get_input_details()[0]['index'], m.get_output_details()[0]['index']\n"
                      "m.resize_tensor_input(i, list(x.shape))\nm.allocate_tensors()\n"
-                     "m.set_tensor(i, x)\nm.invoke()\np = m.get_tensor(o)\n"
+                     "m.set_tensor(i, x)\nm.invoke()\np = m.get_tensor(o)\ns = None\n"
                      "meta = json.load(open(path + '.json'))"}[fmt]
     code = (f"import json, sys\nimport numpy as np\nimport PIL\npath = {str(exported[fmt])!r}\nx = np.load('x.npy')\n{run}\n"
             "assert not {'keras', 'torch', 'keras_transfer'} & set(sys.modules)\n"
             "print(json.dumps({'p': np.asarray(p).tolist(), 'names': json.loads(meta['class_names']), "
-            "'size': int(meta['input_size'])}))")
+            "'size': int(meta['input_size']), 's': None if s is None else np.asarray(s).tolist(), "
+            "'threshold': meta['unknown_threshold']}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     out = json.loads(done.stdout.splitlines()[-1])
     assert out["names"] == ants_run.class_names and out["size"] == 224
-    theirs = [r["predictions"][0]["label"] for r in predict(ants_run, images, top_k=1)]
+    predicted = predict(ants_run, images, top_k=1)
+    theirs = [r["predictions"][0]["label"] for r in predicted]
     assert [out["names"][i] for i in np.argmax(out["p"], axis=1)] == theirs
+    if fmt == "litert":  # LiteRT files carry the classifier only
+        assert out["s"] is None and out["threshold"] == ""
+    else:  # the unknown score inside the file equals predict's, and the threshold rides in the metadata
+        assert np.abs(np.array(out["s"]) - [r["unknown_score"] for r in predicted]).max() < 1e-4
+        flags = np.array(out["s"]) > float(out["threshold"])
+        assert flags.tolist() == [r["unknown"] for r in predicted]
     assert np.allclose(np.sum(out["p"], axis=1), 1, atol=1e-5)
 
 

@@ -66,7 +66,8 @@ def metadata(run: Run, exportable: Exportable, int8: bool = False) -> dict[str, 
             "resize": run.config.resize, "input": "uint8 RGB NHWC, resized to input_size x input_size",
             "output": "class probabilities, calibrated (temperature applied)", "temperature": str(run.temperature),
             "unknown_threshold": "" if unknown is None else str(unknown.threshold),
-            "unknown_score": "" if unknown is None else f"cosine distance to the {unknown.k}th nearest training image",
+            "unknown_score": "" if unknown is None else (f"output 'unknown_score': cosine distance to the {unknown.k}th "
+                                                         "nearest training image; above unknown_threshold: unknown"),
             "backbone": run.config.backbone, "strategy": run.config.strategy,
             "precision": "int8 (NNCF post-training quantization)" if int8 else "fp32",
             "producer": f"keras-transfer {keras_transfer.__version__}"}
@@ -109,6 +110,33 @@ def _keras_head(backbone, head, temperature: float):
     return merged
 
 
+def _unknown_score(graph, features: str, unknown) -> str:
+    """The k-NN unknown score in the graph: 1 - cosine similarity to the k-th nearest training
+    image, the same as ``KnnUnknown.scores`` (the reference features ride along as a constant)."""
+    from onnx import helper, numpy_helper
+
+    reference = unknown.reference.astype(np.float32)
+    graph.initializer.extend([
+        numpy_helper.from_array(np.ones((reference.shape[1], 1), np.float32), "unknown_ones"),
+        numpy_helper.from_array(np.array(1e-12, np.float32), "unknown_eps"),
+        numpy_helper.from_array(np.ascontiguousarray(reference.T), "unknown_reference"),
+        numpy_helper.from_array(np.array([unknown.k], np.int64), "unknown_k"),
+        numpy_helper.from_array(np.array(unknown.k - 1, np.int64), "unknown_kth"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "unknown_one")])
+    nodes = [("Mul", [features, features], "unknown_sq"), ("MatMul", ["unknown_sq", "unknown_ones"], "unknown_sum"),
+             ("Sqrt", ["unknown_sum"], "unknown_norm"), ("Max", ["unknown_norm", "unknown_eps"], "unknown_safe"),
+             ("Div", [features, "unknown_safe"], "unknown_query"),
+             ("MatMul", ["unknown_query", "unknown_reference"], "unknown_sims")]
+    graph.node.extend(helper.make_node(op, inputs, [out], name=out) for op, inputs, out in nodes)
+    graph.node.append(helper.make_node("TopK", ["unknown_sims", "unknown_k"], ["unknown_top", "unknown_top_index"],
+                                       axis=1, largest=1, sorted=1, name="unknown_topk"))
+    graph.node.extend([helper.make_node("Gather", ["unknown_top", "unknown_kth"], ["unknown_kth_sim"], axis=1,
+                                        name="unknown_kth_sim"),
+                       helper.make_node("Sub", ["unknown_one", "unknown_kth_sim"], ["unknown_score"],
+                                        name="unknown_score")])
+    return "unknown_score"
+
+
 def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
     """The ONNX ModelProto: Cast(uint8 -> float) -> backbone -> head -> probabilities, ``info`` as metadata."""
     import onnx
@@ -120,7 +148,10 @@ def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
     source, head = exportable.source, exportable.head
     model = onnx.load(str(export_onnx(source.extractor, source.identity)))
     if isinstance(head, LinearHead):
-        _linear_head(model.graph, model.graph.output[0].name, head, run.temperature)
+        features = model.graph.output[0].name
+        _linear_head(model.graph, features, head, run.temperature)
+        if exportable.unknown is not None:
+            _unknown_score(model.graph, features, exportable.unknown)
     else:
         model = _keras_head(model, head, run.temperature)
     graph, pixels, size = model.graph, model.graph.input[0], source.size
@@ -130,6 +161,8 @@ def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
                                                       ["batch", len(run.class_names)]))
+    if exportable.unknown is not None and isinstance(head, LinearHead):
+        graph.output.append(helper.make_tensor_value_info("unknown_score", TensorProto.FLOAT, ["batch"]))
     for key, value in info.items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.checker.check_model(model)
@@ -272,6 +305,7 @@ def _save_litert(run: Run, exportable: Exportable, path: Path, info: dict[str, s
 
     litert_torch = require_litert()
     temperature, head = run.temperature, exportable.head
+    info = {**info, "unknown_threshold": "", "unknown_score": "not in LiteRT files (use the ONNX or OpenVINO file)"}
 
     class Classifier(torch.nn.Module):
         def __init__(self):

@@ -5,7 +5,8 @@ nearest training image (Sun et al., 2022, "Out-of-distribution detection with de
 neighbors"); an image farther than the threshold is flagged unknown. The threshold is set on
 the training images themselves, each scored against the *other* training images
 (leave-one-out, so no image is its own neighbour), at a stated false-rejection rate (5%).
-``benchmarks/unknown.py`` compares it with the maximum softmax probability.
+``evaluate --outliers`` and ``benchmarks/predict.py`` compare it with the energy score and the
+maximum softmax probability. Exported ONNX / OpenVINO files compute it too (``unknown_score``).
 """
 
 from __future__ import annotations
