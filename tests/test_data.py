@@ -156,3 +156,29 @@ def test_bad_datasets_raise_clear_errors(tmp_path, case, message):
         np.save(root / "labels.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
     with pytest.raises(DatasetError, match=message):
         load_dataset(root)
+
+
+@pytest.mark.parametrize("train_name, val_name, test_name", [
+    ("training_set", "validation_set", "test_set"), ("Training", "Valid", "Testing"),
+    ("train-images", "dev", "TEST DATA"), ("TRAIN", "val_split", None)])
+def test_split_folders_under_the_names_datasets_use(tmp_path, train_name, val_name, test_name):
+    """Split folders as Kaggle downloads and papers name them, in any letter case, are recognised."""
+    photos = {c: sorted((HYMENOPTERA / "train" / c).iterdir())[:6] for c in ("ants", "bees")}
+    for split, names in ((train_name, slice(0, 4)), (val_name, slice(4, 5)), (test_name, slice(5, 6))):
+        if split is None:
+            continue
+        for c, files in photos.items():
+            (tmp_path / split / c).mkdir(parents=True)
+            for f in files[names]:
+                (tmp_path / split / c / f.name).symlink_to(f)
+    ds = load_dataset(tmp_path)
+    assert ds.class_names == ["ants", "bees"] and len(ds.train) == 8 and len(ds.val) == 2
+    assert len(ds.splits.get("test", [])) == (2 if test_name else 0)
+
+
+def test_two_folders_for_one_split_name_both_and_how_to_resolve(tmp_path):
+    for split in ("val", "validation", "train"):
+        (tmp_path / split / "ants").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="2 val folders: val, validation") as error:
+        load_dataset(tmp_path)
+    assert "keep one of them" in str(error.value)

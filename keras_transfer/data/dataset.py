@@ -13,10 +13,9 @@ import numpy as np
 
 from keras_transfer import log
 from keras_transfer.data.images import array_to_rgb, check_image, is_image_file, read_image
+from keras_transfer.data.layout import split_role
 from keras_transfer.errors import DatasetError
 
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "test": "test", "testing": "test"}
 BUILTIN_DATASETS = ("digits",)
 
 
@@ -208,8 +207,16 @@ def _load_raw(source: str | Path | None) -> Dataset:
                            f"a {path.suffix or 'extension-less'} file")
     if (path / "images.npy").exists() or (path / "labels.npy").exists():
         return _load_numpy_folder(path)
-    split_dirs = {SPLIT_ALIASES[d.name.lower()]: d for d in sorted(path.iterdir())
-                  if d.is_dir() and d.name.lower() in SPLIT_ALIASES}
+    found: dict[str, list[Path]] = {}
+    for folder in sorted(path.iterdir()):
+        if folder.is_dir() and (role := split_role(folder.name)):
+            found.setdefault(role, []).append(folder)
+    if clash := {role: folders for role, folders in found.items() if len(folders) > 1}:
+        role, folders = next(iter(clash.items()))
+        raise DatasetError(f"{path} has {len(folders)} {role} folders: {', '.join(f.name for f in folders)}",
+                           "one folder per split (train, val, test and their usual names)",
+                           hint=f"keep one of them, or point train at one tree: e.g. {folders[0]}")
+    split_dirs = {role: folders[0] for role, folders in found.items()}
     if "train" in split_dirs:
         return _load_split_tree(path, split_dirs)
     return _load_class_tree(path, "all")
