@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 
 import keras_transfer  # noqa: F401  (sets the Keras backend before keras is imported)
-from benchmarks.default_path import cpu, run_cases
-from benchmarks.predict import FLOWERS, HYMENOPTERA, RESULTS
+from benchmarks.default_path import run_cases, write_results
+from benchmarks.predict import FLOWERS, HYMENOPTERA
 
 DATASETS = {"hymenoptera": HYMENOPTERA, "flowers5": FLOWERS}
 
@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         print(f"{r['case']:<66}{r['temperature']:>7.3f}{r['ece_before']:>12.4f}{r['ece_after']:>11.4f}"
               f"{r['log_loss_before']:>11.4f}{r['log_loss_after']:>10.4f}  {r['evaluated_on']}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "calibration.json").write_text(json.dumps({"cpu": cpu(), "rows": rows}, indent=2))
-    print(f"wrote {RESULTS / 'calibration.json'}")
+    write_results("calibration", rows)
 
 
 if __name__ == "__main__":

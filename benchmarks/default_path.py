@@ -203,6 +203,13 @@ def run_cases(prog: str, description: str, cases: dict, argv: list[str] | None) 
     return [row for name in args.only.split(",") for row in cases[name](args.work)]
 
 
+def write_results(name: str, rows: list[dict]) -> None:
+    """``benchmarks/results/<name>.json``: the CPU and the rows."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"cpu": cpu(), "rows": rows}, indent=2))
+    print(f"wrote {RESULTS / f'{name}.json'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     rows = run_cases("python -m benchmarks.default_path", __doc__.splitlines()[0], CASES, argv)
     print(f"{'case':<72}{'seconds':>9}{'accuracy':>10}  goal / met")
@@ -214,9 +221,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                            "default_accuracy"))
         print(f"{row['case']:<72}{row['seconds']:>9.2f}{accuracy:>10}  {row.get('goal', '')} "
               f"{'' if 'met' not in row else ('MET' if row['met'] else 'NOT MET')}  {extra}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "default_path.json").write_text(json.dumps({"cpu": cpu(), "rows": rows}, indent=2))
-    print(f"wrote {RESULTS / 'default_path.json'}")
+    write_results("default_path", rows)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Writes ``benchmarks/results/predict.json``.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks.data import REPO
-from benchmarks.default_path import CLI, cpu, run_cases
+from benchmarks.default_path import CLI, run_cases, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -131,9 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                             for k, v in row.items() if k not in ("case", "goal", "met"))
         verdict = "" if "met" not in row else ("MET" if row["met"] else "NOT MET")
         print(f"{row['case']:<64} {figures}  {row.get('goal', '')} {verdict}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "predict.json").write_text(json.dumps({"cpu": cpu(), "rows": rows}, indent=2))
-    print(f"wrote {RESULTS / 'predict.json'}")
+    write_results("predict", rows)
 
 
 if __name__ == "__main__":

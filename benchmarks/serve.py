@@ -13,15 +13,14 @@ Writes ``benchmarks/results/serve.json``.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.default_path import cpu, run_cases
-from benchmarks.predict import HYMENOPTERA, RESULTS, _run
+from benchmarks.default_path import run_cases, write_results
+from benchmarks.predict import HYMENOPTERA, _run
 
 REQUESTS = 200
 
@@ -98,10 +97,7 @@ def main(argv: list[str] | None = None) -> None:
                        f"{r['non_2xx']:>8}{r['images_per_engine_call']:>9.2f}")
         verdict = "" if "met" not in r else ("MET" if r["met"] else "NOT MET")
         print(f"{r['case']:<62}{numbers}  {r.get('goal', '')} {verdict}")
-    RESULTS.mkdir(exist_ok=True)
-
-    (RESULTS / "serve.json").write_text(json.dumps({"cpu": cpu(), "rows": rows}, indent=2))
-    print(f"wrote {RESULTS / 'serve.json'}")
+    write_results("serve", rows)
 
 
 if __name__ == "__main__":
