@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from keras_transfer import log
+
+
+@pytest.fixture(autouse=True)
+def loud():
+    """Each test starts from the default level (an earlier `main([... "-q"])` leaves it quiet)."""
+    log.set_quiet(False)
+    yield
+    log.set_quiet(False)
 
 
 def test_progress_off_a_terminal_is_one_line_per_phase(capsys):
