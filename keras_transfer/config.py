@@ -164,6 +164,8 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
         raw = json.loads(path.read_text())
+        if not isinstance(raw, dict):
+            raise ValueError(f"not a JSON object: {str(raw)[:80]}")
         known = {f.name for f in dataclasses.fields(cls)}
         raw = {k: v for k, v in raw.items() if k in known}
         raw["hidden_units"] = tuple(raw.get("hidden_units", ()))

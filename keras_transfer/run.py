@@ -40,13 +40,28 @@ class Run:
                            f"missing {', '.join(missing)}", hint="re-run train with --out pointing here")
         return cls(path)
 
+    def _damaged(self, name: str, error: Exception) -> RunError:
+        return RunError(f"{name} of run {self.path} is damaged", f"the {name} train wrote",
+                        f"{type(error).__name__}: {str(error)[:200]}",
+                        hint=f"train again into this folder (or restore {name} from a copy)")
+
     @cached_property
     def config(self) -> TrainConfig:
-        return TrainConfig.load(self.path / "config.json")
+        try:
+            config = TrainConfig.load(self.path / "config.json")
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as error:
+            raise self._damaged("config.json", error) from error
+        return config
 
     @cached_property
     def class_names(self) -> list[str]:
-        return json.loads((self.path / "class_names.json").read_text())
+        try:
+            names = json.loads((self.path / "class_names.json").read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise self._damaged("class_names.json", error) from error
+        if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
+            raise self._damaged("class_names.json", ValueError(f"not a list of class names: {str(names)[:80]}"))
+        return names
 
     @cached_property
     def model(self):
@@ -55,7 +70,10 @@ class Run:
 
         import keras_transfer.layers  # noqa: F401  (registers custom layers)
 
-        return keras.saving.load_model(self.path / MODEL_FILE, safe_mode=True)
+        try:
+            return keras.saving.load_model(self.path / MODEL_FILE, safe_mode=True)
+        except Exception as error:  # a truncated zip, garbage, a file of another Keras model format ...
+            raise self._damaged(MODEL_FILE, error) from error
 
     @cached_property
     def temperature(self) -> float:
@@ -77,9 +95,8 @@ class Run:
             return None
         try:
             return json.loads(file.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise RunError(f"{name} of run {self.path} is damaged", "the JSON file train wrote",
-                           f"{type(error).__name__}: {error}", hint="train again into this folder") from error
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise self._damaged(name, error) from error
 
 
 def dataset_of(config: TrainConfig) -> Dataset:

@@ -58,7 +58,7 @@ class Predictor:
             with np.load(run.path / HEAD_FILE, allow_pickle=False) as saved:
                 head = LinearHead(saved["kernel"], saved["bias"])
             unknown = KnnUnknown.load(run.path / UNKNOWN_FILE) if (run.path / UNKNOWN_FILE).is_file() else None
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, EOFError) as error:
             raise RunError(f"a file of run {run.path} is damaged", f"{HEAD_FILE} and {UNKNOWN_FILE} as train wrote them",
                            f"{type(error).__name__}: {error}", hint="run train again into this folder") from error
         if head.kernel.shape[1] != len(run.class_names):

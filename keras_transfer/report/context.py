@@ -61,7 +61,10 @@ def load_context(run: str | Path | Run, options: ReportOptions | None = None) ->
     run = run if isinstance(run, Run) else Run.open(run)
     path = run.path / PREDICTIONS_FILE
     if path.exists():
-        predictions = Predictions.load(path)
+        try:
+            predictions = Predictions.load(path)
+        except (OSError, ValueError, KeyError, EOFError) as error:  # np.load of a truncated or foreign file
+            raise run._damaged(PREDICTIONS_FILE, error) from error
     else:  # runs written before predictions were saved
         predictions = eval_predictions(run)
         predictions.save(path)
