@@ -3,6 +3,7 @@ still work or stop with exit 1 and a message that names the file and what to do.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -35,3 +36,26 @@ def test_a_damaged_run_file_gets_a_clear_message(ants_run, tmp_path, capsys, nam
         if code == 1:
             assert name in err and ("train again" in err or "re-run train" in err), (command, err)
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed", "garbage"])
+def test_a_damaged_cached_onnx_file_is_rebuilt_and_said(ants_run, tmp_path, monkeypatch, capsys, damage):
+    """The compiled-model cache: a damaged exported backbone is detected, exported again and the
+    predictions are those of the intact cache (OpenVINO checks its own compiled blobs)."""
+    from keras_transfer.api import predict
+    from keras_transfer.cli import main
+    from keras_transfer.paths import cache_dir
+
+    expected = predict(ants_run, [BEE])[0]["predictions"][0]
+    cache = tmp_path / "cache"
+    shutil.copytree(cache_dir("onnx"), cache / "onnx")  # the exported files, no features: extraction runs
+    for path in (cache / "onnx").glob("efficientnet_lite0-*.onnx"):
+        size = path.stat().st_size
+        path.write_bytes({"truncated": path.read_bytes()[:size // 3], "zeroed": bytes(size),
+                          "garbage": b"\x08\x07garbage" * 100}[damage])
+    monkeypatch.setenv("KERAS_TRANSFER_CACHE", str(cache))
+    out = tmp_path / "p.json"
+    assert main(["predict", str(ants_run.path), str(BEE), "--output", str(out)]) == 0
+    assert "is damaged; exporting it again" in capsys.readouterr().err
+    got = json.loads(out.read_text())[0]["predictions"][0]
+    assert got["label"] == expected["label"] and abs(got["probability"] - expected["probability"]) < 1e-4

@@ -43,6 +43,17 @@ def _optimise_onnx(source: Path, tmp: str) -> None:
     ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
+def _readable(path: Path) -> bool:
+    """Whether a cached ONNX file parses (a truncated, zeroed or foreign file does not): ~20 ms."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and friends
+        return False
+    return len(model.graph.node) > 0 and len(model.graph.output) > 0
+
+
 def export_onnx(extractor, identity: dict) -> Path:
     """The optimised ONNX file of ``extractor`` (exported once per identity, then cached).
 
@@ -58,7 +69,10 @@ def export_onnx(extractor, identity: dict) -> Path:
     folder = cache_dir("onnx")
     path = folder / f"{stem}.onnx"
     if path.exists():
-        return path
+        if _readable(path):
+            return path
+        log.warn(f"the cached ONNX file {path} is damaged; exporting it again")
+        path.unlink(missing_ok=True)
     log.info(f"exporting {identity.get('backbone')} to ONNX (once; cached in {folder})")
     raw = atomic_file(folder / f"{stem}.raw.onnx", lambda tmp: _keras_to_onnx(extractor, tmp))
     try:
