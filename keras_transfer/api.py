@@ -11,7 +11,7 @@ import numpy as np
 from keras_transfer import log
 from keras_transfer.backbones import get_backbone
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.dataset import Dataset, Split
+from keras_transfer.data.dataset import BUILTIN_DATASETS, Dataset, Split
 from keras_transfer.errors import DatasetError, unknown_choice
 from keras_transfer.evaluation.calibration import CALIBRATION_FILE
 from keras_transfer.evaluation.metrics import classification_metrics
@@ -57,6 +57,8 @@ def train(config: TrainConfig, out: str | Path) -> Run:
 
     start = time.perf_counter()
     config.validate()
+    if config.data not in BUILTIN_DATASETS and Path(config.data).exists():  # stored absolute: the run never
+        config = dataclasses.replace(config, data=str(Path(config.data).resolve()))  # depends on the cwd
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = _training_dataset(config)

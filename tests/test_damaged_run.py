@@ -59,3 +59,22 @@ def test_a_damaged_cached_onnx_file_is_rebuilt_and_said(ants_run, tmp_path, monk
     assert "is damaged; exporting it again" in capsys.readouterr().err
     got = json.loads(out.read_text())[0]["predictions"][0]
     assert got["label"] == expected["label"] and abs(got["probability"] - expected["probability"]) < 1e-4
+
+
+def test_a_run_trained_from_a_relative_path_works_from_anywhere_and_moved(tmp_path, monkeypatch, capsys):
+    """Trained with a relative dataset path, then moved and opened from another directory."""
+    from keras_transfer.cli import main
+
+    data = tmp_path / "work" / "data"
+    for c in ("ants", "bees"):
+        (data / c).mkdir(parents=True)
+        for f in sorted((HYMENOPTERA / "train" / c).iterdir())[:12]:
+            (data / c / f.name).symlink_to(f)
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["train", "data", "--out", "runs/small", "-q"]) == 0
+    shutil.move(str(tmp_path / "work" / "runs" / "small"), tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["evaluate", "moved", "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] > 0
+    assert main(["predict", "moved", str(BEE), "-q"]) == 0 and "bees" in capsys.readouterr().out
