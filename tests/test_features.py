@@ -80,7 +80,7 @@ def test_runtime_options_are_validated(lite0):
         RuntimeOptions("onnx", "bf16").validate()
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp8").validate()
-    with pytest.raises(ConfigError, match="augment_views"):
+    with pytest.raises(ConfigError, match="--augment-views"):
         TrainConfig(augment_views=-1).validate()
 
 
