@@ -58,7 +58,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     start = time.perf_counter()
     config.validate()
     if config.data not in BUILTIN_DATASETS and Path(config.data).exists():  # stored absolute: the run never
-        config = dataclasses.replace(config, data=str(Path(config.data).resolve()))  # depends on the cwd
+        config = dataclasses.replace(config, data=str(Path(config.data).absolute()))  # depends on the cwd
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = _training_dataset(config)
