@@ -43,8 +43,26 @@ def _optimise_onnx(source: Path, tmp: str) -> None:
     ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
+def _cached(identity: dict) -> Path:
+    """Where the exported file of ``identity`` is cached."""
+    stem = f"{identity.get('backbone', 'model')}-{identity_hash({**identity, 'export': EXPORT_VERSION})}"
+    return cache_dir("onnx") / f"{stem}.onnx"
+
+
+def discard_if_damaged(identity: dict) -> bool:
+    """Deletes the cached file of ``identity`` if it does not parse (truncated, zeroed, foreign);
+    whether it did. Called only after a runtime failed to load it: parsing needs ``onnx``,
+    whose import (~1.3 s) the predict path must not pay."""
+    path = _cached(identity)
+    if not path.exists() or _readable(path):
+        return False
+    log.warn(f"the cached ONNX file {path} is damaged; exporting it again")
+    path.unlink(missing_ok=True)
+    return True
+
+
 def _readable(path: Path) -> bool:
-    """Whether a cached ONNX file parses (a truncated, zeroed or foreign file does not): ~20 ms."""
+    """Whether an ONNX file parses (a truncated, zeroed or foreign file does not)."""
     import onnx
 
     try:
@@ -65,14 +83,10 @@ def export_onnx(extractor, identity: dict) -> Path:
     Returns:
         Path of ``<cache>/onnx/<backbone>-<hash>.onnx``.
     """
-    stem = f"{identity.get('backbone', 'model')}-{identity_hash({**identity, 'export': EXPORT_VERSION})}"
-    folder = cache_dir("onnx")
-    path = folder / f"{stem}.onnx"
+    path = _cached(identity)
     if path.exists():
-        if _readable(path):
-            return path
-        log.warn(f"the cached ONNX file {path} is damaged; exporting it again")
-        path.unlink(missing_ok=True)
+        return path
+    folder, stem = path.parent, path.stem
     log.info(f"exporting {identity.get('backbone')} to ONNX (once; cached in {folder})")
     raw = atomic_file(folder / f"{stem}.raw.onnx", lambda tmp: _keras_to_onnx(extractor, tmp))
     try:

@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_transfer import log
 from keras_transfer.errors import ConfigError, KerasTransferError, unknown_choice
-from keras_transfer.features.export import export_onnx
+from keras_transfer.features.export import discard_if_damaged, export_onnx
 from keras_transfer.paths import cache_dir
 
 RUNTIMES = ("auto", "openvino", "onnx", "keras")
@@ -169,6 +169,11 @@ def _reason(error: Exception | None) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
 
 
+def _compiled(name: str, extractor, model_identity: dict, options: RuntimeOptions, size: int) -> Runtime:
+    path = export_onnx(extractor, model_identity)
+    return openvino_runtime(path, size, options) if name == "openvino" else onnx_runtime(path, options)
+
+
 def make_runtime(extractor, model_identity: dict, options: RuntimeOptions, size: int) -> Runtime:
     """The requested runtime for ``size`` px input; ``auto`` tries OpenVINO, then ONNX Runtime, then Keras.
 
@@ -182,16 +187,19 @@ def make_runtime(extractor, model_identity: dict, options: RuntimeOptions, size:
     order = ["openvino", "onnx"] if options.runtime == "auto" else [options.runtime]
     last_error: Exception | None = None
     for name in order:
-        try:
-            path = export_onnx(extractor, model_identity)
-            return openvino_runtime(path, size, options) if name == "openvino" else onnx_runtime(path, options)
-        except KerasTransferError:  # the user's to fix (bad option, missing weights): say so, do not fall back
-            raise
-        except Exception as error:  # exotic backbone or missing package: stay correct, just slower
-            if options.runtime != "auto":
-                raise ConfigError(f"the {name} runtime cannot run {model_identity.get('backbone')}",
-                                  received=_reason(error), hint="use --runtime auto to fall back") from error
-            last_error = error
+        for attempt in range(2):
+            try:
+                return _compiled(name, extractor, model_identity, options, size)
+            except KerasTransferError:  # the user's to fix (bad option, missing weights): say so, do not fall back
+                raise
+            except Exception as error:  # exotic backbone or missing package: stay correct, just slower
+                if attempt == 0 and discard_if_damaged(model_identity):  # a damaged cached file: export again
+                    continue
+                if options.runtime != "auto":
+                    raise ConfigError(f"the {name} runtime cannot run {model_identity.get('backbone')}",
+                                      received=_reason(error), hint="use --runtime auto to fall back") from error
+                last_error = error
+                break
     if options.precision != "fp32":
         raise ConfigError(f"precision {options.precision} needs the openvino runtime, which failed",
                           received=_reason(last_error))
