@@ -240,3 +240,18 @@ def test_batcher_keeps_engine_calls_within_max_batch():
     assert [len(p) for p, _ in answers] == list(sizes) and sum(calls) == sum(sizes)
     assert all((p == i).all() and (s == i).all() for i, (p, s) in enumerate(answers))  # each its own rows
     assert all(c <= 8 for c in calls if c != 16) and 16 in calls and len(calls) < len(sizes)
+
+
+def test_an_exif_rotated_photo_is_decoded_as_predict_decodes_it(server, ants_run, tmp_path):
+    """A phone photo stored sideways with an EXIF orientation tag: the server turns it upright
+    like predict does, so both give the same probabilities."""
+    from keras_transfer.api import predict
+
+    image = Image.open(BEES[0]).transpose(Image.Transpose.ROTATE_90)  # stored turned ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... and tagged "rotate 90 degrees clockwise to view"
+    sideways = tmp_path / "sideways.jpg"
+    image.save(sideways, exif=exif.tobytes(), quality=95)
+    served = httpx.post(server.url + "/v1/predict", files=_files([sideways])).json()["results"][0]
+    local = predict(ants_run, [sideways])[0]["predictions"][0]
+    assert served["label"] == local["label"] and abs(served["confidence"] - local["probability"]) < 1e-5

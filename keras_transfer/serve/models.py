@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from keras_transfer.data.images import resize, to_rgb
+from keras_transfer.data.images import read_image, resize
 from keras_transfer.evaluation.calibration import apply_temperature
 from keras_transfer.run import Run
 
@@ -37,13 +37,11 @@ def decode(data: bytes, size: int, resize_mode: str, max_pixels: int) -> np.ndar
     if not data:
         raise BadUpload("the file is empty")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data)) as image:  # the header only
             width, height = image.size
-            if width * height > max_pixels:
-                raise BadUpload(f"the image is {width} x {height} pixels, more than the limit of {max_pixels:,}", 413)
-            image.seek(0)
-            image.draft("RGB", (size, size))
-            pixels = np.asarray(to_rgb(image), dtype=np.uint8)
+        if width * height > max_pixels:
+            raise BadUpload(f"the image is {width} x {height} pixels, more than the limit of {max_pixels:,}", 413)
+        pixels = read_image(io.BytesIO(data), size)  # as predict decodes files: EXIF orientation, any mode
     except BadUpload:
         raise
     except Image.DecompressionBombError as error:
