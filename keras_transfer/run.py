@@ -40,7 +40,8 @@ class Run:
                            f"missing {', '.join(missing)}", hint="re-run train with --out pointing here")
         return cls(path)
 
-    def _damaged(self, name: str, error: Exception) -> RunError:
+    def damaged(self, name: str, error: Exception) -> RunError:
+        """The error for a file of this run that cannot be read as train wrote it."""
         return RunError(f"{name} of run {self.path} is damaged", f"the {name} train wrote",
                         f"{type(error).__name__}: {str(error)[:200]}",
                         hint=f"train again into this folder (or restore {name} from a copy)")
@@ -50,7 +51,7 @@ class Run:
         try:
             config = TrainConfig.load(self.path / "config.json")
         except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as error:
-            raise self._damaged("config.json", error) from error
+            raise self.damaged("config.json", error) from error
         return config
 
     @cached_property
@@ -58,9 +59,9 @@ class Run:
         try:
             names = json.loads((self.path / "class_names.json").read_text())
         except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise self._damaged("class_names.json", error) from error
+            raise self.damaged("class_names.json", error) from error
         if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
-            raise self._damaged("class_names.json", ValueError(f"not a list of class names: {str(names)[:80]}"))
+            raise self.damaged("class_names.json", ValueError(f"not a list of class names: {str(names)[:80]}"))
         return names
 
     @cached_property
@@ -73,7 +74,7 @@ class Run:
         try:
             return keras.saving.load_model(self.path / MODEL_FILE, safe_mode=True)
         except Exception as error:  # a truncated zip, garbage, a file of another Keras model format ...
-            raise self._damaged(MODEL_FILE, error) from error
+            raise self.damaged(MODEL_FILE, error) from error
 
     @cached_property
     def temperature(self) -> float:
@@ -96,7 +97,7 @@ class Run:
         try:
             return json.loads(file.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise self._damaged(name, error) from error
+            raise self.damaged(name, error) from error
 
 
 def dataset_of(config: TrainConfig) -> Dataset:

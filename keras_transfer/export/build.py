@@ -163,8 +163,7 @@ def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
                                                       ["batch", len(run.class_names)]))
     if exportable.unknown is not None and isinstance(head, LinearHead):
         graph.output.append(helper.make_tensor_value_info("unknown_score", TensorProto.FLOAT, ["batch"]))
-    for key, value in info.items():
-        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    _set_metadata(model, info)
     onnx.checker.check_model(model)
     return model
 

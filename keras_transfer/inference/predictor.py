@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.data.dataset import Split
-from keras_transfer.errors import RunError
 from keras_transfer.features import FeatureSource
 from keras_transfer.inference.unknown import UNKNOWN_FILE, KnnUnknown
 from keras_transfer.run import Run, feature_source
@@ -59,8 +58,7 @@ class Predictor:
                 head = LinearHead(saved["kernel"], saved["bias"])
             unknown = KnnUnknown.load(run.path / UNKNOWN_FILE) if (run.path / UNKNOWN_FILE).is_file() else None
         except (OSError, ValueError, KeyError, EOFError) as error:
-            raise RunError(f"a file of run {run.path} is damaged", f"{HEAD_FILE} and {UNKNOWN_FILE} as train wrote them",
-                           f"{type(error).__name__}: {error}", hint="run train again into this folder") from error
+            raise run.damaged(f"{HEAD_FILE} or {UNKNOWN_FILE}", error) from error
         if head.kernel.shape[1] != len(run.class_names):
             return None
         return cls(run, feature_source(config, run.path), head, unknown)

@@ -64,7 +64,7 @@ def load_context(run: str | Path | Run, options: ReportOptions | None = None) ->
         try:
             predictions = Predictions.load(path)
         except (OSError, ValueError, KeyError, EOFError) as error:  # np.load of a truncated or foreign file
-            raise run._damaged(PREDICTIONS_FILE, error) from error
+            raise run.damaged(PREDICTIONS_FILE, error) from error
     else:  # runs written before predictions were saved
         predictions = eval_predictions(run)
         predictions.save(path)
