@@ -59,6 +59,8 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     config.validate()
     if config.data not in BUILTIN_DATASETS and Path(config.data).exists():  # stored absolute: the run never
         config = dataclasses.replace(config, data=str(Path(config.data).absolute()))  # depends on the cwd
+    if config.labels and Path(config.labels).exists():
+        config = dataclasses.replace(config, labels=str(Path(config.labels).absolute()))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = _training_dataset(config)
@@ -88,8 +90,12 @@ def _training_dataset(config: TrainConfig) -> Dataset:
     dataset = dataset_of(config)
     if uses_validation(config):
         dataset = dataset.with_selection_split(config.val_fraction, config.seed)
+    def origin(name: str) -> str:
+        place = dataset.layout.get(name) or dataset.layout.get(dataset.splits[name].name, "")
+        return f"{Path(place).name}/" if Path(place).is_dir() else place
+
     log.info(f"dataset {dataset.source}: {len(dataset.class_names)} classes, "
-             + ", ".join(f"{name} {len(s)}" + (f" ({s.name})" if s.name != name else "")
+             + ", ".join(f"{name} {len(s)}" + (f" ({s.name})" if s.name != name else "") + f" from {origin(name)}"
                          for name, s in dataset.splits.items()))
     return dataset
 

@@ -46,6 +46,10 @@ class TrainConfig:
     """
 
     data: str = option("digits", "dataset folder, images.npy+labels.npy folder, .npz, or 'digits'", cli=False)
+    labels: str | None = option(None, "CSV/TSV table of image file name (or id) and class, for a data folder of "
+                                      "unsorted images; an optional split column assigns splits")
+    splits: str | None = option(None, "which folder is each split, e.g. train=seg_train,test=seg_test (for "
+                                      "unusual names, or two folders claiming one split)")
     backbone: str = option("efficientnet_lite0", "registered backbone (keras-transfer backbones lists them)",
                            short="-b")
     weights: str | None = option("imagenet", "'imagenet', a local weights file (e.g. a keras *_notop.h5), or "

@@ -103,7 +103,8 @@ class Run:
 def dataset_of(config: TrainConfig) -> Dataset:
     """The dataset ``config`` trains on, split as at training (same seed and fractions)."""
     return load_dataset(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                        seed=config.seed, max_per_class=config.max_per_class)
+                        seed=config.seed, max_per_class=config.max_per_class, labels=config.labels,
+                        splits=config.splits)
 
 
 def feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSource:

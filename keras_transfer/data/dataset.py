@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer import log
-from keras_transfer.data.images import array_to_rgb, check_image, is_image_file, read_image
-from keras_transfer.data.layout import split_role
+from keras_transfer.data.images import array_to_rgb, read_image
+from keras_transfer.data.layout import parse_splits
 from keras_transfer.errors import DatasetError
 
 BUILTIN_DATASETS = ("digits",)
@@ -60,12 +60,15 @@ class Dataset:
     source: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
     cut_from: Split | None = None  # the training split a selection split was cut from
+    layout: dict[str, str] = field(default_factory=dict)  # split -> where its images came from
+    notes: list[str] = field(default_factory=list)  # what was read differently from how it lies on disk
 
     def without_selection_split(self) -> Dataset:
         """The dataset before ``with_selection_split`` (itself if it has none)."""
         if self.cut_from is None:
             return self
-        return Dataset(self.class_names, {"train": self.cut_from, "val": self.splits["test"]}, self.source, self.skipped)
+        return Dataset(self.class_names, {"train": self.cut_from, "val": self.splits["test"]}, self.source,
+                       self.skipped, layout=self.layout, notes=self.notes)
 
     @property
     def train(self) -> Split:
@@ -91,12 +94,13 @@ class Dataset:
             return self
         kept, taken = stratified_split(self.train.labels, fraction, seed + 1)
         splits = {"train": self.train.subset(kept), "val": self.train.subset(taken, "selection"), "test": self.val}
-        return Dataset(self.class_names, splits, self.source, self.skipped, cut_from=self.train)
+        return Dataset(self.class_names, splits, self.source, self.skipped, cut_from=self.train,
+                       layout={**self.layout, "selection": f"cut from train ({fraction:.0%})"}, notes=self.notes)
 
     def summary(self) -> dict:
         return {"source": self.source, "classes": self.class_names,
                 "splits": {name: len(split) for name, split in self.splits.items()},
-                "skipped": len(self.skipped)}
+                "layout": self.layout, "notes": self.notes, "skipped": len(self.skipped)}
 
 
 def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -155,7 +159,8 @@ def stratified_sample(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
-                 test_fraction: float = 0.0, seed: int = 0, max_per_class: int | None = None) -> Dataset:
+                 test_fraction: float = 0.0, seed: int = 0, max_per_class: int | None = None,
+                 labels: str | Path | None = None, splits: str | None = None) -> Dataset:
     """Loads a dataset from a folder, a NumPy folder/file, or a built-in name.
 
     Args:
@@ -167,6 +172,10 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
         seed: Seed of the stratified splits.
         max_per_class: Keep at most this many images of each class in every split found on
             disk (before val/test are cut from train), e.g. 100 for "100 images per class".
+        labels: A CSV/TSV table of file name (or id) and class, for a ``source`` folder of images
+            that are not sorted into class folders (Kaggle style); see ``data/labels_table.py``.
+        splits: Which folder is which split, e.g. ``"train=seg_train,test=seg_test"``, for
+            split folders under unusual names or two folders claiming one split.
 
     Example:
         >>> ds = load_dataset("digits")
@@ -176,7 +185,8 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
     for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= fraction < 1:
             raise DatasetError(f"{name} out of range", "a number in [0, 1)", repr(fraction))
-    dataset = _load_raw(source)
+    chosen = parse_splits(splits)
+    dataset = _load_raw(source, chosen) if labels is None else _load_labelled(source, labels)
     if max_per_class is not None:
         if max_per_class < 1:
             raise DatasetError("max_per_class out of range", "a positive number of images", repr(max_per_class))
@@ -184,13 +194,24 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
                           for name, split in dataset.splits.items()}
     dataset = _complete_splits(dataset, val_fraction, test_fraction, seed)
     _check_dataset(dataset)
+    for note in dataset.notes:
+        log.warn(note)
     if dataset.skipped:
         listing = "\n  ".join(f"{path}: {reason}" for path, reason in dataset.skipped)
-        log.warn(f"skipped {len(dataset.skipped)} unreadable or non-image file(s):\n  {listing}")
+        log.warn(f"skipped {len(dataset.skipped)} file(s):\n  {listing}")
     return dataset
 
 
-def _load_raw(source: str | Path | None) -> Dataset:
+def _load_labelled(source, table) -> Dataset:
+    from keras_transfer.data.labels_table import load_labels_table
+
+    if source is None or not Path(source).is_dir():
+        raise DatasetError(f"--labels needs the folder of the images as the data path, not {source!r}",
+                           "DATA = the folder the table's file names are relative to")
+    return load_labels_table(Path(source), Path(table))
+
+
+def _load_raw(source: str | Path | None, chosen: dict[str, str]) -> Dataset:
     if source is None or str(source) in BUILTIN_DATASETS:
         return _load_digits()
     path = Path(source).expanduser()
@@ -207,19 +228,9 @@ def _load_raw(source: str | Path | None) -> Dataset:
                            f"a {path.suffix or 'extension-less'} file")
     if (path / "images.npy").exists() or (path / "labels.npy").exists():
         return _load_numpy_folder(path)
-    found: dict[str, list[Path]] = {}
-    for folder in sorted(path.iterdir()):
-        if folder.is_dir() and (role := split_role(folder.name)):
-            found.setdefault(role, []).append(folder)
-    if clash := {role: folders for role, folders in found.items() if len(folders) > 1}:
-        role, folders = next(iter(clash.items()))
-        raise DatasetError(f"{path} has {len(folders)} {role} folders: {', '.join(f.name for f in folders)}",
-                           "one folder per split (train, val, test and their usual names)",
-                           hint=f"keep one of them, or point train at one tree: e.g. {folders[0]}")
-    split_dirs = {role: folders[0] for role, folders in found.items()}
-    if "train" in split_dirs:
-        return _load_split_tree(path, split_dirs)
-    return _load_class_tree(path, "all")
+    from keras_transfer.data.folders import load_folder_tree  # it builds on this module's classes
+
+    return load_folder_tree(path, chosen)
 
 
 def _npz_member(archive, path: Path, key: str) -> np.ndarray:
@@ -266,70 +277,22 @@ def _arrays_dataset(path: Path, images: np.ndarray, labels: np.ndarray) -> Datas
     return Dataset([str(n) for n in names], {"all": Split("all", images, encoded.astype(np.int64))}, str(path))
 
 
-def _scan_class_dirs(root: Path) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
-    """Maps class name -> valid image paths under ``root/<class>/`` (recursively)."""
-    classes: dict[str, list[Path]] = {}
-    skipped: list[tuple[str, str]] = []
-    for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        files = []
-        for file in sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            reason = check_image(file) if is_image_file(file) else "not an image file extension"
-            if reason is None:
-                files.append(file)
-            else:
-                skipped.append((str(file), reason))
-        classes[class_dir.name] = files
-    return classes, skipped
-
-
-def _load_class_tree(root: Path, split_name: str) -> Dataset:
-    classes, skipped = _scan_class_dirs(root)
-    if not classes:
-        images = [p for p in root.iterdir() if is_image_file(p)]
-        raise DatasetError(f"{root} has no class sub-folders",
-                           "one sub-folder per class, e.g. data/cats/*.jpg and data/dogs/*.jpg",
-                           f"{len(images)} image file(s) directly in the folder" if images else "no sub-folders",
-                           hint="move the images into one folder per class")
-    names = list(classes)
-    paths = [p for name in names for p in classes[name]]
-    labels = np.array([i for i, name in enumerate(names) for _ in classes[name]], dtype=np.int64)
-    dataset = Dataset(names, {split_name: Split(split_name, paths, labels)}, str(root), skipped)
-    empty = [f"{root / name}" for name in names if not classes[name]]
-    if empty and split_name in ("all", "train"):
-        raise DatasetError(f"empty class folder(s): {', '.join(empty)}",
-                           "at least one readable image in every class folder",
-                           hint="add images or remove the empty folder")
-    return dataset
-
-
-def _load_split_tree(root: Path, split_dirs: dict[str, Path]) -> Dataset:
-    parts = {name: _load_class_tree(folder, name) for name, folder in split_dirs.items()}
-    names = parts["train"].class_names
-    extra = sorted({n for part in parts.values() for n in part.class_names} - set(names))
-    if extra:
-        raise DatasetError(f"classes {extra} appear in a val/test folder of {root} but not in train/",
-                           "the same class folders in every split", hint="add training images or remove them")
-    splits, skipped = {}, []
-    for name, part in parts.items():
-        remap = np.array([names.index(n) for n in part.class_names], dtype=np.int64)
-        split = part.splits[name]
-        splits[name] = Split(name, split.items, remap[split.labels] if len(split) else split.labels)
-        skipped += part.skipped
-    return Dataset(names, splits, str(root), skipped)
-
-
 def _complete_splits(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Dataset:
-    splits = dict(dataset.splits)
-    base = splits.pop("all", None) or splits.pop("train")
+    splits, layout = dict(dataset.splits), dict(dataset.layout)
+    base = splits.pop("all") if "all" in splits else splits.pop("train")
+    layout["train"] = layout.pop("all", layout.get("train", dataset.source))
     if "test" not in splits and test_fraction > 0:
         keep, take = stratified_split(base.labels, test_fraction, seed)
         splits["test"], base = base.subset(take, "test"), base.subset(keep)
+        layout["test"] = f"cut from train ({test_fraction:.0%}, stratified, seed {seed})"
     if "val" not in splits or not len(splits["val"]):
         keep, take = stratified_split(base.labels, val_fraction or 0.2, seed + 1)
         splits["val"], base = base.subset(take, "val"), base.subset(keep)
+        layout["val"] = f"cut from train ({val_fraction or 0.2:.0%}, stratified, seed {seed + 1})"
     splits["train"] = Split("train", base.items, base.labels)
     order = {"train": 0, "val": 1, "test": 2}
     dataset.splits = dict(sorted(splits.items(), key=lambda kv: order[kv[0]]))
+    dataset.layout = {name: layout[name] for name in dataset.splits}
     return dataset
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from keras_transfer import log
 from keras_transfer.data.dataset import Split
 from keras_transfer.data.images import is_image_file, read_batch
+from keras_transfer.data.layout import walk_files
 from keras_transfer.errors import DatasetError, RunError
 from keras_transfer.evaluation.calibration import apply_temperature
 from keras_transfer.inference.predictor import Predictor
@@ -26,8 +27,10 @@ def collect_images(inputs: list[str | Path]) -> tuple[list[Path], list[tuple[str
     paths, problems = [], []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+            files, trouble = walk_files(item)  # follows links, never round a loop
+            found = [p for p in files if is_image_file(p)]
             paths += found
+            problems += trouble
             if not found:
                 problems.append((str(item), "folder holds no image files"))
         elif item.is_file():
