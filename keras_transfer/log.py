@@ -66,6 +66,17 @@ def warn(message: str) -> None:
     logger.warning(message)
 
 
+def printable(text: str) -> str:
+    """Text any output can hold: bytes of a file name that are not UTF-8 (held by Python as
+    surrogate escapes) become U+FFFD, for HTML, figures and fonts that would refuse them."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def figure_text(text: str) -> str:
+    """``printable`` text that matplotlib shows as written (it reads ``$...$`` as maths)."""
+    return printable(str(text)).replace("$", r"\$")
+
+
 class _PhaseLine:
     """Progress where stderr is not a terminal: one line with the count, time and rate at the end."""
 

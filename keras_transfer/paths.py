@@ -3,13 +3,59 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+from keras_transfer import log
+from keras_transfer.errors import KerasTransferError
+
+MIN_FREE_BYTES = 256 * 2**20  # a cache root with less free space than this is treated as full
+FALLBACK_NAME = "keras-transfer-cache"  # under tempfile.gettempdir(), when the cache root is unusable
+_FIX = "set KERAS_TRANSFER_CACHE to a writable folder with space"
+_fallbacks: dict[Path, Path] = {}  # unusable root -> the fallback chosen (and warned about) once
+
+
+def _unusable(root: Path) -> str | None:
+    """Why ``root`` cannot hold the cache (cannot be created, read-only, almost full), or None."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot be created ({error.strerror or error})"
+    if not os.access(root, os.W_OK):
+        return "is not writable"
+    free = shutil.disk_usage(root).free
+    if free < MIN_FREE_BYTES:
+        return f"has only {free / 2**20:.0f} MB free (less than {MIN_FREE_BYTES // 2**20} MB)"
+    return None
+
+
+def _usable_root() -> Path:
+    root = Path(os.environ.get("KERAS_TRANSFER_CACHE") or Path.home() / ".cache" / "keras-transfer")
+    if root in _fallbacks:
+        return _fallbacks[root]
+    reason = _unusable(root)
+    if reason is None:
+        return root
+    fallback = Path(tempfile.gettempdir()) / FALLBACK_NAME
+    problem = _unusable(fallback)
+    if problem is not None:
+        raise KerasTransferError(f"no usable cache folder: {root} {reason}, and the fallback {fallback} {problem}",
+                                 expected=f"a writable folder with at least {MIN_FREE_BYTES // 2**20} MB free",
+                                 hint=_FIX)
+    log.warn(f"cache folder {root} {reason}; this run uses {fallback} instead ({_FIX})")
+    _fallbacks[root] = fallback
+    return fallback
 
 
 def cache_dir(*parts: str) -> Path:
-    """The cache root (``$KERAS_TRANSFER_CACHE`` or ``~/.cache/keras-transfer``), joined with parts."""
-    root = os.environ.get("KERAS_TRANSFER_CACHE") or Path.home() / ".cache" / "keras-transfer"
-    path = Path(root, *parts)
+    """The cache root (``$KERAS_TRANSFER_CACHE`` or ``~/.cache/keras-transfer``), joined with parts.
+
+    A root that cannot be created, is read-only or almost full (``MIN_FREE_BYTES``) is replaced,
+    with one warning per process, by ``<tempdir>/keras-transfer-cache``; when that is unusable
+    too, raises KerasTransferError naming both folders.
+    """
+    path = Path(_usable_root(), *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -19,8 +65,6 @@ def atomic_file(path: Path, write) -> Path:
 
     Readers never see a half-written file, and a failed or interrupted write leaves none behind.
     """
-    import tempfile
-
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     try:
@@ -29,6 +73,10 @@ def atomic_file(path: Path, write) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would create it (mkstemp makes it private)
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename is None:  # a failed write() (disk full) names no file: name the one being written
+            error.filename = str(path)
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -1,6 +1,7 @@
 """Command-line interface: a thin layer over keras_transfer.api.
 
-Errors caused by the user print one message on stderr and exit 1 (or 2 for bad options);
+Errors caused by the user, and the operating system refusing a write (disk full, read-only,
+no permission), print one message on stderr and exit 1 (or 2 for bad options); Ctrl-C exits 130;
 ``--json`` prints machine-readable output on stdout; ``--quiet`` silences progress. Each
 sub-command lives in one of ``train``, ``use``, ``deploy``, ``inspect`` and registers itself
 with ``command``; nothing heavy is imported before the options are parsed.
@@ -9,6 +10,7 @@ with ``command``; nothing heavy is imported before the options are parsed.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from keras_transfer import log
@@ -49,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``keras-transfer`` console script; returns the exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as its bytes, as ls does
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     args = build_parser().parse_args(argv)
     log.set_quiet(getattr(args, "quiet", False))
     try:
@@ -57,8 +62,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: features extracted so far stay in the feature cache; "
+              "running the same command again resumes from there", file=sys.stderr)
         return 130
+    except OSError as error:  # the machine refused: disk full, read-only, no permission ...
+        if error.errno is None:  # not the operating system's answer: a bug, keep its traceback
+            raise
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where} — {_os_hint(error.errno)}", file=sys.stderr)
+        return 1
+
+
+def _os_hint(code: int) -> str:
+    if code == errno.ENOSPC:
+        return "free some space there, or write elsewhere (--out, KERAS_TRANSFER_CACHE)"
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "use a folder you can write to (--out, KERAS_TRANSFER_CACHE)"
+    return "check that path and try again"
 
 
 if __name__ == "__main__":

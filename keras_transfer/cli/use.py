@@ -118,7 +118,7 @@ def _write_predictions(path: Path, results: list[dict]) -> None:
                              json.dumps(r.get("predictions", [])), r.get("error", "")])
         text = buffer.getvalue()
     try:
-        atomic_file(path, lambda tmp: Path(tmp).write_text(text))
+        atomic_file(path, lambda tmp: Path(tmp).write_text(text, errors="surrogateescape"))  # names as on disk
     except OSError as error:
         raise ConfigError(f"cannot write predictions to {path}", "a writable file path", str(error)) from error
     log.info(f"wrote {len(results)} rows to {path}")

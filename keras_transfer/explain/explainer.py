@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -74,12 +76,13 @@ class Explanation:
             ax.axis("off")
         bar = figure.colorbar(ScalarMappable(cmap=colormaps["jet"]), ax=axes[1:].tolist(), fraction=0.04, pad=0.02)
         bar.set_label("relevance to the explained class")
-        title = f"{Path(self.path).name}: predicted {self.predicted} ({self.probability:.1%})"
+        name = Path(self.path).name
+        title = f"{name}: predicted {self.predicted} ({self.probability:.1%})"
         if self.label != self.predicted:
-            title = f"{Path(self.path).name}: explained {self.label} ({self.probability:.1%}), predicted {self.predicted}"
+            title = f"{name}: explained {self.label} ({self.probability:.1%}), predicted {self.predicted}"
         if self.true_label is not None:
             title += f"; true {self.true_label}" + ("" if self.true_label == self.predicted else " (mistake)")
-        figure.suptitle(title)
+        figure.suptitle(log.figure_text(title))
         return figure
 
     def as_dict(self) -> dict:
@@ -98,10 +101,19 @@ def _explanations(names: list[str], paths: list[Path], images: list[np.ndarray],
     return items
 
 
+_MAX_STEM_BYTES = 150  # file names are at most 255 bytes: room for "_gradcam.png" and a temp prefix
+
+
 def _unique_stem(path: Path, used: set[str]) -> str:
-    stem, n = path.stem, 2
+    base = path.stem
+    if len(os.fsencode(base)) > _MAX_STEM_BYTES:  # keep a readable start and a hash of the whole name
+        digest = hashlib.sha1(os.fsencode(base)).hexdigest()[:8]
+        while len(os.fsencode(base)) > _MAX_STEM_BYTES - 9:
+            base = base[:-1]
+        base += "~" + digest
+    stem, n = base, 2
     while stem in used:
-        stem, n = f"{path.stem}_{n}", n + 1
+        stem, n = f"{base}_{n}", n + 1
     used.add(stem)
     return stem
 

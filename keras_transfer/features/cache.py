@@ -12,7 +12,9 @@ Crash safety comes from SQLite transactions in WAL mode: a batch of entries is c
 atomically, so a process killed at any instant leaves only whole, committed entries behind and
 the next run resumes from there. Every entry also carries a checksum of its key and bytes; an
 entry that fails it is deleted and recomputed, never returned. A file SQLite cannot read at all
-is moved aside (``*.corrupt-<time>``) and a fresh cache started.
+is moved aside (``*.corrupt-<time>``) and a fresh cache started. A folder that cannot be written
+(read-only, full, or the corrupt file cannot be moved) gets one warning, and the run goes on with
+an in-memory database: same results, nothing kept for the next run.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ CREATE TABLE IF NOT EXISTS features (
 """
 _CHUNK = 500  # keys per SELECT (well under SQLite's bound-parameter limit)
 Row = tuple[str, str, np.ndarray]  # (view, content, float32 vector)
+_warned: set[Path] = set()  # cache files whose "cannot be written" warning was shown in this process
 
 
 def checksum(identity: str, view: str, content: str, data: bytes) -> str:
@@ -50,6 +53,22 @@ def checksum(identity: str, view: str, content: str, data: bytes) -> str:
 
 def _is_busy(error: sqlite3.Error) -> bool:
     return any(word in str(error).lower() for word in ("locked", "busy"))
+
+
+def _folder_fault(error: BaseException) -> bool:
+    """True for errors of an unusable folder (cannot open, read-only, full, I/O), not of a corrupt file."""
+    return isinstance(error, OSError) or (isinstance(error, sqlite3.OperationalError) and not _is_busy(error))
+
+
+def _insert(db: sqlite3.Connection, records: list[tuple]) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?)", records)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+            db.execute("ROLLBACK")
+        raise
 
 
 class FeatureCache:
@@ -69,6 +88,7 @@ class FeatureCache:
     def __init__(self, root: Path | None = None):
         self.path = Path(root or cache_dir("features")) / DB_NAME
         self._db: sqlite3.Connection | None = None
+        self.in_memory = False  # True once the folder refused a write: entries live in this process only
 
     # ------------------------------------------------------------------ connection
 
@@ -76,12 +96,17 @@ class FeatureCache:
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             try:
-                self._db = self._connect()
-            except sqlite3.DatabaseError as error:
-                if _is_busy(error):
+                try:
+                    self._db = self._connect()
+                except sqlite3.OperationalError:
                     raise
-                self.quarantine(error)
-                self._db = self._connect()
+                except sqlite3.DatabaseError as error:  # not a database, malformed: the file is damaged
+                    self.quarantine(error)
+                    self._db = self._db or self._connect()
+            except (sqlite3.OperationalError, OSError) as error:
+                if not _folder_fault(error):
+                    raise
+                self._to_memory(error)
         return self._db
 
     def _connect(self) -> sqlite3.Connection:
@@ -96,27 +121,57 @@ class FeatureCache:
             raise
         return db
 
+    def _to_memory(self, error: BaseException) -> None:
+        """Goes on with an empty in-memory database (same schema) after the folder refused a write."""
+        if self.in_memory:
+            raise error
+        self.close()
+        if self.path not in _warned:
+            _warned.add(self.path)
+            reason = error.strerror or str(error) if isinstance(error, OSError) else str(error)
+            log.warn(f"feature cache {self.path} cannot be written ({reason}): this run keeps its features in "
+                     "memory only (extracted again next time); set KERAS_TRANSFER_CACHE to a writable folder "
+                     "with space")
+        self._db = sqlite3.connect(":memory:", isolation_level=None)
+        self._db.executescript(_SCHEMA)
+        self.in_memory = True
+
+    def _write(self, action):
+        """``action(db)``, repeated on the in-memory database if the folder refuses the write."""
+        try:
+            return action(self.db)
+        except (sqlite3.OperationalError, OSError) as error:
+            if not _folder_fault(error):
+                raise
+            self._to_memory(error)
+            return action(self.db)
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self.in_memory = False  # the next use tries the file again
 
     def quarantine(self, error: Exception) -> None:
         """Moves an unreadable cache file aside so a fresh one can start."""
         self.close()
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        for suffix in ("", "-wal", "-shm"):
-            part = self.path.with_name(self.path.name + suffix)
-            if part.exists():
-                part.rename(part.with_name(f"{part.name}.corrupt-{stamp}"))
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                part = self.path.with_name(self.path.name + suffix)
+                if part.exists():
+                    part.rename(part.with_name(f"{part.name}.corrupt-{stamp}"))
+        except OSError as failed:  # a read-only folder: the damaged file stays, this run uses memory
+            self._to_memory(OSError(failed.errno, f"{error}; moving it aside failed: {failed.strerror}"))
+            return
         log.warn(f"feature cache {self.path} is unreadable ({error}); moved aside, starting a fresh one")
 
     # ------------------------------------------------------------------ entries
 
     def register(self, identity: str, spec: dict) -> None:
         """Records what an identity hash stands for (shown by ``keras-transfer cache info``)."""
-        self.db.execute("INSERT OR IGNORE INTO identities VALUES (?, ?, ?)",
-                        (identity, json.dumps(spec, sort_keys=True), time.time()))
+        row = (identity, json.dumps(spec, sort_keys=True), time.time())
+        self._write(lambda db: db.execute("INSERT OR IGNORE INTO identities VALUES (?, ?, ?)", row))
 
     def get(self, identity: str, view: str, contents: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
         """Yields (content, vector) for every verified entry among ``contents``.
@@ -135,16 +190,20 @@ class FeatureCache:
                         bad.append(content)
                         continue
                     yield content, np.frombuffer(data, np.float32)
-        except sqlite3.DatabaseError as error:
-            if _is_busy(error):
+        except sqlite3.OperationalError as error:
+            if not _folder_fault(error):
                 raise
+            self._to_memory(error)
+            return
+        except sqlite3.DatabaseError as error:
             self.quarantine(error)
             return
         if bad:
             log.warn(f"{len(bad)} feature cache entr{'y' if len(bad) == 1 else 'ies'} failed the checksum; "
                      "recomputing")
-            self.db.executemany("DELETE FROM features WHERE identity = ? AND view = ? AND content = ?",
-                                [(identity, view, c) for c in bad])
+            keys = [(identity, view, c) for c in bad]
+            self._write(lambda db: db.executemany(
+                "DELETE FROM features WHERE identity = ? AND view = ? AND content = ?", keys))
 
     def put(self, identity: str, rows: Sequence[Row]) -> None:
         """Stores (view, content, vector) rows in one atomic transaction."""
@@ -152,14 +211,7 @@ class FeatureCache:
         for view, content, vector in rows:
             data = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
             records.append((identity, view, content, data, checksum(identity, view, content, data)))
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?)", records)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        self._write(lambda db: _insert(db, records))
 
     def count(self, identity: str | None = None) -> int:
         """Number of entries (of one identity, or in total)."""

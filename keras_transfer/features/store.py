@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def split_fingerprint(split: Split) -> str:
     else:
         for path in split.items:
             stat = path.stat()
-            digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            digest.update(os.fsencode(path.resolve()) + f"|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     digest.update(split.labels.tobytes())
     return digest.hexdigest()
 

@@ -95,7 +95,7 @@ def write_report(run: str | Path | Run, out: str | Path | None = None, pdf: bool
         files[-1].write_bytes(pngs[plot.name])
     meta = f"generated {datetime.now():%Y-%m-%d %H:%M} from {run.path}"
     html_path = out / "report.html"
-    html_path.write_text(render_html(report, pngs, meta), encoding="utf-8")
+    html_path.write_text(log.printable(render_html(report, pngs, meta)), encoding="utf-8")
     pdf_path = out / "report.pdf" if pdf else None
     if pdf_path is not None:
         with PdfPages(pdf_path) as pages:

@@ -8,6 +8,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
+from keras_transfer import log
+
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
 
@@ -29,7 +31,7 @@ def counts_figure(counts: pd.DataFrame) -> Figure:
         draw = ax.barh if horizontal else ax.bar
         draw(positions, values, 0.7, base, label=split, color=SPLIT_COLOURS.get(split))
         base = base + values
-    names = list(counts.index)
+    names = [log.figure_text(n) for n in counts.index]
     if horizontal:
         ax.set_yticks(positions, names)
         ax.invert_yaxis()
@@ -51,7 +53,7 @@ def colors_figure(densities: dict[str, np.ndarray]) -> Figure:
     levels = np.arange(256)
     for c, ax in enumerate(figure.subplots(1, 3, sharey=True)):
         for name, density in densities.items():
-            ax.plot(levels, density[c], color=colours[name], label=name, lw=1.5)
+            ax.plot(levels, density[c], color=colours[name], label=log.figure_text(name), lw=1.5)
         ax.set_title(("red", "green", "blue")[c] + " channel")
         ax.set_xlabel("pixel value")
         ax.set_xlim(0, 255)
@@ -68,7 +70,8 @@ def sizes_figure(sizes: pd.DataFrame, input_size: int) -> Figure:
     scatter, ratios = figure.subplots(1, 2)
     colours = class_colours(list(dict.fromkeys(sizes["class"])))
     for name, group in sizes.groupby("class", sort=False):
-        scatter.scatter(group["width"], group["height"], s=14, alpha=0.6, color=colours[name], label=name)
+        scatter.scatter(group["width"], group["height"], s=14, alpha=0.6, color=colours[name],
+                        label=log.figure_text(name))
     scatter.scatter([input_size], [input_size], marker="x", s=80, color="black", label=f"model input {input_size}")
     if sizes[["width", "height"]].to_numpy().max() > 4 * max(1, sizes[["width", "height"]].to_numpy().min()):
         scatter.set_xscale("log")

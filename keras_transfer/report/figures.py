@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from keras_transfer import log
 from keras_transfer.evaluation.calibration import Calibration
 
 TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#d62728"
@@ -41,7 +42,7 @@ def metrics_figure(table: pd.DataFrame, max_rows: int = 40) -> Figure:
 
 def _heatmap(ax, values: np.ndarray, names: list[str], title: str, fmt: str) -> None:
     shown = ax.imshow(values, cmap="Blues", vmin=0)
-    ticks = np.arange(len(names))
+    ticks, names = np.arange(len(names)), [log.figure_text(n) for n in names]
     many = len(names) > 12
     rotation = 90 if many else 45 if len(names) > 3 else 0
     ax.set_xticks(ticks, names, rotation=rotation, ha="right" if rotation == 45 else "center", fontsize=7 if many else None)
@@ -117,9 +118,9 @@ def image_grid(images: list[np.ndarray], titles: list[str], columns: int = 6,
             spine.set_visible(False)
         if k < len(images) and images[k] is not None:
             ax.imshow(images[k])
-            ax.set_title(titles[k], fontsize=8)
+            ax.set_title(log.figure_text(titles[k]), fontsize=8)
     for r, label in enumerate(row_labels or []):
-        axes[r, 0].set_ylabel(label, fontsize=11, rotation=0, ha="right", va="center")
+        axes[r, 0].set_ylabel(log.figure_text(label), fontsize=11, rotation=0, ha="right", va="center")
     return figure
 
 
