@@ -90,12 +90,8 @@ def _training_dataset(config: TrainConfig) -> Dataset:
     dataset = dataset_of(config)
     if uses_validation(config):
         dataset = dataset.with_selection_split(config.val_fraction, config.seed)
-    def origin(name: str) -> str:
-        place = dataset.layout.get(name) or dataset.layout.get(dataset.splits[name].name, "")
-        return f"{Path(place).name}/" if Path(place).is_dir() else place
-
     log.info(f"dataset {dataset.source}: {len(dataset.class_names)} classes, "
-             + ", ".join(f"{name} {len(s)}" + (f" ({s.name})" if s.name != name else "") + f" from {origin(name)}"
+             + ", ".join(f"{name} {len(s)}" + (f" ({s.name})" if s.name != name else "")
                          for name, s in dataset.splits.items()))
     return dataset
 

@@ -183,7 +183,7 @@ def test_train_with_a_labels_table_from_another_directory(tmp_path, monkeypatch,
     (tmp_path / "labels.csv").write_text("file,class\n" + "".join(f"{i}.jpg,{c}\n" for i, c in truth.items()))
     monkeypatch.chdir(tmp_path)
     assert main(["train", "images", "--labels", "labels.csv", "--out", "run", "--max-per-class", "8"]) == 0
-    assert f"from {tmp_path / 'labels.csv'} (rows)" in capsys.readouterr().err
+    assert f"splits: train 12 from {tmp_path / 'labels.csv'} (rows), val 4 from cut from train" in capsys.readouterr().out
     run = Run.open(tmp_path / "run")
     assert Path(run.config.labels).is_absolute() and run.class_names == ["ants", "bees"]
     summary = json.loads((tmp_path / "run" / "dataset.json").read_text())

@@ -50,6 +50,17 @@ def register(sub) -> None:
     add_common(p)
 
 
+def _splits_line(dataset: dict) -> str:
+    """Where each split came from, e.g. ``splits: train 196 from train/, val 49 from cut from train (20%...)``."""
+    def origin(place: str) -> str:
+        return f"{Path(place).name}/" if Path(place).is_dir() else place
+
+    parts = [f"{name} {count} from {origin(dataset.get('layout', {}).get(name, '?'))}"
+             for name, count in dataset["splits"].items()]
+    skipped = f"; {dataset['skipped']} file(s) skipped (dataset.json lists them)" if dataset.get("skipped") else ""
+    return f"splits: {', '.join(parts)}{skipped}"
+
+
 def _cmd_train(args) -> int:
     from keras_transfer.api import train
     from keras_transfer.config import TrainConfig
@@ -59,10 +70,11 @@ def _cmd_train(args) -> int:
     config = TrainConfig(**{**values, "hidden_units": tuple(args.hidden_units)})
     out = Path(args.out or Path("runs") / (Path(args.data).name or "run"))
     run = train(config, out)
-    metrics, timing = run.read("metrics.json"), run.read("timing.json")
+    metrics, timing, dataset = run.read("metrics.json"), run.read("timing.json"), run.read("dataset.json")
     if args.json:
-        print(strict_json({"run": str(run.path), "metrics": metrics, "timing": timing}))
+        print(strict_json({"run": str(run.path), "metrics": metrics, "timing": timing, "dataset": dataset}))
     else:
+        print(_splits_line(dataset))
         print(format_metrics(metrics))
         print(f"held-out {metrics['evaluated_on']} split ({metrics['n']} images no choice was made on); "
               f"trained in {timing['total_seconds']:.1f} s (features {timing['feature_seconds']:.1f} s); "

@@ -68,7 +68,8 @@ class Dataset:
         if self.cut_from is None:
             return self
         return Dataset(self.class_names, {"train": self.cut_from, "val": self.splits["test"]}, self.source,
-                       self.skipped, layout=self.layout, notes=self.notes)
+                       self.skipped, layout={"train": self.layout["train"], "val": self.layout["test"]},
+                       notes=self.notes)
 
     @property
     def train(self) -> Split:
@@ -95,7 +96,8 @@ class Dataset:
         kept, taken = stratified_split(self.train.labels, fraction, seed + 1)
         splits = {"train": self.train.subset(kept), "val": self.train.subset(taken, "selection"), "test": self.val}
         return Dataset(self.class_names, splits, self.source, self.skipped, cut_from=self.train,
-                       layout={**self.layout, "selection": f"cut from train ({fraction:.0%})"}, notes=self.notes)
+                       layout={"train": self.layout.get("train", self.source), "test": self.layout.get("val", ""),
+                               "val": f"selection split, cut from train ({fraction:.0%})"}, notes=self.notes)
 
     def summary(self) -> dict:
         return {"source": self.source, "classes": self.class_names,
