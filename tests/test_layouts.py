@@ -190,3 +190,22 @@ def test_train_with_a_labels_table_from_another_directory(tmp_path, monkeypatch,
     assert summary["layout"]["train"].startswith(str(tmp_path / "labels.csv"))
     monkeypatch.chdir(Path(os.sep))
     assert main(["evaluate", str(tmp_path / "run"), "-q"]) == 0
+
+
+# ---------------------------------------------------------------------------------- tiny data
+
+@pytest.mark.parametrize("ants, bees, strategy, code, message", [
+    (1, 1, "bottleneck", 1, "leaves no image to test on"),
+    (2, 2, "frozen", 1, "use --strategy bottleneck"),
+    (2, 2, "bottleneck", 0, ""),
+    (6, 1, "bottleneck", 0, "no held-out image, whose accuracy is not measured: bees"),
+])
+def test_tiny_classes_are_honoured_or_refused_with_a_reason(tmp_path, capsys, ants, bees, strategy, code, message):
+    from keras_transfer.cli import main
+
+    root = tree(tmp_path / "d", {"ants": ants, "bees": bees})
+    assert main(["train", str(root), "--out", str(tmp_path / "run"), "--strategy", strategy, "--json"]) == code
+    out, err = capsys.readouterr()
+    assert message in err and "Traceback" not in err
+    if code == 0:
+        assert json.loads(out)["metrics"]["n"] >= 1

@@ -94,6 +94,11 @@ class Dataset:
         if "test" in self.splits:
             return self
         kept, taken = stratified_split(self.train.labels, fraction, seed + 1)
+        if not len(taken):
+            raise DatasetError("too few training images to cut a selection split from",
+                               "at least 2 training images in some class (this strategy picks epochs and "
+                               "settings on images cut from train)", f"{len(self.train)} training images",
+                               hint="add images, or use --strategy bottleneck (it needs no selection split)")
         splits = {"train": self.train.subset(kept), "val": self.train.subset(taken, "selection"), "test": self.val}
         return Dataset(self.class_names, splits, self.source, self.skipped, cut_from=self.train,
                        layout={"train": self.layout.get("train", self.source), "test": self.layout.get("val", ""),
@@ -299,6 +304,16 @@ def _complete_splits(dataset: Dataset, val_fraction: float, test_fraction: float
 
 
 def _check_dataset(dataset: Dataset) -> None:
+    held_out = dataset.eval_split
+    if not len(held_out):
+        raise DatasetError(f"{dataset.source} leaves no image to test on",
+                           "at least 2 images in some class (one to learn from, one held out)",
+                           f"{len(dataset.train)} image(s) in all", hint="add images")
+    missing = [dataset.class_names[i] for i in np.unique(dataset.train.labels)
+               if not np.any(held_out.labels == i)]
+    if missing:
+        dataset.notes.append(f"class(es) with no held-out image, whose accuracy is not measured: "
+                             f"{', '.join(missing)} (a class needs 2 images or more)")
     present = np.unique(dataset.train.labels)
     if len(dataset.class_names) < 2 or len(present) < 2:
         raise DatasetError(f"{dataset.source} has only {len(present)} class with images",

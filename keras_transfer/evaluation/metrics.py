@@ -83,8 +83,11 @@ def format_metrics(metrics: dict) -> str:
     """A short human-readable table of the headline and per-class metrics."""
     from keras_transfer.log import table
 
-    headline = (f"accuracy {metrics['accuracy']:.4f}   kappa {metrics['cohen_kappa']:.4f}   "
-                f"log loss {metrics['log_loss']:.4f}   (n={metrics['n']})")
-    rows = [[name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
+    def number(value, digits: int) -> str:  # null in the JSON: not defined on these images
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    headline = (f"accuracy {number(metrics['accuracy'], 4)}   kappa {number(metrics['cohen_kappa'], 4)}   "
+                f"log loss {number(metrics['log_loss'], 4)}   (n={metrics['n']})")
+    rows = [[name, number(m["precision"], 3), number(m["recall"], 3), number(m["f1"], 3), m["support"]]
             for name, m in metrics["per_class"].items()]
     return headline + "\n" + table(["class", "precision", "recall", "f1", "support"], rows)
