@@ -59,11 +59,13 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     config.validate()
     if config.data not in BUILTIN_DATASETS and Path(config.data).exists():  # stored absolute: the run never
         config = dataclasses.replace(config, data=str(Path(config.data).absolute()))  # depends on the cwd
-    if config.labels and Path(config.labels).exists():
-        config = dataclasses.replace(config, labels=str(Path(config.labels).absolute()))
+    for name in ("labels", "exclude"):
+        if getattr(config, name) and Path(getattr(config, name)).exists():
+            config = dataclasses.replace(config, **{name: str(Path(getattr(config, name)).absolute())})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = _training_dataset(config)
+    _cheap_audit(dataset, out)
     context = TrainContext(config, dataset, get_backbone(config.backbone), feature_source(config, out),
                            _checkpoints(config, out), lambda other: feature_source(other, out), started=start)
     fit_start = time.perf_counter()
@@ -94,6 +96,17 @@ def _training_dataset(config: TrainConfig) -> Dataset:
              + ", ".join(f"{name} {len(s)}" + (f" ({s.name})" if s.name != name else "")
                          for name, s in dataset.splits.items()))
     return dataset
+
+
+def _cheap_audit(dataset: Dataset, out: Path) -> None:
+    """Exact duplicates, leakage across splits, odd names and skipped files: ``audit.json``, one warning line."""
+    from keras_transfer.audit import cheap_audit
+
+    result = cheap_audit(dataset)
+    write_json(out / "audit.json", result.as_dict())
+    if result.findings:
+        log.warn(f"{result.line()} (listed in {out / 'audit.json'}; `keras-transfer audit {dataset.source}` "
+                 "also looks for near duplicates and label errors)")
 
 
 def _evaluate_fit(result, dataset: Dataset, source: FeatureSource, config: TrainConfig, out: Path):

@@ -50,6 +50,8 @@ class TrainConfig:
                                       "unsorted images; an optional split column assigns splits")
     splits: str | None = option(None, "which folder is each split, e.g. train=seg_train,test=seg_test (for "
                                       "unusual names, or two folders claiming one split)")
+    exclude: str | None = option(None, "file list of images to leave out (one path per line), or the keep list "
+                                       "`keras-transfer audit --write-clean LIST` writes (trains on those only)")
     backbone: str = option("efficientnet_lite0", "registered backbone (keras-transfer backbones lists them)",
                            short="-b")
     weights: str | None = option("imagenet", "'imagenet', a local weights file (e.g. a keras *_notop.h5), or "

@@ -102,9 +102,14 @@ class Run:
 
 def dataset_of(config: TrainConfig) -> Dataset:
     """The dataset ``config`` trains on, split as at training (same seed and fractions)."""
-    return load_dataset(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                        seed=config.seed, max_per_class=config.max_per_class, labels=config.labels,
-                        splits=config.splits)
+    dataset = load_dataset(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                           seed=config.seed, max_per_class=config.max_per_class, labels=config.labels,
+                           splits=config.splits)
+    if config.exclude:
+        from keras_transfer.audit.clean import exclude_files
+
+        dataset = exclude_files(dataset, config.exclude)
+    return dataset
 
 
 def feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSource:

@@ -16,7 +16,7 @@ LAYERS = {
     "config": {"config"},
     "evaluation": {"evaluation"},
     "strategies": {"strategies"},
-    "run": {"run", "api", "inference", "classifier_file", "zero_shot"},
+    "run": {"run", "api", "inference", "classifier_file", "zero_shot", "audit"},
     "deploy": {"export", "serve", "report", "explain"},
     "cli": {"cli"},
 }

@@ -3,7 +3,7 @@
 Errors caused by the user, and the operating system refusing a write (disk full, read-only,
 no permission), print one message on stderr and exit 1 (or 2 for bad options); Ctrl-C exits 130;
 ``--json`` prints machine-readable output on stdout; ``--quiet`` silences progress. Each
-sub-command lives in one of ``train``, ``use``, ``deploy``, ``inspect`` and registers itself
+sub-command lives in one of ``train``, ``audit``, ``use``, ``deploy``, ``inspect`` and registers itself
 with ``command``; nothing heavy is imported before the options are parsed.
 """
 
@@ -36,7 +36,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from keras_transfer import __version__
-    from keras_transfer.cli import deploy, inspect, train, use
+    from keras_transfer.cli import audit, deploy, inspect, train, use
 
     parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0],
                                      formatter_class=Help,
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "keras-transfer predict runs/photos new_photo.jpg")
     parser.add_argument("--version", action="version", version=f"keras-transfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (train, use, deploy, inspect):
+    for module in (train, audit, use, deploy, inspect):
         module.register(sub)
     return parser
 

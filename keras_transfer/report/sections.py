@@ -10,6 +10,7 @@ import pandas as pd
 from keras_transfer.evaluation.bootstrap import bootstrap_metrics
 from keras_transfer.evaluation.calibration import calibration
 from keras_transfer.report import exploration as explore
+from keras_transfer.report.audit_section import audit_section
 from keras_transfer.report.context import ReportContext
 from keras_transfer.report.exploration_figures import colors_figure, counts_figure, sizes_figure
 from keras_transfer.report.figures import (confusion_figure, curves_figure, cv_figure, image_grid, metrics_figure,
@@ -167,4 +168,4 @@ def calibration_section(ctx: ReportContext) -> Section:
 
 
 SECTIONS = (summary_section, metrics_section, confusion_section, curves_section, mistakes_section,
-            calibration_section, dataset_section)
+            calibration_section, dataset_section, audit_section)

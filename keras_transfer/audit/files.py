@@ -1,0 +1,131 @@
+"""Damaged and odd files: undecodable or truncated, tiny, extreme aspect ratio, too dark, blurry,
+low information, grayscale in a colour set.
+
+The image-quality checks are cleanvision's (``Imagelab``: dark, blurry, odd aspect ratio, low
+information, grayscale), run on the file paths in chunks (a progress bar) and cached by content
+hash, so a second audit reads them back. Its ``odd_size`` check is not used: it flags every image
+far from the median size, which in a folder of phone photos and web images is a tenth of them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from keras_transfer import log
+from keras_transfer.audit.pool import Pool
+from keras_transfer.paths import atomic_file, cache_dir
+
+QUALITY_CHECKS = ("dark", "blurry", "odd_aspect_ratio", "low_information", "grayscale")
+CHUNK = 256
+TINY = 16  # sides in pixels below which an image holds too little to learn from, whatever the dataset
+QUALITY_CACHE = "quality-v1.json"
+
+
+def damaged_files(pool: Pool, failed: list[tuple[str, str]]) -> list[dict]:
+    """Files the loader skipped (not an image, undecodable) and images that failed to decode in full
+    (a truncated JPEG passes the header check and fails there)."""
+    findings = []
+    for file, reason in pool.dataset.skipped:
+        kind = "odd_file" if reason.startswith(("not an image file", "an image beside")) else "damaged"
+        findings.append({"kind": kind, "check": "not an image" if kind == "odd_file" else "undecodable",
+                         "score": 1.0, "images": [{"file": file, "class": None, "split": None}],
+                         "evidence": reason})
+    where = {name: i for i, name in enumerate(pool.ids)}
+    for file, reason in failed:
+        i = where.get(file)
+        images = [pool.describe(i)] if i is not None else [{"file": file, "class": None, "split": None}]
+        findings.append({"kind": "damaged", "check": "truncated or undecodable", "score": 1.0, "images": images,
+                         "evidence": reason})
+    return findings
+
+
+def _header_size(pool: Pool, i: int) -> tuple[int, int] | None:
+    if pool.is_array:
+        shape = pool.split.items[i].shape
+        return int(shape[1]), int(shape[0])
+    try:
+        with Image.open(pool.ids[i]) as image:
+            return image.size
+    except Exception:  # damaged files are reported by damaged_files
+        return None
+
+
+def tiny_images(pool: Pool) -> list[dict]:
+    """Images with a side under ``TINY`` pixels, or under a quarter of the dataset's median short side.
+
+    By hand: a header read per file; cleanvision's size check is relative to the median only.
+    """
+    sizes = {i: s for i in range(len(pool)) if (s := _header_size(pool, i)) is not None}
+    if not sizes:
+        return []
+    median = float(np.median([min(s) for s in sizes.values()]))
+    findings = []
+    for i, (width, height) in sizes.items():
+        if min(width, height) < TINY or min(width, height) < median / 4:
+            findings.append({"kind": "odd_file", "check": "tiny", "score": round(min(width, height) / median, 4),
+                             "images": [pool.describe(i)],
+                             "evidence": f"{width}x{height} px (median short side {median:.0f} px)"})
+    return findings
+
+
+def _read_cache() -> dict:
+    path = cache_dir("audit") / QUALITY_CACHE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(entries: dict) -> None:
+    path = cache_dir("audit") / QUALITY_CACHE
+    text = json.dumps({**_read_cache(), **entries})
+    try:
+        atomic_file(path, lambda tmp: Path(tmp).write_text(text))
+    except OSError as error:  # a read-only cache costs the next audit time, nothing else
+        log.warn(f"could not save the image-quality scores in {path.parent}: {error.strerror or error}")
+
+
+def _cleanvision(paths: list[str]) -> dict[str, dict[str, list]]:
+    """cleanvision's score and verdict of every check, per path."""
+    from cleanvision import Imagelab
+
+    with log.silenced((1, 2)):  # its own progress bar and summary print
+        lab = Imagelab(filepaths=paths)
+        lab.find_issues({check: {} for check in QUALITY_CHECKS}, verbose=False)
+    issues = lab.issues
+    return {path: {c: [float(issues.at[path, f"{c}_score"]), bool(issues.at[path, f"is_{c}_issue"])]
+                   for c in QUALITY_CHECKS} for path in issues.index}
+
+
+def quality_scores(pool: Pool, readable: np.ndarray) -> dict[int, dict[str, list]]:
+    """Per image (pool index) cleanvision's [score, verdict] of every check; cached by content hash."""
+    if pool.is_array:
+        return {}  # cleanvision reads files
+    cached, fresh = _read_cache(), {}
+    todo = [i for i in readable if pool.hashes[i] is not None and pool.hashes[i] not in cached]
+    chunks = [todo[k:k + CHUNK] for k in range(0, len(todo), CHUNK)]
+    for chunk in log.progress(chunks, desc="image quality (cleanvision)", unit="chunk"):
+        scores = _cleanvision([pool.ids[i] for i in chunk])
+        fresh.update({pool.hashes[i]: scores[pool.ids[i]] for i in chunk if pool.ids[i] in scores})
+    if fresh:
+        _write_cache(fresh)
+    cached.update(fresh)
+    return {int(i): cached[pool.hashes[i]] for i in readable if pool.hashes[i] in cached}
+
+
+def quality_findings(pool: Pool, scores: dict[int, dict[str, list]]) -> list[dict]:
+    """One finding per image and failed check; grayscale only in a mostly colour dataset."""
+    gray = [i for i, s in scores.items() if s["grayscale"][1]]
+    colour_set = len(gray) < 0.5 * max(len(scores), 1)
+    findings = []
+    for i, checks in scores.items():
+        for check, (score, issue) in checks.items():
+            if issue and (check != "grayscale" or colour_set):
+                findings.append({"kind": "odd_file", "check": check.replace("_", " "), "score": round(score, 4),
+                                 "images": [pool.describe(i)],
+                                 "evidence": f"cleanvision {check} score {score:.3f} (lower is worse)"})
+    return findings

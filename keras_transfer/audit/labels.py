@@ -1,0 +1,77 @@
+"""Likely label errors: out-of-fold probabilities of the fast linear head, ranked by cleanlab.
+
+The head is the one train fits (``strategies.solver``): C chosen by cross-validation, then
+every image is scored by a head fit on the other folds, so no image is judged by a model that
+saw its label. cleanlab's ``find_label_issues`` (confident learning) picks the suspects and
+ranks them by self-confidence; its outlier score (``OutOfDistribution`` on the features)
+marks images unlike any other in the set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from keras_transfer import log
+from keras_transfer.audit.pool import Pool
+from keras_transfer.data.dataset import stratified_folds
+from keras_transfer.strategies.solver import FOLDS, fit_linear_head
+
+MIN_PER_CLASS = 5  # fewer images in a class: out-of-fold probabilities say too little
+OUTLIERS = 0.01  # share of images with the lowest outlier score reported (at most)
+
+
+def out_of_fold(features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int = 0) -> np.ndarray:
+    """Probabilities (N, n_classes) of every image from a head that never saw it."""
+    fit = fit_linear_head(features[None], labels, n_classes, seed=seed)
+    folds = stratified_folds(labels, FOLDS, seed)
+    probabilities = np.zeros((len(labels), n_classes))
+    for k in log.progress(range(FOLDS), desc="out-of-fold head", unit="fold"):
+        test = folds == k
+        head = fit_linear_head(features[None, ~test], labels[~test], n_classes, C=fit.C).head
+        probabilities[test] = head.predict(features[test])
+    return probabilities
+
+
+def label_issues(pool: Pool, features: np.ndarray, rows: np.ndarray, seed: int = 0) -> tuple[list[dict], dict]:
+    """Suspected label errors (ranked, most likely first) and a summary of how they were found."""
+    labels = pool.labels[rows]
+    counts = np.bincount(labels, minlength=len(pool.class_names))
+    present = counts[counts > 0]
+    if len(present) < 2 or present.min() < MIN_PER_CLASS:
+        return [], {"skipped": f"needs {MIN_PER_CLASS} images in every class (smallest has {int(present.min())})"}
+    from cleanlab.filter import find_label_issues
+
+    dense = np.flatnonzero(counts)  # classes with images: cleanlab wants every column to be used
+    remap = np.full(len(counts), -1)
+    remap[dense] = np.arange(len(dense))
+    probabilities = out_of_fold(features, remap[labels], len(dense), seed)
+    ranked = find_label_issues(remap[labels], probabilities, return_indices_ranked_by="self_confidence")
+    findings = []
+    for r in ranked:
+        given, suggested = int(remap[labels[r]]), int(np.argmax(probabilities[r]))
+        if given == suggested:
+            continue
+        i = int(rows[r])
+        findings.append({"kind": "label_issue", "score": round(float(probabilities[r, given]), 4),
+                         "images": [pool.describe(i)], "given": pool.class_names[dense[given]],
+                         "suggested": pool.class_names[dense[suggested]],
+                         "evidence": {"p_given": round(float(probabilities[r, given]), 4),
+                                      "p_suggested": round(float(probabilities[r, suggested]), 4)}})
+    accuracy = float((probabilities.argmax(1) == remap[labels]).mean())
+    return findings, {"method": "cleanlab find_label_issues on 5-fold out-of-fold probabilities of the linear head",
+                      "out_of_fold_accuracy": round(accuracy, 4), "images": len(rows)}
+
+
+def outliers(pool: Pool, features: np.ndarray, rows: np.ndarray) -> list[dict]:
+    """The images least like the rest (cleanlab's k-NN outlier score on the features), at most 1%."""
+    if len(rows) < 20:
+        return []
+    from cleanlab.outlier import OutOfDistribution
+
+    with log.silenced():  # it prints what it fits
+        scores = OutOfDistribution().fit_score(features=features)
+    threshold = min(float(np.quantile(scores, OUTLIERS)), float(np.median(scores)) / 2)
+    low = np.flatnonzero(scores <= threshold)
+    return [{"kind": "outlier", "score": round(float(scores[k]), 4), "images": [pool.describe(int(rows[k]))],
+             "evidence": f"cleanlab outlier score {scores[k]:.3f} (median {np.median(scores):.3f})"}
+            for k in low[np.argsort(scores[low])]]
