@@ -23,6 +23,7 @@ QUALITY_CHECKS = ("dark", "blurry", "odd_aspect_ratio", "low_information", "gray
 CHUNK = 256
 TINY = 16  # sides in pixels below which an image holds too little to learn from, whatever the dataset
 QUALITY_CACHE = "quality-v1.json"
+GREY_SPREAD = 2.0  # mean |R-G| + |G-B| below which an RGB image is grey
 
 
 def damaged_files(pool: Pool, failed: list[tuple[str, str]]) -> list[dict]:
@@ -101,6 +102,16 @@ def _cleanvision(paths: list[str]) -> dict[str, dict[str, list]]:
                    for c in QUALITY_CHECKS} for path in issues.index}
 
 
+def _colourless(pool: Pool, i: int) -> bool:
+    """Grey pixels saved as RGB. By hand: cleanvision's grayscale check only sees files in mode L."""
+    try:
+        image = pool.image(i, 64).astype(np.int16)
+    except Exception:  # damaged files are reported by damaged_files
+        return False
+    spread = np.abs(image[..., 0] - image[..., 1]).mean() + np.abs(image[..., 1] - image[..., 2]).mean()
+    return bool(spread < GREY_SPREAD)
+
+
 def quality_scores(pool: Pool, readable: np.ndarray) -> dict[int, dict[str, list]]:
     """Per image (pool index) cleanvision's [score, verdict] of every check; cached by content hash."""
     if pool.is_array:
@@ -110,6 +121,9 @@ def quality_scores(pool: Pool, readable: np.ndarray) -> dict[int, dict[str, list
     chunks = [todo[k:k + CHUNK] for k in range(0, len(todo), CHUNK)]
     for chunk in log.progress(chunks, desc="image quality (cleanvision)", unit="chunk"):
         scores = _cleanvision([pool.ids[i] for i in chunk])
+        for i in chunk:
+            if pool.ids[i] in scores and _colourless(pool, i):
+                scores[pool.ids[i]]["grayscale"] = [0.0, True]
         fresh.update({pool.hashes[i]: scores[pool.ids[i]] for i in chunk if pool.ids[i] in scores})
     if fresh:
         _write_cache(fresh)
