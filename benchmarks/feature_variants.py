@@ -15,12 +15,12 @@ import json
 import time
 from pathlib import Path
 
+import keras_transfer  # noqa: F401, I001  (sets the Keras backend: before keras is imported)
 import keras
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-import keras_transfer  # noqa: F401  (sets the Keras backend before keras is imported)
 from benchmarks.data import balanced_files, cifar_root
 from keras_transfer.backbones import get_backbone
 from keras_transfer.backbones.efficientnet_lite import build_efficientnet_lite
