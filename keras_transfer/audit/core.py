@@ -12,6 +12,7 @@ from keras_transfer import log
 from keras_transfer.audit import exact, files, labels, near
 from keras_transfer.audit.pool import Pool
 from keras_transfer.data.dataset import Dataset
+from keras_transfer.features.keys import identity_hash
 
 KINDS = ("exact_duplicate", "near_duplicate", "label_issue", "damaged", "odd_file", "outlier")
 
@@ -71,7 +72,9 @@ class AuditResult:
     def line(self) -> str:
         """One line for a terminal: what was found, or that nothing was."""
         found = self.summary()
-        parts = [f"{n} {kind.replace('_', ' ')}{'s' * (n != 1)}" for kind, n in found.items() if n]
+        names = {**{kind: kind.replace("_", " ") + "s" for kind in KINDS}, "leakage": "leaking across splits",
+                 "conflicting_labels": "with conflicting labels"}
+        parts = [f"{n} {names[kind]}" for kind, n in found.items() if n]
         return "audit: " + (", ".join(parts) if parts else "nothing found")
 
 
@@ -137,7 +140,9 @@ def full_audit(dataset: Dataset, source, seed: int = 0) -> AuditResult:
         result.calibration = calibration.as_dict()
         result.findings += near.near_duplicates(pool, vectors, rows, calibration)
     with clock("labels"):
-        found, result.notes["labels"] = labels.label_issues(pool, features.reshape(len(rows), -1), rows, seed)
+        key = identity_hash({"features": source.identity, "seed": seed, "labels": pool.labels[rows].tolist(),
+                             "contents": [pool.hashes[i] for i in rows]})
+        found, result.notes["labels"] = labels.label_issues(pool, features.reshape(len(rows), -1), rows, seed, key)
         result.findings += found + labels.outliers(pool, vectors, rows)
     with clock("quality"):
         result.findings += files.tiny_images(pool)

@@ -21,6 +21,8 @@ from keras_transfer.paths import atomic_file, cache_dir
 
 QUALITY_CHECKS = ("dark", "blurry", "odd_aspect_ratio", "low_information", "grayscale")
 CHUNK = 256
+RELATIVE_CHECKS = ("dark", "blurry", "low_information")
+RELATIVE_SHARE = 0.02
 TINY = 16  # sides in pixels below which an image holds too little to learn from, whatever the dataset
 QUALITY_CACHE = "quality-v1.json"
 GREY_SPREAD = 2.0  # mean |R-G| + |G-B| below which an RGB image is grey
@@ -132,12 +134,20 @@ def quality_scores(pool: Pool, readable: np.ndarray) -> dict[int, dict[str, list
 
 
 def quality_findings(pool: Pool, scores: dict[int, dict[str, list]]) -> list[dict]:
-    """One finding per image and failed check; grayscale only in a mostly colour dataset."""
+    """One finding per image and failed check; grayscale only in a mostly colour dataset.
+
+    cleanvision's dark, blurry and low-information verdicts are absolute: on a set of 128 px
+    flowers it calls a third of the images blurry. An image is reported when cleanvision flags it
+    *and* its score is among the lowest ``RELATIVE_SHARE`` of this dataset's.
+    """
     gray = [i for i, s in scores.items() if s["grayscale"][1]]
     colour_set = len(gray) < 0.5 * max(len(scores), 1)
+    floors = {c: float(np.quantile([s[c][0] for s in scores.values()], RELATIVE_SHARE)) if scores else 0.0
+              for c in RELATIVE_CHECKS}
     findings = []
     for i, checks in scores.items():
         for check, (score, issue) in checks.items():
+            issue = issue and (check not in floors or score <= floors[check])
             if issue and (check != "grayscale" or colour_set):
                 findings.append({"kind": "odd_file", "check": check.replace("_", " "), "score": round(score, 4),
                                  "images": [pool.describe(i)],

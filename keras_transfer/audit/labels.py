@@ -13,6 +13,7 @@ import numpy as np
 
 from keras_transfer import log
 from keras_transfer.audit.pool import Pool
+from keras_transfer.paths import atomic_savez, cache_dir
 from keras_transfer.data.dataset import stratified_folds
 from keras_transfer.strategies.solver import FOLDS, fit_linear_head
 
@@ -32,8 +33,30 @@ def out_of_fold(features: np.ndarray, labels: np.ndarray, n_classes: int, seed: 
     return probabilities
 
 
-def label_issues(pool: Pool, features: np.ndarray, rows: np.ndarray, seed: int = 0) -> tuple[list[dict], dict]:
-    """Suspected label errors (ranked, most likely first) and a summary of how they were found."""
+def cached_out_of_fold(features: np.ndarray, labels: np.ndarray, n_classes: int, key: str, seed: int) -> np.ndarray:
+    """``out_of_fold``, saved in the audit cache under ``key`` (features identity, contents, labels, seed)."""
+    path = cache_dir("audit") / f"oof-{key}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            if saved["probabilities"].shape == (len(labels), n_classes):
+                return saved["probabilities"]
+    except (OSError, ValueError, KeyError):
+        pass
+    probabilities = out_of_fold(features, labels, n_classes, seed)
+    try:
+        atomic_savez(path, probabilities=probabilities)
+    except OSError:  # a read-only cache: the next audit fits the folds again
+        pass
+    return probabilities
+
+
+def label_issues(pool: Pool, features: np.ndarray, rows: np.ndarray, seed: int = 0,
+                 key: str | None = None) -> tuple[list[dict], dict]:
+    """Suspected label errors (ranked, most likely first) and a summary of how they were found.
+
+    Args:
+        key: Cache key of the out-of-fold probabilities (None: not cached).
+    """
     labels = pool.labels[rows]
     counts = np.bincount(labels, minlength=len(pool.class_names))
     present = counts[counts > 0]
@@ -44,7 +67,8 @@ def label_issues(pool: Pool, features: np.ndarray, rows: np.ndarray, seed: int =
     dense = np.flatnonzero(counts)  # classes with images: cleanlab wants every column to be used
     remap = np.full(len(counts), -1)
     remap[dense] = np.arange(len(dense))
-    probabilities = out_of_fold(features, remap[labels], len(dense), seed)
+    probabilities = (out_of_fold(features, remap[labels], len(dense), seed) if key is None
+                     else cached_out_of_fold(features, remap[labels], len(dense), key, seed))
     ranked = find_label_issues(remap[labels], probabilities, return_indices_ranked_by="self_confidence")
     findings = []
     for r in ranked:

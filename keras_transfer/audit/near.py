@@ -28,6 +28,7 @@ CALIBRATION_IMAGES = 64
 COPY_RECALL = 0.98  # share of the transformed copies the feature threshold keeps
 DISTINCT_QUANTILE = 0.995  # ... while staying above this quantile of nearest-different-image similarities
 HASH_SIZE = 8  # 64-bit pHash
+SURE_QUANTILE = 0.9  # copies' similarity above which a pair needs no pHash confirmation
 
 
 def transform(image: np.ndarray, name: str, size: int) -> np.ndarray:
@@ -69,7 +70,7 @@ class Calibration:
 
     Attributes:
         cosine: Feature similarity at or above which a pair is a candidate.
-        sure: Similarity above which no hash confirmation is asked (the copies' median).
+        sure: Similarity above which no hash confirmation is asked (the copies' 90th percentile).
         hash_bits: pHash distance at or below which a candidate is confirmed.
         copies: Copies measured; copy_similarity / distinct_similarity: quantiles seen.
     """
@@ -111,7 +112,7 @@ def calibrate(pool: Pool, vectors: np.ndarray, rows: np.ndarray, source, seed: i
     distinct_ceiling = float(np.quantile(nearest, DISTINCT_QUANTILE))
     cosine = max(copy_floor, min(distinct_ceiling + 0.01, float(np.median(similarity))))
     quantiles = lambda v: {f"q{q:g}": round(float(np.quantile(v, q / 100)), 4) for q in (1, 5, 50, 95, 99)}  # noqa: E731
-    return Calibration(round(cosine, 4), round(max(cosine, float(np.median(similarity))), 4),
+    return Calibration(round(cosine, 4), round(max(cosine, float(np.quantile(similarity, SURE_QUANTILE))), 4),
                        int(np.quantile(bits, COPY_RECALL)), int(similarity.size),
                        {**quantiles(similarity.ravel()), "by_transform": dict(zip(TRANSFORMS, similarity.mean(0).round(4).tolist()))},
                        quantiles(nearest))
