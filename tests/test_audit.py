@@ -202,3 +202,26 @@ def test_train_runs_the_cheap_audit(ants_run):
     audit = ants_run.read("audit.json")
     assert audit["full"] is False and "exact_duplicate" in audit["summary"]
     assert audit["counts"]["train"]["ants"] > 0
+
+
+def test_audit_page_in_chromium(audited, tmp_path):
+    """The audit section (here as its own page) in headless Chromium: every figure loads, no console
+    error, nothing fetched from outside; the screenshot is not blank."""
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from test_report import chromium
+
+    page_file, shot, errors = audited[2] / "report" / "audit.html", tmp_path / "audit.png", []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else errors.append(r.url))
+        page.goto(page_file.as_uri())
+        sizes = page.locator("img").evaluate_all("nodes => nodes.map(n => [n.naturalWidth, n.naturalHeight])")
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert errors == [] and len(sizes) >= 3 and all(w > 100 and h > 100 for w, h in sizes)
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3)[::5], axis=0)) > 2000  # photos, not a blank page

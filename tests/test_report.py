@@ -20,7 +20,7 @@ from keras_transfer.cli import main
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
 from keras_transfer.report import ReportOptions, build_report, write_report
 
-SECTIONS = ("summary", "metrics", "confusion", "curves", "mistakes", "calibration", "dataset")
+SECTIONS = ("summary", "metrics", "confusion", "curves", "mistakes", "calibration", "dataset", "audit")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars", "--enable-logging=stderr", "--v=0")
