@@ -72,9 +72,13 @@ class AuditResult:
     def line(self) -> str:
         """One line for a terminal: what was found, or that nothing was."""
         found = self.summary()
-        names = {**{kind: kind.replace("_", " ") + "s" for kind in KINDS}, "leakage": "leaking across splits",
-                 "conflicting_labels": "with conflicting labels"}
-        parts = [f"{n} {names[kind]}" for kind, n in found.items() if n]
+        names = {"exact_duplicate": "exact duplicate groups", "near_duplicate": "near-duplicate pairs",
+                 "label_issue": "likely label errors", "damaged": "damaged files", "odd_file": "odd files",
+                 "outlier": "outliers", "leakage": "duplicates across splits (leakage)",
+                 "conflicting_labels": "duplicates with conflicting labels"}
+        order = ("exact_duplicate", "near_duplicate", "leakage", "conflicting_labels", "label_issue", "damaged",
+                 "odd_file", "outlier")
+        parts = [f"{found[kind]} {names[kind]}" for kind in order if found[kind]]
         return "audit: " + (", ".join(parts) if parts else "nothing found")
 
 

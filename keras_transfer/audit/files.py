@@ -9,6 +9,8 @@ far from the median size, which in a folder of phone photos and web images is a 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -92,11 +94,18 @@ def _write_cache(entries: dict) -> None:
         log.warn(f"could not save the image-quality scores in {path.parent}: {error.strerror or error}")
 
 
+@contextlib.contextmanager
+def muted():
+    """No output from a library: its Python prints (also where sys.stdout is replaced) and native ones."""
+    with log.silenced((1, 2)), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
 def _cleanvision(paths: list[str]) -> dict[str, dict[str, list]]:
     """cleanvision's score and verdict of every check, per path."""
     from cleanvision import Imagelab
 
-    with log.silenced((1, 2)):  # its own progress bar and summary print
+    with muted():  # its own progress bar and summary print
         lab = Imagelab(filepaths=paths)
         lab.find_issues({check: {} for check in QUALITY_CHECKS}, verbose=False)
     issues = lab.issues

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_transfer import log
+from keras_transfer.audit.files import muted
 from keras_transfer.audit.pool import Pool
 from keras_transfer.paths import atomic_savez, cache_dir
 from keras_transfer.data.dataset import stratified_folds
@@ -92,7 +93,7 @@ def outliers(pool: Pool, features: np.ndarray, rows: np.ndarray) -> list[dict]:
         return []
     from cleanlab.outlier import OutOfDistribution
 
-    with log.silenced():  # it prints what it fits
+    with muted():  # it prints what it fits
         scores = OutOfDistribution().fit_score(features=features)
     threshold = min(float(np.quantile(scores, OUTLIERS)), float(np.median(scores)) / 2)
     low = np.flatnonzero(scores <= threshold)

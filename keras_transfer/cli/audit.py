@@ -7,7 +7,10 @@ from pathlib import Path
 from keras_transfer.cli import add_common, command
 from keras_transfer.paths import strict_json
 
-LISTED = 10  # findings of each kind printed (the JSON and the HTML page hold all)
+LISTED = 10
+TITLES = {"exact_duplicate": "exact duplicate groups", "near_duplicate": "near-duplicate pairs",
+          "label_issue": "likely label errors (score: probability of the given class)", "damaged": "damaged files",
+          "odd_file": "odd files", "outlier": "outliers (score: cleanlab outlier score, lower is odder)"}  # findings of each kind printed (the JSON and the HTML page hold all)
 
 
 def register(sub) -> None:
@@ -29,7 +32,7 @@ def register(sub) -> None:
 
 def _describe(finding: dict) -> str:
     files = "  ".join(m["file"] for m in finding["images"])
-    what = finding.get("scope") or finding.get("check") or ""
+    what = finding.get("scope") or finding.get("check") or str(finding["evidence"])
     if finding["kind"] == "label_issue":
         what = f"filed as {finding['given']}, looks like {finding['suggested']}"
     return f"  {finding['score']:.3f}  {what}: {files}"
@@ -41,10 +44,10 @@ def _print_text(result, written: dict) -> None:
     counts = result.counts
     rows = [[name] + [counts[s].get(name, 0) for s in counts] for name in result.classes]
     print(log.table(["class", *counts], rows, title="images per class and split"))
-    for kind in ("exact_duplicate", "near_duplicate", "label_issue", "damaged", "odd_file", "outlier"):
+    for kind in TITLES:
         found = result.of(kind)
         if found:
-            print(f"{kind.replace('_', ' ')}s: {len(found)}" + (f" (first {LISTED})" if len(found) > LISTED else ""))
+            print(f"{TITLES[kind]}: {len(found)}" + (f" (first {LISTED})" if len(found) > LISTED else ""))
             print("\n".join(_describe(f) for f in found[:LISTED]))
     print(result.line())
     for name, path in written.items():

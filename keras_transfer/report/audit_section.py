@@ -38,19 +38,22 @@ def _short(name: str) -> str:
 
 
 def _groups_plot(name: str, findings: list[dict], thumbs: _Thumbs) -> Plot:
+    """Each group's images side by side, several groups to a row; the first image of a group is
+    titled with its kind, scope and evidence, every image with its class and split."""
     shown = findings[:GROUPS]
-    columns = min(PER_GROUP, max(len(f["images"]) for f in shown))
-    images, titles, rows = [], [], []
+    width = min(PER_GROUP, max(len(f["images"]) for f in shown))
+    images, titles = [], []
     for finding in shown:
-        members = finding["images"][:columns]
-        images += [thumbs(m["file"]) for m in members] + [None] * (columns - len(members))
-        titles += [f"{m['class']} · {m['split']}\n{_short(m['file'])[-26:]}" for m in members] + [""] * (columns - len(members))
+        members = finding["images"][:width]
         evidence = finding["evidence"]
-        detail = f"cos {evidence['cosine']:.3f}\npHash {evidence['phash_bits']} bits" if isinstance(evidence, dict) else "identical"
-        rows.append(f"{finding['scope']}\n{detail}")
-    caption = (f"{len(shown)} of {len(findings)} groups, one per row (class · split above each image)"
-               if len(findings) > len(shown) else "One group per row (class · split above each image)")
-    return Plot(name, caption, image_grid(images, titles, columns, rows))
+        head = (f"near, cos {evidence['cosine']:.3f}, pHash {evidence['phash_bits']}" if isinstance(evidence, dict)
+                else "identical bytes")
+        images += [thumbs(m["file"]) for m in members] + [None] * (width - len(members))
+        titles += [(f"{head}\n{finding['scope']}" if k == 0 else f"\n{_short(m['file'])[-24:]}")
+                   + f"\n{m['class']} · {m['split']}" for k, m in enumerate(members)] + [""] * (width - len(members))
+    caption = (f"{len(shown)} of {len(findings)} groups" if len(findings) > len(shown) else f"{len(shown)} groups")
+    return Plot(name, caption + ", each group's images side by side (class · split under each title)",
+                image_grid(images, titles, width * max(1, 6 // width)))
 
 
 def _labels_plot(findings: list[dict], thumbs: _Thumbs) -> Plot:
