@@ -165,6 +165,11 @@ def test_cli_outputs_clean_list_and_exclude(audited, planted, capsys):
     dataset = dataset_of(TrainConfig(data=str(root), exclude=str(out / "clean.txt")))
     used = {str(p) for s in dataset.splits.values() for p in s.items}
     assert used == kept
+    from keras_transfer.audit import write_clean
+
+    links = write_clean(audited[0], f"{out / 'links'}{os.sep}")
+    made = [p for p in (out / "links").rglob("*") if p.is_symlink()]
+    assert links["kept"] == len(made) == len(kept) and {str(p.resolve()) for p in made} == kept
 
 
 def test_bad_input_clear_message_and_nothing_written(tmp_path, planted, capsys):
