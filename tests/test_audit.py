@@ -185,8 +185,9 @@ def test_bad_input_clear_message_and_nothing_written(tmp_path, planted, capsys):
         assert "error:" in capsys.readouterr().err and digest(folder) == before
     root = planted[0]
     before = digest(root)
-    assert main(["audit", str(root), "--write-clean", str(root / "clean.txt"), "--quiet"]) == 2
-    assert "inside the data folder" in capsys.readouterr().err and digest(root) == before
+    for option, inside in (("--write-clean", root / "clean.txt"), ("--out", root / "train" / "audit")):
+        assert main(["audit", str(root), option, str(inside), "--quiet"]) == 2
+        assert "inside the data folder" in capsys.readouterr().err and digest(root) == before
 
 
 def test_read_only_folder(planted, tmp_path):

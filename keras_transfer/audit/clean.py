@@ -19,7 +19,7 @@ from keras_transfer.paths import atomic_file
 KEEP_HEADER = "# keras-transfer keep-list"
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def inside(path: Path, folder: Path) -> bool:
     try:
         path.resolve().relative_to(folder.resolve())
         return True
@@ -42,7 +42,7 @@ def write_clean(result, target: str | Path) -> dict:
     target, root = Path(target).expanduser(), Path(result.source)
     if not root.is_dir():
         raise ConfigError("--write-clean needs a dataset folder", "a folder of image files", result.source)
-    if _inside(target, root):
+    if inside(target, root):
         raise ConfigError(f"--write-clean {target} is inside the data folder {root}",
                           "a path outside the data folder (the audit never writes into it)",
                           hint="e.g. --write-clean clean.txt in the current folder")

@@ -57,6 +57,8 @@ def _print_text(result, written: dict) -> None:
 def _cmd_audit(args) -> int:
     from keras_transfer.audit import audit, write_clean
 
+    for option, path in (("--out", args.out), ("--write-clean", args.write_clean)):
+        _refuse_inside(option, path, Path(args.data))
     result = audit(args.data, backbone=args.backbone, seed=args.seed, labels_table=args.labels, splits=args.splits)
     written = {}
     if args.write_clean:
@@ -71,14 +73,20 @@ def _cmd_audit(args) -> int:
     return 0
 
 
-def _write_out(result, out: Path) -> dict:
-    from keras_transfer.audit.clean import _inside
+def _refuse_inside(option: str, path: str | None, data: Path) -> None:
+    """An output inside the data folder is refused before anything runs (the audit only reads it)."""
+    from keras_transfer.audit.clean import inside
     from keras_transfer.errors import ConfigError
+
+    if path and data.is_dir() and inside(Path(path), data):
+        raise ConfigError(f"{option} {path} is inside the data folder {data}",
+                          "a path outside the data folder (the audit never writes into it)",
+                          hint=f"e.g. {option} {'audit/' if option == '--out' else 'clean.txt'} in the current folder")
+
+
+def _write_out(result, out: Path) -> dict:
     from keras_transfer.paths import write_json
 
-    if Path(result.source).is_dir() and _inside(out, Path(result.source)):
-        raise ConfigError(f"--out {out} is inside the data folder {result.source}",
-                          "a folder outside the data folder (the audit never writes into it)")
     out.mkdir(parents=True, exist_ok=True)
     from keras_transfer.report.audit_section import write_audit_page
 
