@@ -4,9 +4,10 @@ What the planted-defect test holds (90 clean images, 2 classes, train/val folder
 - exact duplicates (2 within a class, 1 across classes, 2 across splits): all 5 found, 0 other groups;
 - damaged files (a truncated JPEG, an empty .jpg, a text file named .png): all 3 found, 0 false;
 - near duplicates across splits (resized + re-compressed, cropped, flipped, darker): at least 3 of 4
-  found, at most 1 pair of clean images called one;
-- label errors (4 images moved to the other class, the first 2 of each by name): at least 3 of 4
-  found, at most 4 clean images suspected;
+  found, at most 1 pair of clean images called one (measured: 4 of 4, 0 false);
+- label errors (4 images moved to the other class, the last 2 of each by name): at least 3 of 4
+  found, at most 4 clean images suspected (measured: 3 of 4, 3 false: ants-vs-bees photos the
+  head finds ambiguous);
 - odd files (very dark, tiny, 12:1 strip, grayscale, names differing by case): all 5 found;
 - nothing in the data folder changes; a second audit reads features and quality scores from the cache.
 """
@@ -128,6 +129,9 @@ def test_near_duplicates_and_label_errors_high_recall_few_false(audited, planted
     suspects = {f["images"][0]["file"] for f in result.of("label_issue")}
     assert len(suspects & set(plant["mislabelled"])) >= 3, result.of("label_issue")
     assert len(suspects - set(plant["mislabelled"]) - planted_files) <= 4
+    print(f"near duplicates {found}/{len(plant['near'])}, {len(false)} false; label errors "
+          f"{len(suspects & set(plant['mislabelled']))}/{len(plant['mislabelled'])}, "
+          f"{len(suspects - set(plant['mislabelled']) - planted_files)} false")
     first = next(f for f in result.of("label_issue") if f["images"][0]["file"] in plant["mislabelled"])
     assert first["suggested"] != first["given"] and first["evidence"]["p_suggested"] > 0.5
 

@@ -72,12 +72,17 @@ class Calibration:
         cosine: Feature similarity at or above which a pair is a candidate.
         sure: Similarity above which no hash confirmation is asked (the copies' 90th percentile).
         hash_bits: pHash distance at or below which a candidate is confirmed.
+        floor: The copies' 2nd percentile: below it, no pair is a candidate at all.
+        strict_bits: pHash distance (the copies' median, at least 4 bits) that confirms a pair
+            between ``floor`` and ``cosine``: a half-size re-compressed copy can fall there.
         copies: Copies measured; copy_similarity / distinct_similarity: quantiles seen.
     """
 
     cosine: float
     sure: float
     hash_bits: int
+    floor: float
+    strict_bits: int
     copies: int
     copy_similarity: dict
     distinct_similarity: dict
@@ -113,7 +118,8 @@ def calibrate(pool: Pool, vectors: np.ndarray, rows: np.ndarray, source, seed: i
     cosine = max(copy_floor, min(distinct_ceiling + 0.01, float(np.median(similarity))))
     quantiles = lambda v: {f"q{q:g}": round(float(np.quantile(v, q / 100)), 4) for q in (1, 5, 50, 95, 99)}  # noqa: E731
     return Calibration(round(cosine, 4), round(max(cosine, float(np.quantile(similarity, SURE_QUANTILE))), 4),
-                       int(np.quantile(bits, COPY_RECALL)), int(similarity.size),
+                       int(np.quantile(bits, COPY_RECALL)), round(copy_floor, 4), max(4, int(np.median(bits))),
+                       int(similarity.size),
                        {**quantiles(similarity.ravel()), "by_transform": dict(zip(TRANSFORMS, similarity.mean(0).round(4).tolist()))},
                        quantiles(nearest))
 
@@ -136,12 +142,13 @@ def candidate_pairs(vectors: np.ndarray, threshold: float, block: int = 1024) ->
 def near_duplicates(pool: Pool, vectors: np.ndarray, rows: np.ndarray, calibration: Calibration) -> list[dict]:
     """Pairs of different (not byte-identical) images that the features and the pHash both call copies."""
     findings = []
-    for a, b, cosine in candidate_pairs(vectors, calibration.cosine):
+    c = calibration
+    for a, b, cosine in candidate_pairs(vectors, min(c.floor, c.cosine)):
         i, j = int(rows[a]), int(rows[b])
         if pool.hashes[i] == pool.hashes[j]:
             continue  # an exact duplicate, reported as one
         bits = phash_distance(pool.image(i, 64), pool.image(j, 64))
-        if bits > calibration.hash_bits and cosine < calibration.sure:
+        if not (cosine >= c.sure or bits <= c.strict_bits or (cosine >= c.cosine and bits <= c.hash_bits)):
             continue
         findings.append({"kind": "near_duplicate", "scope": scope_of(pool, [i, j]), "score": round(cosine, 4),
                          "images": [pool.describe(i), pool.describe(j)],

@@ -85,9 +85,10 @@ def audit_blocks(result) -> list:
         blocks.append(_groups_plot("audit_duplicates", duplicates, thumbs))
     if result.calibration:
         c = result.calibration
-        blocks.append(f"Near duplicates: feature cosine ≥ {c['cosine']:.3f} and pHash within {c['hash_bits']} bits "
-                      f"(or cosine ≥ {c['sure']:.3f}), thresholds measured on {c['copies']} resized, re-compressed, "
-                      f"cropped and flipped copies of this dataset's own images.")
+        blocks.append(f"Near duplicates: feature cosine ≥ {c['cosine']:.3f} and pHash within {c['hash_bits']} bits, "
+                      f"or cosine ≥ {c['floor']:.3f} and pHash within {c['strict_bits']} bits, or cosine ≥ "
+                      f"{c['sure']:.3f}: thresholds measured on {c['copies']} resized, re-compressed, cropped and "
+                      f"flipped copies of this dataset's own images.")
     if result.of("label_issue"):
         blocks.append(_labels_plot(result.of("label_issue"), thumbs))
     odd = result.of("damaged") + result.of("odd_file") + result.of("outlier")
