@@ -9,6 +9,7 @@ from pathlib import Path
 
 from keras_transfer.data.images import RESIZE_MODES
 from keras_transfer.errors import ConfigError, unknown_choice
+from keras_transfer.features.executor import check_executor
 from keras_transfer.features.runtime import RuntimeOptions
 
 STRATEGIES = ("bottleneck", "frozen", "finetune", "scratch", "auto")
@@ -79,6 +80,10 @@ class TrainConfig:
     tta_views: int = option(0, "augmented views averaged at evaluation")
     runtime: str = option("auto", "feature runtime: auto | openvino | onnx | keras")
     precision: str = option("fp32", "fp32 | bf16 (OpenVINO on CPUs with bf16: faster, less exact)")
+    executor: str = option("local", "where cache misses are extracted: local | ray (a Ray Data actor pool; "
+                                    "same features; needs pip install 'keras-transfer[ray]')")
+    ray_address: str | None = option(None, "--executor ray: cluster address, e.g. ray://head:10001 or auto "
+                                           "(default: $RAY_ADDRESS, else a new local Ray instance)")
     unfreeze: int = option(0, "finetune: top blocks to unfreeze, or 'all' (0)", parse=block_count)
     finetune_epochs: int | None = option(None, "finetune: epochs of the unfrozen phase (default: the strategy's)")
     finetune_lr: float = option(1e-4, "finetune: learning rate of the unfrozen phase")
@@ -153,6 +158,7 @@ class TrainConfig:
             raise ConfigError("--refit is for the bottleneck strategy", "--strategy bottleneck",
                               f"--strategy {self.strategy}")
         RuntimeOptions(self.runtime, self.precision).validate()
+        check_executor(self.executor, self.runtime)
         return self
 
     @property

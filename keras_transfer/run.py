@@ -11,7 +11,7 @@ from keras_transfer.backbones import get_backbone
 from keras_transfer.config import TUNED_STRATEGIES, TrainConfig
 from keras_transfer.data.dataset import Dataset, load_dataset
 from keras_transfer.errors import RunError
-from keras_transfer.features import Deferred, FeatureSource, RuntimeOptions
+from keras_transfer.features import Deferred, FeatureSource, RuntimeOptions, make_executor
 
 MODEL_FILE = "model.keras"
 REQUIRED = (MODEL_FILE, "config.json", "class_names.json")
@@ -112,8 +112,11 @@ def dataset_of(config: TrainConfig) -> Dataset:
     return dataset
 
 
-def feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSource:
+def feature_source(config: TrainConfig, out: Path, extractor=None, executor=None) -> FeatureSource:
     """Features of ``config``'s backbone; a given (trained) extractor is identified by its weights.
+
+    ``executor`` (``"local"``, ``"ray"`` or an executor object) extracts the cache misses; None
+    takes ``config.executor`` at ``config.ray_address``. It is no part of the feature identity.
 
     Without ``extractor`` the backbone is a ``Deferred`` model: built (importing keras and
     torch) only if its features are not cached and its compiled engine does not exist yet.
@@ -133,5 +136,7 @@ def feature_source(config: TrainConfig, out: Path, extractor=None) -> FeatureSou
             return build_extractor(spec, config.size, config.weights, config.pooling, config.offline)
 
         extractor = Deferred(build, config.size, None if config.pooling == "spatial" else (spec.feature_dim,))
+    if executor is None:
+        executor = make_executor(config.executor, config.ray_address)
     return FeatureSource(extractor, identity, out / "features", config.resize,
-                         RuntimeOptions(config.runtime, config.precision), config.seed)
+                         RuntimeOptions(config.runtime, config.precision), config.seed, executor=executor)

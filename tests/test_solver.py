@@ -16,7 +16,7 @@ from keras_transfer.config import TrainConfig
 from keras_transfer.strategies import solver
 from keras_transfer.strategies.solver import C_GRID, fit_linear_head
 
-HEAVY = ("keras", "torch", "openvino", "onnxruntime", "matplotlib")
+HEAVY = ("keras", "torch", "openvino", "onnxruntime", "matplotlib", "ray")
 
 
 def _modules_after(code: str) -> set[str]:

@@ -34,6 +34,10 @@ def register(sub) -> None:
     p.add_argument("--weights", default="imagenet", type=weights_choice,
                    help="--imagenet: 'imagenet', a local weights file, or 'none' (random)")
     p.add_argument("--offline", action="store_true", help="never use the network (also KERAS_TRANSFER_OFFLINE=1)")
+    p.add_argument("--executor", default="local", help="where the features are extracted (batch prediction, "
+                                                       "e.g. with --output): local | ray (a Ray Data actor pool)")
+    p.add_argument("--ray-address", default=None, help="--executor ray: cluster address, e.g. ray://head:10001 "
+                                                       "(default: $RAY_ADDRESS, else a new local Ray instance)")
     add_common(p)
     p = command(sub, "backbones", "list the registered backbones", ["keras-transfer backbones --json"], _cmd_backbones)
     add_common(p)
@@ -83,7 +87,11 @@ def _cmd_predict(args) -> int:
         raise ConfigError("predict needs a run folder and at least one image", received=" ".join(args.paths),
                           hint="keras-transfer predict RUN IMAGE...; or --imagenet IMAGE... for ImageNet classes")
     else:
-        results = predict(args.paths[0], args.paths[1:], top_k=args.top_k)
+        from keras_transfer.features.executor import check_executor, make_executor
+
+        check_executor(args.executor)
+        results = predict(args.paths[0], args.paths[1:], top_k=args.top_k,
+                          executor=make_executor(args.executor, args.ray_address))
     if args.output:
         _write_predictions(Path(args.output), results)
     if args.json:

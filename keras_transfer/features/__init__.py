@@ -12,11 +12,12 @@ from keras_transfer import log
 from keras_transfer.data.dataset import Split
 from keras_transfer.features.cache import FeatureCache
 from keras_transfer.features.engine import FeatureEngine
+from keras_transfer.features.executor import EXECUTORS, Executor, make_executor
 from keras_transfer.features.extract import ViewMaker
 from keras_transfer.features.runtime import PRECISIONS, RUNTIMES, RuntimeOptions
 from keras_transfer.features.store import feature_key, load_features, save_features
 
-__all__ = ["PRECISIONS", "RUNTIMES", "Deferred", "FeatureCache", "FeatureEngine", "FeatureSource", "RuntimeOptions"]
+__all__ = ["EXECUTORS", "PRECISIONS", "RUNTIMES", "Deferred", "FeatureCache", "FeatureEngine", "FeatureSource", "RuntimeOptions"]
 
 
 class Deferred:
@@ -64,6 +65,9 @@ class FeatureSource:
         options: Runtime, precision and batching.
         seed: Seed of the augmented views.
         cache: The shared cache (default: ``cache_dir("features")``).
+        executor: Where cache misses are extracted: ``"local"`` (None too), ``"ray"`` (a local
+            instance, or ``$RAY_ADDRESS``) or an executor object such as ``RayExecutor(address)``.
+            Not part of any cache key: every executor gives the same features.
         failed: (image id, reason) of every image that could not be decoded.
         seconds: Time spent getting features, in total.
     """
@@ -75,6 +79,7 @@ class FeatureSource:
     options: RuntimeOptions = RuntimeOptions()
     seed: int = 0
     cache: FeatureCache | None = None
+    executor: str | Executor | None = None
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     _engine: FeatureEngine | None = field(default=None, repr=False)
@@ -93,7 +98,7 @@ class FeatureSource:
         if self._engine is None:
             maker = ViewMaker(self.size, self.resize_mode, self.seed)
             self._engine = FeatureEngine(self.extractor, self.identity, maker, self.options,
-                                         self.cache or FeatureCache())
+                                         self.cache or FeatureCache(), executor=make_executor(self.executor))
         return self._engine
 
     def __call__(self, split: Split) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,8 @@ from keras_transfer import log
 from keras_transfer.data.augment import view_name
 from keras_transfer.data.dataset import Split
 from keras_transfer.features.cache import FeatureCache
-from keras_transfer.features.extract import Tag, Task, ViewMaker, extract
+from keras_transfer.features.executor import Executor, LocalExecutor
+from keras_transfer.features.extract import Tag, Task, ViewMaker
 from keras_transfer.features.keys import content_keys, identity_hash
 from keras_transfer.features.runtime import Runtime, RuntimeOptions, make_runtime
 
@@ -67,6 +68,8 @@ class FeatureEngine:
         maker: Decoding, resizing and augmentation (its resize mode and seed are part of the key).
         options: Runtime, precision and batching.
         cache: The shared feature cache.
+        executor: Where the misses are extracted (``LocalExecutor`` here, or a ``RayExecutor``);
+            the cache is written here either way.
         extracted: Views computed by the runtime so far (cache misses).
     """
 
@@ -76,6 +79,7 @@ class FeatureEngine:
     options: RuntimeOptions = RuntimeOptions()
     cache: FeatureCache = field(default_factory=FeatureCache)
     extracted: int = 0
+    executor: Executor = field(default_factory=LocalExecutor)
 
     @property
     def identity(self) -> dict:
@@ -146,10 +150,10 @@ class FeatureEngine:
 
     def _extract(self, split: Split, tasks: Iterator[Task], total: int,
                  store: Callable[[list[Tag], np.ndarray], None], desc: str) -> list[tuple[Task, str]]:
-        """Runs ``tasks`` through the runtime, handing each batch to ``store``; returns failures."""
-        runtime, bad = self.runtime, []
-        with log.progress(total=total, desc=f"{desc} ({runtime.name})") as bar:
-            for tags, features in extract(split, tasks, self.maker, runtime, bad):
+        """Runs ``tasks`` through the executor, handing each batch to ``store``; returns failures."""
+        bad: list[tuple[Task, str]] = []
+        with log.progress(total=total, desc=f"{desc} ({self.executor.label(self)})") as bar:
+            for tags, features in self.executor.extract(self, split, tasks, bad):
                 store(tags, features)
                 bar.update(len(tags))
                 self.extracted += len(tags)

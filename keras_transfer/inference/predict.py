@@ -40,12 +40,14 @@ def collect_images(inputs: list[str | Path]) -> tuple[list[Path], list[tuple[str
     return paths, problems
 
 
-def predict(run: str | Path | Run, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32) -> list[dict]:
+def predict(run: str | Path | Run, inputs: list[str | Path], top_k: int = 3, batch_size: int = 32,
+            executor=None) -> list[dict]:
     """Top-k predictions of a trained run for image files and folders.
 
     A run with a solved head on a frozen backbone predicts through the feature engine and a
     NumPy head (no keras or torch imported; see ``keras_transfer.inference``); other runs
-    through their ``model.keras``.
+    through their ``model.keras``. ``executor`` (``"local"`` when None, ``"ray"``, or an executor
+    object such as ``RayExecutor(address)``) extracts the features of a default run.
 
     Returns:
         One dict per input image: ``{"path", "predictions": [{"label", "index", "probability"}...]}``;
@@ -53,8 +55,10 @@ def predict(run: str | Path | Run, inputs: list[str | Path], top_k: int = 3, bat
     """
 
     run = run if isinstance(run, Run) else Run.open(run)
-    predictor = Predictor.open(run)
+    predictor = Predictor.open(run, executor)
     if predictor is None:  # a head or backbone trained by Keras: the saved end-to-end model
+        if executor not in (None, "local"):
+            log.warn("this run predicts through its model.keras, in this process: the executor is not used")
         size = int(run.model.get_layer("features").input_shape[1])
         return predict_images(run.model, inputs, run.class_names, size, run.config.resize, top_k, batch_size,
                               run.temperature)

@@ -46,8 +46,10 @@ class Predictor:
     unknown: KnnUnknown | None = None
 
     @classmethod
-    def open(cls, run: Run) -> Predictor | None:
-        """The Keras-free predictor of ``run``, or None when only ``model.keras`` can predict it."""
+    def open(cls, run: Run, executor=None) -> Predictor | None:
+        """The Keras-free predictor of ``run``, or None when only ``model.keras`` can predict it.
+
+        ``executor`` extracts the features (None: ``"local"``, whatever the run was trained with)."""
         from keras_transfer.config import TUNED_STRATEGIES
 
         config = run.config
@@ -61,7 +63,7 @@ class Predictor:
             raise run.damaged(f"{HEAD_FILE} or {UNKNOWN_FILE}", error) from error
         if head.kernel.shape[1] != len(run.class_names):
             return None
-        return cls(run, feature_source(config, run.path), head, unknown)
+        return cls(run, feature_source(config, run.path, executor=executor or "local"), head, unknown)
 
     def probabilities(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         """Class probabilities (N, C) and unknown scores (N,) of ``paths`` (NaN for unreadable
