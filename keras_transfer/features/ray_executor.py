@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def connect(address: str | None = None) -> None:
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     where = address or os.environ.get("RAY_ADDRESS")
-    log.info(f"connecting to Ray at {where}" if where else "starting a local Ray instance")
+    log.info(f"connecting to Ray at {where}" if where else "starting a local Ray instance (set --ray-address or "
+             "$RAY_ADDRESS to use a cluster)")
     try:
         ray.init(address=where, include_dashboard=False, logging_level=logging.WARNING,
                  configure_logging=True, log_to_driver=False)
@@ -47,7 +49,6 @@ def connect(address: str | None = None) -> None:
         raise ConfigError("cannot connect to the Ray cluster", "a running cluster at --ray-address or $RAY_ADDRESS",
                           f"{where}: {error}", hint="start one with `ray start --head`, or omit --ray-address "
                                                    "to start a local instance") from error
-    _quiet_ray_data()
 
 
 def _quiet_ray_data() -> None:
@@ -56,7 +57,17 @@ def _quiet_ray_data() -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = False  # the driver shows one keras-transfer progress bar
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logger = logging.getLogger("ray.data")
+    logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, _NoProgressNotice) for f in logger.filters):
+        logger.addFilter(_NoProgressNotice())
+
+
+class _NoProgressNotice(logging.Filter):
+    """Drops Ray Data's notice that its progress bars are off (they are, on purpose)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Progress bars disabled" not in record.getMessage()
 
 
 class _Extractor:
@@ -154,12 +165,15 @@ class RayExecutor:
         if not pending:
             return
         actors, per_actor = self.pool()
+        _quiet_ray_data()
         dataset = ray.data.from_items(_rows(split, pending.values()))
-        results = dataset.map_batches(
-            _Extractor, batch_size=self.batch_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=per_actor,
-            fn_constructor_kwargs=self._constructor(engine, per_actor),
-            max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
+        with warnings.catch_warnings():  # Ray 2.60 names no parameter for these yet (ray_remote_args)
+            warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+            results = dataset.map_batches(
+                _Extractor, batch_size=self.batch_size, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=per_actor,
+                fn_constructor_kwargs=self._constructor(engine, per_actor),
+                max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)
         done: set[tuple[str, int]] = set()
         for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
             self.workers.update(int(p) for p in np.unique(batch["pid"]))
