@@ -59,8 +59,9 @@ def _quiet_ray_data() -> None:
     context.print_on_execution_start = False
     logger = logging.getLogger("ray.data")
     logger.setLevel(logging.WARNING)
-    if not any(isinstance(f, _NoProgressNotice) for f in logger.filters):
-        logger.addFilter(_NoProgressNotice())
+    for handler in logger.handlers:  # records of its child loggers meet the handlers' filters only
+        if not any(isinstance(f, _NoProgressNotice) for f in handler.filters):
+            handler.addFilter(_NoProgressNotice())
 
 
 class _NoProgressNotice(logging.Filter):
