@@ -95,6 +95,7 @@ def exclude_files(dataset: Dataset, list_path: str | Path) -> Dataset:
         left_out += len(split) - len(chosen)
         splits[name] = split.subset(chosen)
     dataset.splits = splits
+    dataset.skipped = [(f, why) for f, why in dataset.skipped if (str(Path(f).absolute()) in names) == keep]
     dataset.notes.append(f"--exclude {list_path}: {left_out} image(s) left out")
     log.info(dataset.notes[-1])
     return dataset
