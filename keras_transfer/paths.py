@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 from keras_transfer import log
@@ -58,6 +59,11 @@ def cache_dir(*parts: str) -> Path:
     path = Path(_usable_root(), *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# What np.load raises for a truncated, bit-flipped or foreign .npz: a truncated one still starts
+# with "PK", so the zip reader fails before NumPy's checks do.
+NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 def atomic_file(path: Path, write) -> Path:

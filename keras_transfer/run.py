@@ -90,14 +90,18 @@ class Run:
                                                    "or train again into this folder")
         return temperature
 
-    def read(self, name: str):
+    def read(self, name: str) -> dict | None:
+        """A JSON object the run folder holds (metrics.json, timing.json ...), None when absent."""
         file = self.path / name
         if not file.exists():
             return None
         try:
-            return json.loads(file.read_text())
+            value = json.loads(file.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise self.damaged(name, error) from error
+        if not isinstance(value, dict):
+            raise self.damaged(name, ValueError(f"a JSON {type(value).__name__}, not an object"))
+        return value
 
 
 def dataset_of(config: TrainConfig) -> Dataset:

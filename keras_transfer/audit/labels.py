@@ -14,7 +14,7 @@ import numpy as np
 from keras_transfer import log
 from keras_transfer.audit.files import muted
 from keras_transfer.audit.pool import Pool
-from keras_transfer.paths import atomic_savez, cache_dir
+from keras_transfer.paths import NPZ_ERRORS, atomic_savez, cache_dir
 from keras_transfer.data.dataset import stratified_folds
 from keras_transfer.strategies.solver import FOLDS, fit_linear_head
 
@@ -41,7 +41,7 @@ def cached_out_of_fold(features: np.ndarray, labels: np.ndarray, n_classes: int,
         with np.load(path, allow_pickle=False) as saved:
             if saved["probabilities"].shape == (len(labels), n_classes):
                 return saved["probabilities"]
-    except (OSError, ValueError, KeyError):
+    except NPZ_ERRORS:
         pass
     probabilities = out_of_fold(features, labels, n_classes, seed)
     try:

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from keras_transfer import log
 from keras_transfer.backbones.spec import Weights
 from keras_transfer.backbones.weights import file_identity, file_sha256, local_weights_file
 from keras_transfer.errors import WeightsError
-from keras_transfer.paths import atomic_savez, cache_dir
+from keras_transfer.paths import NPZ_ERRORS, atomic_savez, cache_dir
 
 if TYPE_CHECKING:
     import keras
@@ -114,9 +115,14 @@ def _converted_weights(variant: str, pth: Path, sha: str) -> dict[str, list[np.n
     """Converted weights of a ``.pth``, read from / written to the weights cache."""
     key = _variant_key(variant)
     cached = cache_dir("weights") / f"efficientnet_{key}-{sha[:12]}.npz"
+    flat = None
     if cached.is_file():
-        with np.load(cached, allow_pickle=False) as npz:
-            flat = {k: npz[k] for k in npz.files}
+        try:
+            with np.load(cached, allow_pickle=False) as npz:
+                flat = {k: npz[k] for k in npz.files}
+        except NPZ_ERRORS as error:  # a damaged cache file: convert again (and overwrite it)
+            log.warn(f"cached weights {cached} are unreadable ({error}); converting them again")
+    if flat is not None:
         converted: dict[str, list[np.ndarray]] = {}
         for k in sorted(flat, key=lambda s: (s.rsplit("/", 1)[0], int(s.rsplit("/", 1)[1]))):
             converted.setdefault(k.rsplit("/", 1)[0], []).append(flat[k])

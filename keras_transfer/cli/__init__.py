@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "keras-transfer predict runs/photos new_photo.jpg")
     parser.add_argument("--version", action="version", version=f"keras-transfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.commands = sub.choices  # name -> sub-command parser, for checks after parsing
     for module in (train, audit, use, deploy, inspect):
         module.register(sub)
     return parser
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as its bytes, as ls does
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _refuse_empty_values(parser.commands[args.command], args)
     log.set_quiet(getattr(args, "quiet", False))
     try:
         return args.handler(args)
@@ -71,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {error.filename}" if error.filename else ""
         print(f"error: {error.strerror or error}{where} — {_os_hint(error.errno)}", file=sys.stderr)
         return 1
+
+
+def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--epochs=--`` reaches argparse as an empty list, which it stores without calling the type."""
+    for action in parser._actions:
+        if action.nargs is None and action.option_strings and getattr(args, action.dest, None) == []:
+            parser.error(f"argument {'/'.join(action.option_strings)}: invalid value '--' (expected one value)")
 
 
 def _os_hint(code: int) -> str:

@@ -79,8 +79,9 @@ def _cmd_serve(args) -> int:
             raise ConfigError(f"invalid --{name.replace('_', '-')}", "a whole number >= 1" + (
                 " and <= 65535" if name == "port" else ""), str(getattr(args, name)))
     for name in ("max_file_mb", "max_request_mb", "max_megapixels", "max_wait_ms"):
-        if not getattr(args, name) > 0 or getattr(args, name) == float("inf"):
-            raise ConfigError(f"invalid --{name.replace('_', '-')}", "a positive number", str(getattr(args, name)))
+        if not 0 < getattr(args, name) <= 1e6:
+            raise ConfigError(f"invalid --{name.replace('_', '-')}", "a positive number up to 1e6",
+                              str(getattr(args, name)))
     limits = Limits(args.max_files, int(args.max_file_mb * 1e6), int(args.max_request_mb * 1e6),
                     int(args.max_megapixels * 1e6), args.max_batch, args.max_wait_ms, args.max_queue)
     serve(args.runs, args.host, args.port, args.workers, limits, args.quiet)

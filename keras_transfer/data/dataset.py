@@ -15,6 +15,7 @@ from keras_transfer import log
 from keras_transfer.data.images import array_to_rgb, read_image
 from keras_transfer.data.layout import parse_splits
 from keras_transfer.errors import DatasetError
+from keras_transfer.paths import NPZ_ERRORS
 
 BUILTIN_DATASETS = ("digits",)
 
@@ -227,8 +228,12 @@ def _load_raw(source: str | Path | None, chosen: dict[str, str]) -> Dataset:
                            "a folder of class folders, a train/val tree, images.npy + labels.npy, or 'digits'",
                            hint="check the path")
     if path.is_file() and path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            return _arrays_dataset(path, _npz_member(archive, path, "images"), _npz_member(archive, path, "labels"))
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return _arrays_dataset(path, _npz_member(archive, path, "images"), _npz_member(archive, path, "labels"))
+        except NPZ_ERRORS as error:
+            raise DatasetError(f"cannot read {path}", "a .npz of plain arrays 'images' and 'labels'",
+                               f"{type(error).__name__}: {error}") from None
     if path.is_file():
         raise DatasetError(f"{path} is a file, not a dataset folder",
                            "a folder with one sub-folder per class (or a .npz with images and labels)",
@@ -264,7 +269,7 @@ def _load_numpy_folder(path: Path) -> Dataset:
             raise DatasetError(f"{file} is missing", "both images.npy and labels.npy in the folder")
         try:
             arrays[name] = np.load(file, allow_pickle=False)
-        except ValueError as error:
+        except NPZ_ERRORS as error:
             raise DatasetError(f"cannot read {file}", "a plain numeric or string array (no pickled objects)",
                                str(error)) from None
     return _arrays_dataset(path, arrays["images"], arrays["labels"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.data.dataset import Split
-from keras_transfer.paths import atomic_savez
+from keras_transfer.paths import NPZ_ERRORS, atomic_savez
 
 
 def split_fingerprint(split: Split) -> str:
@@ -41,7 +41,7 @@ def load_features(path: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
             if str(saved["key"]) != key:
                 return None
             return saved["features"], saved["indices"]
-    except (OSError, ValueError, KeyError):
+    except NPZ_ERRORS:
         return None  # unreadable or half-written: recompute
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from keras_transfer.data.dataset import Split
 from keras_transfer.features import FeatureSource
 from keras_transfer.inference.unknown import UNKNOWN_FILE, KnnUnknown
+from keras_transfer.paths import NPZ_ERRORS
 from keras_transfer.run import Run, feature_source
 from keras_transfer.strategies.solver import LinearHead
 
@@ -59,7 +60,7 @@ class Predictor:
             with np.load(run.path / HEAD_FILE, allow_pickle=False) as saved:
                 head = LinearHead(saved["kernel"], saved["bias"])
             unknown = KnnUnknown.load(run.path / UNKNOWN_FILE) if (run.path / UNKNOWN_FILE).is_file() else None
-        except (OSError, ValueError, KeyError, EOFError) as error:
+        except NPZ_ERRORS as error:
             raise run.damaged(f"{HEAD_FILE} or {UNKNOWN_FILE}", error) from error
         if head.kernel.shape[1] != len(run.class_names):
             return None

@@ -8,6 +8,7 @@ from pathlib import Path
 from keras_transfer.data.dataset import Dataset
 from keras_transfer.errors import ConfigError
 from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
+from keras_transfer.paths import NPZ_ERRORS
 from keras_transfer.run import Run, dataset_of
 
 
@@ -63,7 +64,7 @@ def load_context(run: str | Path | Run, options: ReportOptions | None = None) ->
     if path.exists():
         try:
             predictions = Predictions.load(path)
-        except (OSError, ValueError, KeyError, EOFError) as error:  # np.load of a truncated or foreign file
+        except NPZ_ERRORS as error:  # np.load of a truncated or foreign file
             raise run.damaged(PREDICTIONS_FILE, error) from error
     else:  # runs written before predictions were saved
         predictions = eval_predictions(run)
