@@ -62,9 +62,9 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     for name in ("labels", "exclude"):
         if getattr(config, name) and Path(getattr(config, name)).exists():
             config = dataclasses.replace(config, **{name: str(Path(getattr(config, name)).absolute())})
+    dataset = _training_dataset(config)  # before the run folder exists: a bad dataset leaves none behind
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = _training_dataset(config)
     _cheap_audit(dataset, out)
     context = TrainContext(config, dataset, get_backbone(config.backbone), feature_source(config, out),
                            _checkpoints(config, out), lambda other: feature_source(other, out), started=start)
