@@ -194,3 +194,21 @@ def test_option_errors_exit_2(monkeypatch, capsys):
     assert main(["train", str(HYMENOPTERA), "--executor", "ray", "--quiet"]) == 2
     assert "pip install 'keras-transfer[ray]'" in capsys.readouterr().err
     assert main(["predict", "runs/none", "x.jpg", "--executor", "ray", "--quiet"]) == 2
+
+
+def test_undecodable_file_is_reported_as_locally(ray_instance, local_run, fresh_cache, tmp_path, colour_folder):
+    from keras_transfer.data.dataset import Split
+
+    broken = colour_folder / "red" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    files = sorted(p for p in colour_folder.rglob("*") if p.is_file())
+    split = Split("mixed", files, np.zeros(len(files), np.int64))
+    fresh_cache("broken-ray")
+    remote = feature_source(local_run.config, tmp_path / "r", executor="ray")
+    remote_features, remote_indices = remote.view(split, 0)
+    fresh_cache("broken-local")
+    local = feature_source(local_run.config, tmp_path / "l", executor="local")
+    local_features, local_indices = local.view(split, 0)
+    assert [i for i, _ in remote.failed] == [i for i, _ in local.failed] == [str(broken)]
+    assert np.array_equal(remote_indices, local_indices) and len(local_indices) == len(files) - 1
+    assert np.abs(remote_features - local_features).max() <= 1e-4 * np.abs(local_features).max()
