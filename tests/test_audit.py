@@ -57,7 +57,7 @@ def planted(tmp_path_factory):
     """The copy, and what was planted in it (file paths by kind)."""
     root = tmp_path_factory.mktemp("audit") / "data"
     clean = _clean_subset(root)
-    ants, bees, val_ants = clean["train/ants"], clean["train/bees"], clean["val/ants"]
+    ants, bees = clean["train/ants"], clean["train/bees"]
     plant = {"exact": [], "damaged": [], "near": [], "mislabelled": [], "odd": {}}
     for source, target in ((ants[3], root / "train/ants/copy_a.jpg"), (bees[4], root / "train/bees/copy_b.jpg"),
                            (ants[5], root / "train/bees/ant_as_bee.jpg"), (ants[6], root / "val/ants/leak_1.jpg"),

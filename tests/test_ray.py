@@ -212,3 +212,21 @@ def test_undecodable_file_is_reported_as_locally(ray_instance, local_run, fresh_
     assert [i for i, _ in remote.failed] == [i for i, _ in local.failed] == [str(broken)]
     assert np.array_equal(remote_indices, local_indices) and len(local_indices) == len(files) - 1
     assert np.abs(remote_features - local_features).max() <= 1e-4 * np.abs(local_features).max()
+
+
+def test_audit_through_ray_finds_what_local_finds(ray_instance, fresh_cache, tmp_path, capsys):
+    """The audit's features through the Ray actor pool: the same findings, same scores, as local."""
+    import json
+
+    data = tmp_path / "data"
+    for c in ("ants", "bees"):
+        (data / c).mkdir(parents=True)
+        for photo in sorted((HYMENOPTERA / "train" / c).iterdir())[:15]:
+            (data / c / photo.name).symlink_to(photo)
+    found = {}
+    for executor in ("ray", "local"):
+        fresh_cache(f"cache-{executor}")  # nothing cached: every feature comes through the executor
+        assert main(["audit", str(data), "--executor", executor, "--json", "--quiet"]) == 0
+        found[executor] = json.loads(capsys.readouterr().out)
+    assert found["ray"]["findings"] == found["local"]["findings"] and found["ray"]["summary"] == found["local"]["summary"]
+    assert main(["audit", str(data), "--executor", "spark", "--quiet"]) == 2

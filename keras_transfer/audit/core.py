@@ -174,7 +174,7 @@ class _Clock:
 
 
 def audit(data: str | Path, *, backbone: str = "efficientnet_lite0", seed: int = 0, labels_table: str | None = None,
-          splits: str | None = None) -> AuditResult:
+          splits: str | None = None, executor: str = "local", ray_address: str | None = None) -> AuditResult:
     """Audits a dataset folder (read only: nothing in it is written, moved or deleted).
 
     The splits are those train would use (the same seed and fractions), so a copy across
@@ -190,7 +190,8 @@ def audit(data: str | Path, *, backbone: str = "efficientnet_lite0", seed: int =
     from keras_transfer.config import TrainConfig
     from keras_transfer.run import dataset_of, feature_source
 
-    config = TrainConfig(data=str(data), backbone=backbone, seed=seed, labels=labels_table, splits=splits).validate()
+    config = TrainConfig(data=str(data), backbone=backbone, seed=seed, labels=labels_table, splits=splits,
+                         executor=executor, ray_address=ray_address).validate()
     dataset = dataset_of(config)
     log.info(f"auditing {dataset.source}: " + ", ".join(f"{n} {len(s)}" for n, s in dataset.splits.items()))
     source = feature_source(config, Path(tempfile.gettempdir()))  # view() only: nothing is written there

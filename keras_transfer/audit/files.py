@@ -108,7 +108,9 @@ def _cleanvision(paths: list[str]) -> dict[str, dict[str, list]]:
 
     with muted():  # its own progress bar and summary print
         lab = Imagelab(filepaths=paths)
-        lab.find_issues({check: {} for check in QUALITY_CHECKS}, verbose=False)
+        # n_jobs=1: its worker pool forks this process, whose OpenVINO / Ray threads do not survive a
+        # fork (the children were seen spinning for minutes after `audit --executor ray`)
+        lab.find_issues({check: {} for check in QUALITY_CHECKS}, n_jobs=1, verbose=False)
     issues = lab.issues
     return {path: {c: [float(issues.at[path, f"{c}_score"]), bool(issues.at[path, f"is_{c}_issue"])]
                    for c in QUALITY_CHECKS} for path in issues.index}

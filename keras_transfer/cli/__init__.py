@@ -34,6 +34,14 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
 
 
+def add_executor(parser: argparse.ArgumentParser) -> None:
+    """``--executor`` / ``--ray-address``: where cache misses are extracted (commands other than train)."""
+    parser.add_argument("--executor", default="local", help="where the features are extracted: local | ray "
+                                                            "(a Ray Data actor pool)")
+    parser.add_argument("--ray-address", default=None, help="--executor ray: cluster address, e.g. ray://head:10001 "
+                                                            "(default: $RAY_ADDRESS, else a new local Ray instance)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from keras_transfer import __version__
     from keras_transfer.cli import audit, deploy, inspect, train, use

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keras_transfer.cli import add_common, command
+from keras_transfer.cli import add_common, add_executor, command
 from keras_transfer.paths import strict_json
 
 LISTED = 10
@@ -27,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("--labels", help="CSV/TSV table of file name and class (as for train)")
     p.add_argument("--splits", help="which folder is each split (as for train)")
     p.add_argument("--seed", type=int, default=0, help="seed of the splits, folds and calibration sample")
+    add_executor(p)
     add_common(p)
 
 
@@ -59,7 +60,8 @@ def _cmd_audit(args) -> int:
 
     for option, path in (("--out", args.out), ("--write-clean", args.write_clean)):
         _refuse_inside(option, path, Path(args.data))
-    result = audit(args.data, backbone=args.backbone, seed=args.seed, labels_table=args.labels, splits=args.splits)
+    result = audit(args.data, backbone=args.backbone, seed=args.seed, labels_table=args.labels, splits=args.splits,
+                   executor=args.executor, ray_address=args.ray_address)
     written = {}
     if args.write_clean:
         clean = write_clean(result, args.write_clean)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from keras_transfer import log
-from keras_transfer.cli import add_common, command
+from keras_transfer.cli import add_common, add_executor, command
 from keras_transfer.paths import strict_json
 from keras_transfer.errors import ConfigError
 
@@ -34,10 +34,7 @@ def register(sub) -> None:
     p.add_argument("--weights", default="imagenet", type=weights_choice,
                    help="--imagenet: 'imagenet', a local weights file, or 'none' (random)")
     p.add_argument("--offline", action="store_true", help="never use the network (also KERAS_TRANSFER_OFFLINE=1)")
-    p.add_argument("--executor", default="local", help="where the features are extracted (batch prediction, "
-                                                       "e.g. with --output): local | ray (a Ray Data actor pool)")
-    p.add_argument("--ray-address", default=None, help="--executor ray: cluster address, e.g. ray://head:10001 "
-                                                       "(default: $RAY_ADDRESS, else a new local Ray instance)")
+    add_executor(p)
     add_common(p)
     p = command(sub, "backbones", "list the registered backbones", ["keras-transfer backbones --json"], _cmd_backbones)
     add_common(p)
