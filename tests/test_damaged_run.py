@@ -78,3 +78,25 @@ def test_a_run_trained_from_a_relative_path_works_from_anywhere_and_moved(tmp_pa
     assert main(["evaluate", "moved", "--json", "-q"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] > 0
     assert main(["predict", "moved", str(BEE), "-q"]) == 0 and "bees" in capsys.readouterr().out
+
+
+def test_a_damaged_compiled_model_cache_is_compiled_again(ants_run, isolated_cache):
+    """Every OpenVINO cache blob replaced with garbage or emptied: predict (a fresh process, so
+    nothing is held in memory) gives the same probabilities as before."""
+    import os
+    import subprocess
+    import sys
+
+    def predict() -> list:
+        done = subprocess.run([sys.executable, "-m", "keras_transfer.cli", "predict", str(ants_run.path), str(BEE),
+                               "--json", "-q"], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "KERAS_TRANSFER_CACHE": str(isolated_cache)})
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        return json.loads(done.stdout)
+
+    before = predict()
+    blobs = sorted((isolated_cache / "openvino").glob("*.blob"))
+    assert blobs
+    for i, blob in enumerate(blobs):
+        blob.write_bytes(b"" if i % 2 else os.urandom(4096))
+    assert predict() == before
