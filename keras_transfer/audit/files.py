@@ -106,6 +106,11 @@ def _cleanvision(paths: list[str]) -> dict[str, dict[str, list]]:
     """cleanvision's score and verdict of every check, per path."""
     from cleanvision import Imagelab
 
+    # cleanvision keeps paths in pandas' arrow strings, which refuse names that are not UTF-8: those
+    # few files get no quality scores (they are still hashed, decoded and compared)
+    paths = [p for p in paths if p == log.printable(p)]
+    if not paths:
+        return {}
     with muted():  # its own progress bar and summary print
         lab = Imagelab(filepaths=paths)
         # n_jobs=1: its worker pool forks this process, whose OpenVINO / Ray threads do not survive a

@@ -74,7 +74,7 @@ def similar(run: str | Path | Run, images: list[str | Path], k: int = 5, split: 
     for query, row in zip(paths, scores):
         for rank, j in enumerate(np.argsort(-row, kind="stable")[:k], start=1):
             i = int(indices[j])
-            rows.append({"query": str(query), "rank": rank, "path": ids[i],
+            rows.append({"query": log.printable(str(query)), "rank": rank, "path": log.printable(ids[i]),
                          "label": names[int(index_split.labels[i])], "score": float(row[j])})
     return pd.DataFrame(rows, columns=["query", "rank", "path", "label", "score"])
 

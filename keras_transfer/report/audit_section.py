@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from keras_transfer import log
 from keras_transfer.data.dataset import Split
 from keras_transfer.report.context import ReportContext
 from keras_transfer.report.exploration import thumbnail_of
@@ -64,7 +65,7 @@ def _labels_plot(findings: list[dict], thumbs: _Thumbs) -> Plot:
 
 
 def _files_table(findings: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame({"file": [f["images"][0]["file"] for f in findings],
+    return pd.DataFrame({"file": [log.printable(f["images"][0]["file"]) for f in findings],
                          "check": [f.get("check", f["kind"]) for f in findings],
                          "score": [f["score"] for f in findings],
                          "evidence": [str(f["evidence"])[:120] for f in findings]})

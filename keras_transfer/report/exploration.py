@@ -14,6 +14,7 @@ import pandas as pd
 from PIL import Image
 from scipy.ndimage import gaussian_filter1d
 
+from keras_transfer import log
 from keras_transfer.data.dataset import Dataset, Split, stratified_sample
 from keras_transfer.data.images import resize
 
@@ -73,7 +74,8 @@ def image_sizes(dataset: Dataset, sample: int = 200, seed: int = 0) -> pd.DataFr
             width, height = _header_size(ref)
         except (OSError, ValueError):
             continue
-        rows.append({"id": ref.id, "class": dataset.class_names[ref.label], "width": width, "height": height})
+        rows.append({"id": log.printable(str(ref.id)), "class": log.printable(dataset.class_names[ref.label]),
+                     "width": width, "height": height})  # pandas' arrow strings refuse non-UTF-8 names
     return pd.DataFrame(rows, columns=["id", "class", "width", "height"])
 
 

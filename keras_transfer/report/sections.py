@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from keras_transfer import log
 from keras_transfer.evaluation.bootstrap import bootstrap_metrics
 from keras_transfer.evaluation.calibration import calibration
 from keras_transfer.report import exploration as explore
@@ -100,7 +101,7 @@ def mistakes_section(ctx: ReportContext) -> Section:
     wrong = np.flatnonzero(p.predicted != p.labels)
     confidence = p.probabilities.max(axis=1)
     top = wrong[np.argsort(-confidence[wrong], kind="stable")][:ctx.options.mistakes]
-    frame = pd.DataFrame({"image": [Path(str(p.ids[i])).name for i in top],
+    frame = pd.DataFrame({"image": [log.printable(Path(str(p.ids[i])).name) for i in top],
                           "true": [names[p.labels[i]] for i in top],
                           "predicted": [names[p.predicted[i]] for i in top],
                           "confidence": [round(float(confidence[i]), 4) for i in top]})
