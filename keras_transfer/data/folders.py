@@ -40,12 +40,17 @@ def load_folder_tree(root: Path, chosen_splits: dict[str, str]) -> Dataset:
     return dataset
 
 
+def _loose_images(folder: Path) -> list[Path]:
+    """Image files lying directly in ``folder`` (in no sub-folder), sorted."""
+    return [p for p in sorted(folder.iterdir()) if p.is_file() and is_image_file(p)]
+
+
 def _refuse_unnamed_splits(root: Path) -> None:
     """Folders that all hold the same class folders (``seg_train/``, ``seg_test/``) are splits by other names."""
     tops = subfolders(root)
     inner = [{p.name for p in subfolders(top)} for top in tops]
     shared = set.intersection(*inner) if len(tops) > 1 else set()
-    if len(shared) < 2 or any(is_image_file(p) for top in tops for p in top.iterdir() if p.is_file()):
+    if len(shared) < 2 or any(_loose_images(top) for top in tops):
         return
     guess = ",".join(f"{role}={top.name}" for top in tops
                      if (role := next((r for r in ("train", "val", "test") if r in top.name.lower()), None)))
@@ -61,7 +66,7 @@ def _step_into_wrappers(folder: Path, notes: list[str], top: bool) -> Path:
         inner = subfolders(folder)
         if len(inner) != 1 or not subfolders(inner[0]) or (top and split_role(inner[0].name)):
             return folder
-        if any(is_image_file(p) for p in folder.iterdir() if p.is_file()):
+        if _loose_images(folder):
             return folder
         notes.append(f"{folder} holds only {inner[0].name}/: read the classes from {inner[0]}")
         folder = inner[0]
@@ -83,7 +88,7 @@ def _class_tree(root: Path, split_name: str, notes: list[str]) -> Dataset:
     if split_name != "all":
         root = _step_into_wrappers(root, notes, top=False)
     class_dirs = subfolders(root)
-    loose = [p for p in sorted(root.iterdir()) if p.is_file() and is_image_file(p)]
+    loose = _loose_images(root)
     if not class_dirs:
         raise DatasetError(f"{root} has no class sub-folders",
                            "one sub-folder per class, e.g. data/cats/*.jpg and data/dogs/*.jpg",
@@ -128,7 +133,7 @@ def _split_tree(root: Path, split_dirs: dict[str, Path], notes: list[str]) -> Da
     names = parts["train"].class_names
     by_lower = {n.casefold(): n for n in names}
     splits, skipped = {}, [(str(p), "an image beside the split folders, in no split: left out")
-                           for p in sorted(root.iterdir()) if p.is_file() and is_image_file(p)]
+                           for p in _loose_images(root)]
     for role, part in parts.items():
         extra = [n for n in part.class_names if n.casefold() not in by_lower]
         if extra:
