@@ -23,8 +23,15 @@ from benchmarks.data import REPO, cifar_root
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FLOWERS = REPO.parent / "shared" / "datasets" / "flowers5"
+CIFAR = ["{cifar}", "--max-per-class", "100"]
 CASES = {
     "bottleneck": ["{cifar}", "--max-per-class", "100", "--strategy", "bottleneck"],
+    "cifar_1stage": [*CIFAR, "--stages", "1"],
+    "cifar_flip": [*CIFAR, "--flip"],
+    "cifar_lite2": [*CIFAR, "--backbone", "lite2"],
+    "cifar_lite2_flip": [*CIFAR, "--backbone", "lite2", "--flip"],
+    "cifar_lite0+lite2": [*CIFAR, "--backbone", "lite0+lite2"],
+    "cifar_lite0+lite2_flip": [*CIFAR, "--backbone", "lite0+lite2", "--flip"],
     "bottleneck_refit": ["{cifar}", "--max-per-class", "100", "--strategy", "bottleneck", "--refit"],
     # every block at 160 px: the best accuracy per minute measured here (224 px: ~3x slower per epoch)
     "finetune": ["{cifar}", "--max-per-class", "100", "--strategy", "finetune", "--input-size", "160",

@@ -111,7 +111,7 @@ def _cheap_audit(dataset: Dataset, out: Path) -> None:
 
 def _evaluate_fit(result, dataset: Dataset, source: FeatureSource, config: TrainConfig, out: Path):
     """What the fit gives on the held-out split: (predictions, metrics, calibration, unknown scorer)."""
-    predictions = _predict_split(dataset.eval_split, source, result.head, config.tta_views)
+    predictions = _predict_split(dataset.eval_split, source, result.head, config)
     calibration = _calibrate(result, dataset, source, config, predictions)
     metrics = _held_out_metrics(predictions.with_temperature(calibration["temperature"]), dataset, result.selection)
     metrics["calibration"] = calibration
@@ -149,7 +149,7 @@ def _calibrate(result, dataset: Dataset, source: FeatureSource, config: TrainCon
         return calibration_record(held_out, why="its L2 strength was chosen by cross-validated log loss; a "
                                                 "temperature fit on out-of-fold predictions made held-out ECE worse "
                                                 "(benchmarks/calibration.py)")
-    return calibration_record(held_out, _predict_split(dataset.val, source, result.head, config.tta_views))
+    return calibration_record(held_out, _predict_split(dataset.val, source, result.head, config))
 
 
 def _baseline(config: TrainConfig, dataset: Dataset, fit_on: list[Split], out: Path) -> dict:
@@ -219,8 +219,9 @@ def _probabilities(head):
     return lambda features: np.asarray(head.predict(features, verbose=0, batch_size=256))
 
 
-def _predict_split(split, source: FeatureSource, head, tta_views: int = 0) -> Predictions:
-    probabilities, indices = predict_views(_probabilities(head), source, split, tta_views)
+def _predict_split(split, source: FeatureSource, head, config: TrainConfig) -> Predictions:
+    """The head's predictions of ``split``, averaged over the test-time views ``config`` asks for."""
+    probabilities, indices = predict_views(_probabilities(head), source, split, config.tta_views, config.flip)
     return Predictions(split.name, np.array(split.ids(), dtype=str)[indices], indices,
                        split.labels[indices], probabilities)
 
@@ -241,7 +242,7 @@ def eval_predictions(run: str | Path | Run, data: str | Path | None = None) -> P
         raise DatasetError(f"classes of {config.data} differ from the run's",
                            f"{run.class_names}", f"{dataset.class_names}")
     extractor, head = run.model.get_layer("features"), run.model.get_layer("head")
-    return _predict_split(dataset.eval_split, feature_source(config, run.path, extractor), head, config.tta_views)
+    return _predict_split(dataset.eval_split, feature_source(config, run.path, extractor), head, config)
 
 
 def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:

@@ -62,6 +62,11 @@ class TrainConfig:
     input_size: int | None = option(None, "input side in pixels (default: the backbone's)")
     resize: str = option("stretch", "how images become square: stretch | pad | crop")
     pooling: str = option("avg", "avg | max | spatial (the h x w feature map)")
+    stages: int | None = option(None, "stages pooled and concatenated: 1 = the last feature map only, N = also the "
+                                      "ends of the N - 1 stages before it (default: the backbone's; 4 for "
+                                      "EfficientNet-Lite, 1 for fine-tuning and spatial pooling)")
+    flip: bool = option(False, "also train on the left-right mirror of every image and average both at "
+                               "prediction (cached views; twice the feature time)")
     strategy: str = option("bottleneck", "bottleneck | frozen | finetune | scratch | auto")
     head: str = option("linear", "linear | gap_dense_bn | flatten_bn | conv (spatial features)")
     hidden_units: tuple[int, ...] = option((), "hidden layer sizes of the head", flag="--hidden")
@@ -123,6 +128,28 @@ class TrainConfig:
                               "--head linear, no --hidden, --pooling avg or max",
                               f"--head {self.head} --hidden {list(self.hidden_units)} --pooling {self.pooling}",
                               hint="use --solver auto or keras")
+        if self.stages is not None and not 1 <= self.stages <= spec.max_stages:
+            raise ConfigError("invalid --stages", f"a whole number from 1 to {spec.max_stages} for {spec.name}",
+                              repr(self.stages))
+        if self.pool_stages > 1 and (self.pooling == "spatial" or self.strategy in TUNED_STRATEGIES):
+            raise ConfigError("--stages above 1 pools several stages of a frozen backbone",
+                              "--stages 1 with --pooling spatial or --strategy finetune / scratch",
+                              f"--stages {self.stages} --pooling {self.pooling} --strategy {self.strategy}")
+        if spec.members and (self.pooling == "spatial" or self.strategy in TUNED_STRATEGIES):
+            raise ConfigError(f"the ensemble {spec.name} concatenates pooled features of frozen backbones",
+                              "--strategy bottleneck, frozen or auto with --pooling avg or max",
+                              f"--strategy {self.strategy} --pooling {self.pooling}",
+                              hint="fine-tune one backbone, e.g. --backbone " + spec.members[-1].name)
+        if spec.members and self.weights not in ("imagenet", None):
+            raise ConfigError(f"the ensemble {spec.name} loads each member's own ImageNet weights", "--weights imagenet",
+                              str(self.weights), hint="train a single backbone to use a weights file")
+        solved = (self.strategy in ("bottleneck", "auto") and self.solver != "keras" and self.head == "linear"
+                  and not self.hidden_units and self.pooling != "spatial" and not self.refit)
+        if self.flip and not solved:
+            raise ConfigError("--flip trains the solved linear head (the default path) on mirror images too",
+                              "--strategy bottleneck or auto, --solver auto or lbfgs, --head linear, no --hidden, "
+                              "--pooling avg or max, no --refit",
+                              hint="--augment-views N adds random flips to the other heads")
         if self.class_weight not in (None, *CLASS_WEIGHTS):
             raise unknown_choice("class weight", str(self.class_weight), CLASS_WEIGHTS)
         at_least_1, at_least_0, positive = "a whole number >= 1", "a whole number >= 0", "a number > 0"
@@ -167,6 +194,17 @@ class TrainConfig:
         from keras_transfer.backbones import get_backbone
 
         return self.input_size or get_backbone(self.backbone).input_size
+
+    @property
+    def pool_stages(self) -> int:
+        """The stages pooled: ``stages``, else the backbone's default (1 where several cannot be)."""
+        if self.stages is not None:
+            return self.stages
+        if self.pooling == "spatial" or self.strategy in TUNED_STRATEGIES:
+            return 1
+        from keras_transfer.backbones import get_backbone
+
+        return get_backbone(self.backbone).default_stages
 
     def save(self, path: Path) -> None:
         from keras_transfer.paths import write_json

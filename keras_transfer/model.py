@@ -12,25 +12,41 @@ POOL_LAYERS = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.G
 
 
 def build_extractor(spec: BackboneSpec, size: int, weights: str | None, pooling: str = "avg",
-                    offline: bool = False) -> keras.Model:
-    """uint8/float RGB (size, size, 3) -> normalisation -> frozen backbone -> features.
+                    offline: bool = False, stages: int = 1) -> keras.Model:
+    """uint8/float RGB (size, size, 3) -> normalisation -> frozen backbone(s) -> features.
 
     Args:
-        spec: The backbone.
+        spec: The backbone, or an ensemble of several (each member sees the same pixels).
         size: Input side in pixels.
         weights: ``"imagenet"``, a local weights file, or None (random).
-        pooling: ``avg`` or ``max`` give (D,) vectors; ``spatial`` keeps the (h, w, D) map.
+        pooling: ``avg`` or ``max`` give (D,) vectors; ``spatial`` keeps the (h, w, D) map
+            (one backbone, one stage).
         offline: Never touch the network for weights.
+        stages: Pool the last feature map and the ends of the ``stages - 1`` stages before it
+            (``spec.stages``) and concatenate them, every member alike; the layout is
+            ``[member 1: last map, stage ends...] [member 2: ...]``.
+
+    Each backbone stays one nested model named like it (Grad-CAM and fine-tuning look up its
+    layers there); with several stages it has one output per pooled stage.
     """
-    backbone = spec.build(size, weights, offline=offline)
-    backbone.trainable = False
     inputs = keras.Input((size, size, 3), name="pixels")
-    p = spec.preprocessing
-    x = normalization(p.mean, p.std, p.bgr)(inputs)
-    x = backbone(x, training=False)
-    if pooling in POOL_LAYERS:
-        x = POOL_LAYERS[pooling](name="pool")(x)
-    return keras.Model(inputs, x, name="features")
+    maps = []
+    for i, part in enumerate(spec.parts):
+        backbone = part.build(size, weights, offline=offline)
+        backbone.trainable = False
+        if stages > 1:
+            taps = [backbone.get_layer(name).output for name, _ in part.stages[:stages - 1]]
+            backbone = keras.Model(backbone.input, [backbone.output, *taps], name=backbone.name)
+        p = part.preprocessing
+        x = normalization(p.mean, p.std, p.bgr, name="normalize" if i == 0 else f"normalize_{i}")(inputs)
+        out = backbone(x, training=False)
+        maps += out if isinstance(out, (list, tuple)) else [out]
+    if pooling not in POOL_LAYERS:
+        return keras.Model(inputs, maps[0], name="features")
+    if len(maps) == 1:
+        return keras.Model(inputs, POOL_LAYERS[pooling](name="pool")(maps[0]), name="features")
+    pooled = [POOL_LAYERS[pooling](name=f"pool_{i}")(m) for i, m in enumerate(maps)]
+    return keras.Model(inputs, keras.layers.Concatenate(name="pooled")(pooled), name="features")
 
 
 def build_head(feature_shape: int | tuple[int, ...], num_classes: int, hidden_units: tuple[int, ...] = (),

@@ -126,8 +126,11 @@ def feature_source(config: TrainConfig, out: Path, extractor=None, executor=None
     torch) only if its features are not cached and its compiled engine does not exist yet.
     """
     spec = get_backbone(config.backbone)
-    identity = {"backbone": spec.name, "weights": spec.weights_identity(config.weights),
-                "size": config.size, "pooling": config.pooling, "preprocessing": spec.preprocessing.as_dict()}
+    stages = config.pool_stages
+    preprocessing = [part.preprocessing.as_dict() for part in spec.parts]
+    identity = {"backbone": spec.name, "weights": spec.weights_identity(config.weights), "size": config.size,
+                "pooling": config.pooling, "preprocessing": preprocessing if spec.members else preprocessing[0],
+                **({"stages": stages} if stages > 1 else {})}  # one stage: the keys of earlier releases
     if extractor is not None and config.strategy in TUNED_STRATEGIES:
         from keras_transfer.model import weights_digest
 
@@ -137,9 +140,9 @@ def feature_source(config: TrainConfig, out: Path, extractor=None, executor=None
         def build():
             from keras_transfer.model import build_extractor
 
-            return build_extractor(spec, config.size, config.weights, config.pooling, config.offline)
+            return build_extractor(spec, config.size, config.weights, config.pooling, config.offline, stages)
 
-        extractor = Deferred(build, config.size, None if config.pooling == "spatial" else (spec.feature_dim,))
+        extractor = Deferred(build, config.size, None if config.pooling == "spatial" else (spec.pooled_dim(stages),))
     if executor is None:
         executor = make_executor(config.executor, config.ray_address)
     return FeatureSource(extractor, identity, out / "features", config.resize,

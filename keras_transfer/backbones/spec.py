@@ -49,6 +49,10 @@ class BackboneSpec:
         build_imagenet: ``build_imagenet(weights, offline=False) -> keras.Model``: the
             ImageNet classifier (include_top) at the native size, normalised images to 1000
             logits; None when the backbone has no ImageNet head.
+        stages: Ends of the stages before the last feature map, last first, as (layer name,
+            channels): ``--stages N`` pools the last map and the first N - 1 of these, concatenated.
+        default_stages: Stages pooled by default (measured: ``benchmarks/feature_variants``).
+        members: The backbones of an ensemble (``lite0+lite2``); empty for a single backbone.
     """
 
     name: str
@@ -63,6 +67,22 @@ class BackboneSpec:
     min_input_size: int = 32
     description: str = ""
     build_imagenet: Callable[..., Any] | None = None
+    stages: tuple[tuple[str, int], ...] = ()
+    default_stages: int = 1
+    members: tuple[BackboneSpec, ...] = ()
+
+    @property
+    def parts(self) -> tuple[BackboneSpec, ...]:
+        """The backbones features come from: the members of an ensemble, else this one."""
+        return self.members or (self,)
+
+    @property
+    def max_stages(self) -> int:
+        return 1 + min(len(part.stages) for part in self.parts)
+
+    def pooled_dim(self, stages: int = 1) -> int:
+        """Length of the pooled feature vector with ``stages`` stages of every part."""
+        return sum(part.feature_dim + sum(c for _, c in part.stages[:stages - 1]) for part in self.parts)
 
     def layer_groups(self, model) -> list[list[str]]:
         """The names of ``model``'s layers in each of :attr:`finetune_groups`, input to output.

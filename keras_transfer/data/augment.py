@@ -1,7 +1,8 @@
 """Deterministic augmented views of an image: flip, rotation, zoom, shift, shear and colour.
 
 View ``k`` (k >= 1) of an image is a pure function of (image content, k, seed, policy), so it
-can be extracted once and cached like any other image; view 0 is the image itself.
+can be extracted once and cached like any other image; view 0 is the image itself and view
+``FLIP`` (-1) its left-right mirror.
 Geometry is one affine warp with reflected borders (like Keras' ``fill_mode="reflect"``);
 colour is brightness, contrast and saturation jitter.
 """
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 ORIGINAL_VIEW = "orig"
+FLIP = -1  # the view number of the left-right mirror image (deterministic, no seed or policy)
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class AugmentPolicy:
 
 
 def view_name(view: int, seed: int = 0, policy: AugmentPolicy = AugmentPolicy()) -> str:
-    """Cache name of a view: ``"orig"`` for 0, else ``"aug<k>-<policy>-s<seed>"``."""
+    """Cache name of a view: ``"orig"`` for 0, ``"flip"`` for :data:`FLIP`, else ``"aug<k>-<policy>-s<seed>"``."""
+    if view == FLIP:
+        return "flip"
     return ORIGINAL_VIEW if view == 0 else f"aug{view}-{policy.fingerprint()}-s{seed}"
 
 
@@ -92,6 +96,8 @@ def augment(image: np.ndarray, content: str, view: int, seed: int = 0,
     """
     if view == 0:
         return image
+    if view == FLIP:
+        return np.ascontiguousarray(image[:, ::-1])
     rng = _rng(content, view, seed)
     size = image.shape[0]
     pad = size // 2

@@ -1,10 +1,12 @@
 """Grad-CAM and classic CAM for a saved classifier whose backbone is nested inside it.
 
-The classifier is ``resize -> features (normalize -> backbone -> pool) -> head``. Keras cannot
-expose a layer *inside* a nested model as an output of the outer model, so :class:`GradCAM`
-rebuilds the forward pass from the inner layers: the layers of ``features`` in order, with the
-nested backbone replaced by a model of the same layers that also outputs the Grad-CAM layer's
-activation, then the head with its last Dense taken before the softmax (class scores = logits).
+The classifier is ``resize -> features (normalize -> backbone(s) -> pool(s) [-> concatenate])
+-> head``. Keras cannot expose a layer *inside* a nested model as an output of the outer model,
+so :class:`GradCAM` rebuilds ``features`` (``keras.models.clone_model``, same layers and
+weights) with the nested backbone behind a tap: a model of the same layers that also outputs the
+Grad-CAM layer's activation and keeps it; then the head with its last Dense taken before the
+softmax (class scores = logits). With several pooled stages the gradient reaches the activation
+through its own pooled slice only, which is Grad-CAM's d score / d A.
 The rebuilt pass is checked against the classifier once, on the first image explained.
 
 Gradients use the backend's autograd (PyTorch, the library's backend); nothing is retrained.
@@ -60,6 +62,26 @@ def _normalise(maps: np.ndarray, low: np.ndarray | float | None = None) -> np.nd
     return np.divide(maps - low, span, out=np.zeros_like(maps), where=span > 0)
 
 
+class _Tap(keras.layers.Layer):
+    """Stands in for ``layer`` (a nested model holding ``target``, or ``target`` itself) in a
+    rebuilt extractor: same outputs, and ``seen["activation"]`` keeps ``target``'s of the last call."""
+
+    def __init__(self, layer, target):
+        super().__init__(name=layer.name)
+        self.is_output = target is layer or target.output is layer.outputs[0]
+        self.probe = layer if target is layer else keras.Model(layer.inputs, [target.output, *layer.outputs])
+        self.plain = target is layer
+        self.seen: dict = {}
+
+    def call(self, x):
+        out = self.probe(x, training=False)
+        if self.plain:
+            self.seen["activation"] = out
+            return out
+        self.seen["activation"], *outputs = out
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
 class GradCAM:
     """Computes Grad-CAM (and classic CAM where possible) for a run's classifier.
 
@@ -88,34 +110,36 @@ class GradCAM:
         self._features, self._head, self._checked = features, head, False
 
     def _features_stages(self, features: keras.Model, name: str) -> tuple[list, int]:
-        """The layers of ``features`` in order; the one holding ``name`` also outputs its activation."""
-        stages, probe = list(features.layers[1:]), None
+        """The top-level layers of ``features`` and the index of the one holding ``name``;
+        sets ``self._rebuilt``: ``features`` with that layer behind a :class:`_Tap`."""
+        stages = list(features.layers[1:])
         for i, layer in enumerate(stages):
             target = layer if layer.name == name else _find(layer, name) if isinstance(layer, keras.Model) else None
             if target is not None:
-                probe, self._activation_is_output = i, target is layer or target.output is layer.outputs[0]
-                if target is not layer:  # nested: the same layers, two outputs
-                    stages[i] = keras.Model(layer.inputs, [target.output, layer.outputs[0]])
-                break
-        if probe is None:
-            raise ConfigError(f"layer {name!r} not found in the classifier's feature extractor",
-                              "the backbone spec's gradcam_layer")
-        return stages, probe
+                self._tap = _Tap(layer, target)
+                self._activation_is_output = self._tap.is_output
+                self._rebuilt = keras.models.clone_model(features, clone_function=lambda op: self._tap if op is layer else op)
+                return stages, i
+        raise ConfigError(f"layer {name!r} not found in the classifier's feature extractor",
+                          "the backbone spec's gradcam_layer")
 
     def _is_gap_dense(self) -> bool:
-        """Classic CAM needs: explained activation -> global average pooling -> (dropout) -> Dense."""
+        """Classic CAM needs: explained activation -> global average pooling -> (dropout) -> Dense.
+
+        With several pooled stages (or backbones) the explained activation is pooled first, so its
+        channels are the first rows of the Dense kernel: CAM then shows that map's share of the score.
+        """
         after = self._stages[self._probe_index + 1:]
-        return (self._activation_is_output and len(after) == 1
-                and isinstance(after[0], keras.layers.GlobalAveragePooling2D)
+        pools = keras.layers.GlobalAveragePooling2D
+        chain = len(after) == 1 or (len(after) > 2 and isinstance(after[-1], keras.layers.Concatenate)
+                                    and all(isinstance(layer, pools) for layer in after[:-1]))
+        return (self._activation_is_output and chain and isinstance(after[0], pools)
                 and all(isinstance(layer, keras.layers.Dropout) for layer in self._head_hidden))
 
     def _forward(self, x):
         """(activation, pooled features, logits) of a batch, through the inner layers in inference mode."""
-        activation = None
-        for i, stage in enumerate(self._stages):
-            x = stage(x, training=False)
-            if i == self._probe_index:
-                activation, x = x if isinstance(x, (list, tuple)) else (x, x)
+        x = self._rebuilt(x, training=False)
+        activation = self._tap.seen.pop("activation")
         pooled = x
         for layer in self._head_hidden:
             x = layer(x, training=False)
@@ -155,7 +179,8 @@ class GradCAM:
         gradcam = torch.relu((weights * activation).sum(dim=-1)).detach().cpu().numpy()
         cam = None
         if self.cam_available:
-            kernel = self._dense.kernel.value.detach()[:, index].T[:, None, None, :]  # (N, 1, 1, K)
+            channels = activation.shape[-1]  # the first rows: the explained map's pooled channels
+            kernel = self._dense.kernel.value.detach()[:channels, index].T[:, None, None, :]  # (N, 1, 1, K)
             cam = _normalise((activation.detach() * kernel).sum(dim=-1).cpu().numpy())
         probabilities = torch.softmax(logits.detach(), dim=-1).cpu().numpy()
         if not self._checked:

@@ -73,7 +73,39 @@ def metadata(run: Run, exportable: Exportable, int8: bool = False) -> dict[str, 
             "producer": f"keras-transfer {keras_transfer.__version__}"}
 
 
-def _linear_head(graph, features: str, head, temperature: float) -> str:
+def _int64_constants(**values):
+    from onnx import numpy_helper
+
+    return [numpy_helper.from_array(np.array(v, np.int64), name) for name, v in values.items()]
+
+
+def _two_views(graph, features: str, dim: int) -> tuple[str, str]:
+    """Features (2N, dim) of the images then their mirror images -> (the images' (N, dim), all (2N, dim))."""
+    from onnx import helper
+
+    graph.initializer.extend(_int64_constants(views_shape=[2, -1, dim], first_view=0))
+    graph.node.extend([helper.make_node("Reshape", [features, "views_shape"], ["views_features"], name="views"),
+                       helper.make_node("Gather", ["views_features", "first_view"], ["image_features"], axis=0,
+                                        name="image_features")])
+    return "image_features", features
+
+
+def _mean_of_views(graph, probabilities: str, classes: int, out: str) -> None:
+    """(2N, classes) probabilities of the images and their mirror images -> their mean (N, classes)."""
+    from onnx import helper, numpy_helper
+
+    graph.initializer.extend([*_int64_constants(second_view=1, probabilities_shape=[2, -1, classes]),
+                              numpy_helper.from_array(np.array(0.5, np.float32), "half")])
+    graph.node.extend([helper.make_node("Reshape", [probabilities, "probabilities_shape"], ["views_probabilities"],
+                                        name="views_probabilities"),
+                       helper.make_node("Gather", ["views_probabilities", "first_view"], ["p_image"], axis=0, name="p_image"),
+                       helper.make_node("Gather", ["views_probabilities", "second_view"], ["p_mirror"], axis=0,
+                                        name="p_mirror"),
+                       helper.make_node("Add", ["p_image", "p_mirror"], ["p_sum"], name="p_sum"),
+                       helper.make_node("Mul", ["p_sum", "half"], [out], name="views_mean")])
+
+
+def _linear_head(graph, features: str, head, temperature: float, out: str = "probabilities") -> str:
     """MatMul + Add + Softmax of a solved head, its logits divided by ``temperature``; the output name."""
     from onnx import helper, numpy_helper
 
@@ -81,8 +113,8 @@ def _linear_head(graph, features: str, head, temperature: float) -> str:
                               numpy_helper.from_array((head.bias / temperature).astype(np.float32), "head_bias")])
     graph.node.extend([helper.make_node("MatMul", [features, "head_kernel"], ["head_matmul"], name="head_matmul"),
                        helper.make_node("Add", ["head_matmul", "head_bias"], ["logits"], name="head_add"),
-                       helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1, name="head_softmax")])
-    return "probabilities"
+                       helper.make_node("Softmax", ["logits"], [out], axis=1, name="head_softmax")])
+    return out
 
 
 def _keras_head(backbone, head, temperature: float):
@@ -147,15 +179,31 @@ def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
 
     source, head = exportable.source, exportable.head
     model = onnx.load(str(export_onnx(source.extractor, source.identity)))
+    flip = run.config.flip and isinstance(head, LinearHead)
     if isinstance(head, LinearHead):
         features = model.graph.output[0].name
-        _linear_head(model.graph, features, head, run.temperature)
+        if flip:
+            features, mirrored = _two_views(model.graph, features, head.kernel.shape[0])
+            _linear_head(model.graph, mirrored, head, run.temperature, "view_probabilities")
+            _mean_of_views(model.graph, "view_probabilities", head.kernel.shape[1], "probabilities")
+        else:
+            _linear_head(model.graph, features, head, run.temperature)
         if exportable.unknown is not None:
             _unknown_score(model.graph, features, exportable.unknown)
     else:
         model = _keras_head(model, head, run.temperature)
     graph, pixels, size = model.graph, model.graph.input[0], source.size
-    graph.node.insert(0, helper.make_node("Cast", ["image"], [pixels.name], to=TensorProto.FLOAT, name="to_float"))
+    if flip:  # the batch and its mirror images through the backbone at once, as the run was evaluated
+        graph.initializer.extend(_int64_constants(mirror_start=[-1], mirror_end=[-2**63], mirror_axis=[2],
+                                                  mirror_step=[-1]))
+        graph.node.insert(0, helper.make_node("Concat", ["image_float", "image_mirror"], [pixels.name], axis=0,
+                                              name="with_mirror"))
+        graph.node.insert(0, helper.make_node("Slice", ["image_float", "mirror_start", "mirror_end", "mirror_axis",
+                                                        "mirror_step"], ["image_mirror"], name="mirror"))
+        graph.node.insert(0, helper.make_node("Cast", ["image"], ["image_float"], to=TensorProto.FLOAT,
+                                              name="to_float"))
+    else:
+        graph.node.insert(0, helper.make_node("Cast", ["image"], [pixels.name], to=TensorProto.FLOAT, name="to_float"))
     del graph.input[:]
     graph.input.append(helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", size, size, 3]))
     del graph.output[:]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer import log
+from keras_transfer.data.augment import FLIP
 from keras_transfer.data.dataset import Split
 from keras_transfer.features.cache import FeatureCache
 from keras_transfer.features.engine import FeatureEngine
@@ -18,6 +19,11 @@ from keras_transfer.features.runtime import PRECISIONS, RUNTIMES, RuntimeOptions
 from keras_transfer.features.store import feature_key, load_features, save_features
 
 __all__ = ["EXECUTORS", "PRECISIONS", "RUNTIMES", "Deferred", "FeatureCache", "FeatureEngine", "FeatureSource", "RuntimeOptions"]
+
+
+def view_numbers(augmented: int = 0, flip: bool = False) -> list[int]:
+    """The views a run uses: the original, its mirror image (``flip``), then ``augmented`` augmented ones."""
+    return [0, *([FLIP] if flip else []), *range(1, augmented + 1)]
 
 
 class Deferred:
@@ -106,23 +112,25 @@ class FeatureSource:
         features, indices = self.views(split, 0)
         return features[0], indices
 
-    def views(self, split: Split, augmented: int) -> tuple[np.ndarray, np.ndarray]:
-        """The original plus ``augmented`` augmented views of every image of ``split``.
+    def views(self, split: Split, augmented: int, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The original, [its mirror image,] and ``augmented`` augmented views of every image of ``split``.
 
         Returns:
-            (features (1 + augmented, M, D), indices (M,) of the images that decoded).
+            (features (1 + flip + augmented, M, D), indices (M,) of the images that decoded).
         """
         start = time.perf_counter()
-        count = 1 + augmented
+        numbers = view_numbers(augmented, flip)
+        count = len(numbers)
         engine = self.engine
         key = feature_key(split, {**engine.identity, "views": count, "seed": self.seed,
-                                  "policy": engine.maker.policy.fingerprint(), "layout": 2})
+                                  "policy": engine.maker.policy.fingerprint(), "layout": 2,
+                                  **({"flip": True} if flip else {})})
         # One view: <split>.npz holds (M, ...) like any plain feature file; K views: (K, M, ...).
-        path = self.store_dir / (f"{split.name}.npz" if count == 1 else f"{split.name}-{count}views.npz")
-        saved = load_features(path, key)
+        name = f"{split.name}.npz" if count == 1 else f"{split.name}-{count}views{'-flip' if flip else ''}.npz"
+        saved = load_features(self.store_dir / name, key)
         if saved is None:
-            features, indices = self._compute(split, count)
-            save_features(path, key, features[0] if count == 1 else features, indices)
+            features, indices = self._compute(split, numbers)
+            save_features(self.store_dir / name, key, features[0] if count == 1 else features, indices)
         else:
             features, indices = (saved[0][None] if count == 1 else saved[0]), saved[1]
         self.seconds += time.perf_counter() - start
@@ -135,11 +143,12 @@ class FeatureSource:
             (features (M, D), indices (M,) of the images that decoded).
         """
         start = time.perf_counter()
-        features, indices = self._compute(split, 1, first=number, desc=desc)
+        features, indices = self._compute(split, [number], desc=desc)
         self.seconds += time.perf_counter() - start
         return features[0], indices
 
-    def _compute(self, split: Split, count: int, first: int = 0, desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _compute(self, split: Split, numbers: list[int], desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        count = len(numbers)
         out: np.ndarray | None = None
         have = np.zeros((count, len(split)), bool)
 
@@ -150,7 +159,7 @@ class FeatureSource:
             out[position, rows] = vector
             have[position, rows] = True
 
-        failures = self.engine.fill(split, range(first, first + count), sink, desc=desc or f"features {split.name}")
+        failures = self.engine.fill(split, numbers, sink, desc=desc or f"features {split.name}")
         if failures:
             ids = split.ids()
             listing = "\n  ".join(f"{ids[i]}: {reason}" for i, reason in failures)

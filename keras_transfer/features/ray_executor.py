@@ -64,6 +64,8 @@ def _quiet_ray_data() -> None:
             handler.addFilter(_NoProgressNotice())
 
 
+FAILED = -(2**62)  # the view number of a row that reports an undecodable image (views are >= -1)
+
 class _NoProgressNotice(logging.Filter):
     """Drops Ray Data's notice that its progress bars are off (they are, on purpose)."""
 
@@ -95,7 +97,7 @@ class _Extractor:
             chunks.append(features.reshape(len(features), -1))
         width = chunks[0].shape[1] if chunks else 1
         contents += [task.content for task, _ in failures]
-        views += [-1] * len(failures)
+        views += [FAILED] * len(failures)
         chunks.append(np.zeros((len(failures), width), np.float32))
         errors = [""] * (len(contents) - len(failures)) + [reason for _, reason in failures]
         return {"content": np.asarray(contents, dtype=object), "view": np.asarray(views, np.int64),
@@ -185,7 +187,7 @@ class RayExecutor:
                     self.duplicates += 1
                     continue
                 done.add(key)
-                if view < 0:
+                if view == FAILED:
                     failures.append((pending[key[0]], str(error)))
                 else:
                     tags.append((pending[key[0]], key[1]))

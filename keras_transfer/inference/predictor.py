@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.data.dataset import Split
-from keras_transfer.features import FeatureSource
+from keras_transfer.features import FeatureSource, view_numbers
 from keras_transfer.inference.unknown import UNKNOWN_FILE, KnnUnknown
 from keras_transfer.paths import NPZ_ERRORS
 from keras_transfer.run import Run, feature_source
@@ -69,14 +69,16 @@ class Predictor:
     def probabilities(self, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         """Class probabilities (N, C) and unknown scores (N,) of ``paths`` (NaN for unreadable
         files, and scores without a scorer) and {index: reason} of the unreadable files."""
-        out = np.full((len(paths), len(self.run.class_names)), np.nan, np.float32)
+        views = view_numbers(flip=self.run.config.flip)  # probabilities averaged over them, as evaluated
+        out = np.zeros((len(paths), len(self.run.class_names)), np.float32)
         scores = np.full(len(paths), np.nan, np.float32)
 
         def sink(position: int, rows: list[int], vector: np.ndarray) -> None:
-            out[rows] = self.head.predict(vector[None])[0]
-            if self.unknown is not None:
+            out[rows] += self.head.predict(vector[None])[0] / len(views)
+            if self.unknown is not None and position == 0:
                 scores[rows] = self.unknown.scores(vector[None])[0]
 
         split = Split("predict", list(paths), np.zeros(len(paths), np.int64))
-        failures = self.source.engine.fill(split, [0], sink, desc="predict")
+        failures = self.source.engine.fill(split, views, sink, desc="predict")
+        out[list(dict(failures))] = np.nan
         return out, scores, dict(failures)

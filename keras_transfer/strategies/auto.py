@@ -39,6 +39,8 @@ class Probe:
     images_per_second: float
 
 
+ONE_STAGE = {"stages": None, "flip": False}  # fine-tuning trains one backbone's last map on its own views
+
 def _sample(split: Split, per_class: int, seed: int) -> Split:
     """At most ``per_class`` images of each class, deterministically."""
     return split.subset(cap_per_class(split.labels, per_class, seed), f"probe_{split.name}")
@@ -132,7 +134,7 @@ def full_finetune_plan(context: TrainContext, best: Probe, left: float) -> FullP
             fixed(size) + max(epochs, FULL_EPOCHS[0]) * epoch)
         if epochs >= FULL_EPOCHS[0]:
             found.config = dataclasses.replace(context.config, backbone=best.backbone, strategy="finetune",
-                                               unfreeze=0, input_size=size, finetune_epochs=epochs)
+                                               unfreeze=0, input_size=size, finetune_epochs=epochs, **ONE_STAGE)
             break
     return found
 
@@ -182,7 +184,7 @@ def plan(context: TrainContext, budget: float) -> tuple[TrainConfig, dict]:
         seconds = estimate_seconds("finetune", context.dataset, best.images_per_second, views)
         estimates[f"finetune ({views} views)"] = seconds
         if seconds <= 0.8 * left:
-            choice = dataclasses.replace(choice, strategy="finetune", finetune_views=views, unfreeze=2)
+            choice = dataclasses.replace(choice, strategy="finetune", finetune_views=views, unfreeze=2, **ONE_STAGE)
             reason = f"finetune with {views} augmented views: the best expected accuracy that fits the budget"
             break
     explanation = {"budget_seconds": budget, "probe_seconds": time.perf_counter() - start,

@@ -58,7 +58,7 @@ class BottleneckStrategy:
         pools = [dataset.train] + ([dataset.val] if self.learn_from_val and "test" in dataset.splits else [])
         views, labels = [], []
         for split in pools:
-            features, indices = context.features.views(split, config.augment_views)
+            features, indices = context.features.views(split, config.augment_views, config.flip)
             views.append(features)
             labels.append(split.labels[indices])
         solved = fit_linear_head(np.concatenate(views, axis=1), np.concatenate(labels), len(dataset.class_names),
@@ -75,7 +75,7 @@ class BottleneckStrategy:
 
         config, dataset = context.config, context.dataset
         n = len(dataset.class_names)
-        features, indices = context.features.views(dataset.train, config.augment_views)
+        features, indices = context.features.views(dataset.train, config.augment_views, config.flip)
         train_labels = np.tile(dataset.train.labels[indices], len(features))
         train = features.reshape(-1, *features.shape[2:]), one_hot(train_labels, n)
         features, indices = context.features(dataset.val)
