@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
@@ -38,3 +39,12 @@ def linked_dataset(files: list[Path], folder: Path) -> Path:
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(file)
     return folder
+
+
+def cpu() -> str:
+    """The CPU model, core count and the vector/matrix extensions that change the speed of inference."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wanted = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")]
+    return f"{model} ({os.cpu_count()} cores; {' '.join(wanted)})"

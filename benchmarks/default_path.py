@@ -31,19 +31,11 @@ from pathlib import Path
 import numpy as np
 
 import keras_transfer  # noqa: F401  (sets the Keras backend before keras is imported)
-from benchmarks.data import REPO, balanced_files, cifar_root, linked_dataset
+from benchmarks.data import REPO, balanced_files, cifar_root, cpu, linked_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera_data"
 CLI = [sys.executable, "-m", "keras_transfer.cli"]
-
-
-def cpu() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    wanted = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")]
-    return f"{model} ({os.cpu_count()} cores; {' '.join(wanted)})"
 
 
 def timed(argv: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:

@@ -10,7 +10,7 @@ from PIL import Image
 
 import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer import Run
-from keras_transfer.backbones import list_backbones
+from keras_transfer.backbones import get_backbone, list_backbones
 from keras_transfer.cli import main
 
 
@@ -59,7 +59,7 @@ def test_train_efficientnet_lite1_with_bundled_weights(image_folder, tmp_path, c
     run = Run.open(out)
     assert run.config.backbone == "efficientnet_lite1" and run.config.size == 240
     with np.load(out / "features" / "train.npz", allow_pickle=False) as saved:
-        assert saved["features"].shape == (12, 1280)
+        assert saved["features"].shape == (12, get_backbone("efficientnet_lite1").pooled_dim(4)) == (12, 1904)
 
 
 def test_train_efficientnet_lite2_spatial_padded_small_input(image_folder, tmp_path, capsys):

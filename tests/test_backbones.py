@@ -71,7 +71,7 @@ def test_reloaded_classifier_reproduces_training_features(name, trained):
     spec = get_backbone(name)
     with np.load(run.path / "features" / "val.npz", allow_pickle=False) as saved:
         features, indices = saved["features"], saved["indices"]
-    assert features.shape == (6, spec.feature_dim)
+    assert features.shape == (6, spec.pooled_dim(run.config.pool_stages))
     model = run.model  # keras.saving.load_model(..., safe_mode=True)
     val_images = _val_images(run)
     from_features = model.get_layer("head").predict(features, verbose=0)
@@ -92,9 +92,11 @@ def _val_images(run) -> np.ndarray:
 
 @pytest.mark.parametrize("name", list_backbones())
 def test_feature_map_gradcam_layer_and_finetune_groups(name, trained):
-    spec = get_backbone(name)
-    backbone = nested_backbone(trained(name))  # names as reloaded from model.keras
-    assert len(backbone.output.shape) == 4 and backbone.output.shape[-1] == spec.feature_dim
+    spec, run = get_backbone(name), trained(name)
+    backbone = nested_backbone(run)  # names as reloaded from model.keras
+    maps = backbone.outputs  # the last stage first, then the earlier stages pooled beside it
+    assert len(maps) == run.config.pool_stages and [m.shape[-1] for m in maps[1:]] == [c for _, c in spec.stages[:len(maps) - 1]]
+    assert len(maps[0].shape) == 4 and maps[0].shape[-1] == spec.feature_dim
     gradcam = backbone.get_layer(spec.gradcam_layer).output
     assert len(gradcam.shape) == 4 and gradcam.shape[-1] == spec.feature_dim
     groups = spec.layer_groups(backbone)

@@ -91,7 +91,7 @@ def test_predict_evaluate_and_report_use_the_run_temperature(ants_run, warm_run)
     metrics = evaluate(warm_run)["calibration"]
     assert metrics["temperature"] == 2.0 and metrics["ece_before"] != metrics["ece_after"]
     section = build_report(Run.open(warm_run)).section("calibration")
-    assert abs(section.data["calibration"].ece - metrics["ece_after"]) < 1e-9
+    assert abs(section.data["calibration"].ece - metrics["ece_after"]) < 1e-6  # float32 products, summed apart
     assert {"reliability_before", "reliability"} <= {getattr(b, "name", None) for b in section.blocks}
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 from keras_transfer import TrainConfig, train
 from keras_transfer.api import split_features
 from keras_transfer.cli import main
-from keras_transfer.errors import ConfigError, DatasetError, RunError
+from keras_transfer.errors import ConfigError, DatasetError
 from keras_transfer.explain import GradCAM, explain, similar, similarity_matrix, write_similarity
 from keras_transfer.explain.overlay import upsample
 from keras_transfer.backbones import get_backbone
@@ -123,8 +123,10 @@ def test_gradcam_equals_the_analytic_maps_of_a_gap_dense_head(run, test_images):
     images = np.stack([np.asarray(Image.open(p)) for p in test_images[0][:4]])
     maps = GradCAM(model, "head_act")(images)
     features = model.get_layer("features")
-    activation = keras.ops.convert_to_numpy(features.layers[2](features.layers[1](images)))
-    kernel = model.get_layer("head").get_layer("predictions").get_weights()[0]
+    maps_out = features.layers[2](features.layers[1](images))  # the last map first, then the earlier stages
+    assert len(maps_out) == run.config.pool_stages == 4
+    activation = keras.ops.convert_to_numpy(maps_out[0])
+    kernel = model.get_layer("head").get_layer("predictions").get_weights()[0][:activation.shape[-1]]  # its rows
     raw = np.einsum("nhwk,kn->nhw", activation, kernel[:, maps.targets])
     relu = np.maximum(raw, 0)
     np.testing.assert_allclose(maps.gradcam, relu / relu.max(axis=(1, 2), keepdims=True), atol=1e-4)
@@ -148,7 +150,8 @@ def test_hidden_layer_head_has_gradcam_but_no_cam():
         GradCAM(classifier, "no_such_layer")
 
 
-def test_a_feature_extractor_that_is_not_a_chain_is_refused():
+def test_a_feature_extractor_that_is_not_a_chain_is_explained():
+    """A branch beside the backbone (as pooled stages and ensembles make): rebuilt by cloning, same numbers."""
     spec = get_backbone("efficientnet_lite0")
     pixels = keras.Input((64, 64, 3))
     normal = ImageNormalization(name="normalize")(pixels)
@@ -156,8 +159,11 @@ def test_a_feature_extractor_that_is_not_a_chain_is_refused():
     mean_rgb = keras.layers.GlobalAveragePooling2D(name="mean_rgb")(normal)
     mixed = keras.layers.Add(name="mix")([pooled, keras.layers.Dense(spec.feature_dim, name="colour")(mean_rgb)])
     classifier = build_classifier(keras.Model(pixels, mixed, name="features"), build_head(spec.feature_dim, 2))
-    with pytest.raises(RunError, match="layer by layer"):
-        GradCAM(classifier, spec.gradcam_layer)(np.zeros((1, 64, 64, 3), np.uint8))
+    images = np.random.default_rng(6).integers(0, 256, (2, 64, 64, 3)).astype(np.uint8)
+    explainer = GradCAM(classifier, spec.gradcam_layer)
+    maps = explainer(images)
+    assert not explainer.cam_available and maps.gradcam.shape == (2, 2, 2) and np.isfinite(maps.gradcam).all()
+    np.testing.assert_allclose(maps.probabilities, classifier.predict(images, verbose=0), atol=1e-5)
 
 
 def test_explain_a_chosen_class_and_bad_inputs(run, test_images, tmp_path):

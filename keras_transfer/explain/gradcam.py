@@ -73,7 +73,7 @@ class _Tap(keras.layers.Layer):
         self.plain = target is layer
         self.seen: dict = {}
 
-    def call(self, x):
+    def call(self, x, training=None, mask=None):  # the replaced layer's call arguments; always inference
         out = self.probe(x, training=False)
         if self.plain:
             self.seen["activation"] = out

@@ -26,6 +26,8 @@ import numpy as np
 
 from keras_transfer import log
 from keras_transfer.errors import ConfigError, KerasTransferError, RunError, unknown_choice
+from keras_transfer.export.graph import (keras_head, linear_head, mean_of_views, two_views, unknown_score,
+                                         with_mirror_images)
 from keras_transfer.paths import atomic_file
 from keras_transfer.run import Run, dataset_of, feature_source
 
@@ -64,109 +66,15 @@ def metadata(run: Run, exportable: Exportable, int8: bool = False) -> dict[str, 
     unknown = exportable.unknown
     return {"class_names": json.dumps(run.class_names), "input_size": str(exportable.source.size),
             "resize": run.config.resize, "input": "uint8 RGB NHWC, resized to input_size x input_size",
-            "output": "class probabilities, calibrated (temperature applied)", "temperature": str(run.temperature),
+            "output": "class probabilities, calibrated (temperature applied)"
+                      + (", the mean of the image's and its mirror image's" if run.config.flip else ""),
+            "temperature": str(run.temperature),
             "unknown_threshold": "" if unknown is None else str(unknown.threshold),
             "unknown_score": "" if unknown is None else (f"output 'unknown_score': cosine distance to the {unknown.k}th "
                                                          "nearest training image; above unknown_threshold: unknown"),
             "backbone": run.config.backbone, "strategy": run.config.strategy,
             "precision": "int8 (NNCF post-training quantization)" if int8 else "fp32",
             "producer": f"keras-transfer {keras_transfer.__version__}"}
-
-
-def _int64_constants(**values):
-    from onnx import numpy_helper
-
-    return [numpy_helper.from_array(np.array(v, np.int64), name) for name, v in values.items()]
-
-
-def _two_views(graph, features: str, dim: int) -> tuple[str, str]:
-    """Features (2N, dim) of the images then their mirror images -> (the images' (N, dim), all (2N, dim))."""
-    from onnx import helper
-
-    graph.initializer.extend(_int64_constants(views_shape=[2, -1, dim], first_view=0))
-    graph.node.extend([helper.make_node("Reshape", [features, "views_shape"], ["views_features"], name="views"),
-                       helper.make_node("Gather", ["views_features", "first_view"], ["image_features"], axis=0,
-                                        name="image_features")])
-    return "image_features", features
-
-
-def _mean_of_views(graph, probabilities: str, classes: int, out: str) -> None:
-    """(2N, classes) probabilities of the images and their mirror images -> their mean (N, classes)."""
-    from onnx import helper, numpy_helper
-
-    graph.initializer.extend([*_int64_constants(second_view=1, probabilities_shape=[2, -1, classes]),
-                              numpy_helper.from_array(np.array(0.5, np.float32), "half")])
-    graph.node.extend([helper.make_node("Reshape", [probabilities, "probabilities_shape"], ["views_probabilities"],
-                                        name="views_probabilities"),
-                       helper.make_node("Gather", ["views_probabilities", "first_view"], ["p_image"], axis=0, name="p_image"),
-                       helper.make_node("Gather", ["views_probabilities", "second_view"], ["p_mirror"], axis=0,
-                                        name="p_mirror"),
-                       helper.make_node("Add", ["p_image", "p_mirror"], ["p_sum"], name="p_sum"),
-                       helper.make_node("Mul", ["p_sum", "half"], [out], name="views_mean")])
-
-
-def _linear_head(graph, features: str, head, temperature: float, out: str = "probabilities") -> str:
-    """MatMul + Add + Softmax of a solved head, its logits divided by ``temperature``; the output name."""
-    from onnx import helper, numpy_helper
-
-    graph.initializer.extend([numpy_helper.from_array((head.kernel / temperature).astype(np.float32), "head_kernel"),
-                              numpy_helper.from_array((head.bias / temperature).astype(np.float32), "head_bias")])
-    graph.node.extend([helper.make_node("MatMul", [features, "head_kernel"], ["head_matmul"], name="head_matmul"),
-                       helper.make_node("Add", ["head_matmul", "head_bias"], ["logits"], name="head_add"),
-                       helper.make_node("Softmax", ["logits"], [out], axis=1, name="head_softmax")])
-    return out
-
-
-def _keras_head(backbone, head, temperature: float):
-    """``backbone`` with the Keras head's own ONNX export merged behind it (and the temperature)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    from keras_transfer.features.export import export_onnx
-    from keras_transfer.model import weights_digest
-
-    head_model = onnx.load(str(export_onnx(head, {"backbone": "head", "weights": weights_digest(head),
-                                                  "shape": list(head.input_shape[1:])})))
-    merged = onnx.compose.merge_models(backbone, head_model, prefix2="head/",
-                                       io_map=[(backbone.graph.output[0].name, head_model.graph.input[0].name)])
-    graph, out = merged.graph, merged.graph.output[0].name
-    if temperature != 1.0:
-        graph.initializer.extend([numpy_helper.from_array(np.array(1e-30, np.float32), "tiny"),
-                                  numpy_helper.from_array(np.array(1 / temperature, np.float32), "inverse_t")])
-        graph.node.extend([helper.make_node("Max", [out, "tiny"], ["clipped"], name="clip"),
-                           helper.make_node("Log", ["clipped"], ["log_p"], name="log"),
-                           helper.make_node("Mul", ["log_p", "inverse_t"], ["scaled"], name="temperature")])
-        graph.node.append(helper.make_node("Softmax", ["scaled"], ["probabilities"], axis=1, name="calibrated"))
-    else:
-        graph.node.append(helper.make_node("Identity", [out], ["probabilities"], name="probabilities"))
-    return merged
-
-
-def _unknown_score(graph, features: str, unknown) -> str:
-    """The k-NN unknown score in the graph: 1 - cosine similarity to the k-th nearest training
-    image, the same as ``KnnUnknown.scores`` (the reference features ride along as a constant)."""
-    from onnx import helper, numpy_helper
-
-    reference = unknown.reference.astype(np.float32)
-    graph.initializer.extend([
-        numpy_helper.from_array(np.ones((reference.shape[1], 1), np.float32), "unknown_ones"),
-        numpy_helper.from_array(np.array(1e-12, np.float32), "unknown_eps"),
-        numpy_helper.from_array(np.ascontiguousarray(reference.T), "unknown_reference"),
-        numpy_helper.from_array(np.array([unknown.k], np.int64), "unknown_k"),
-        numpy_helper.from_array(np.array(unknown.k - 1, np.int64), "unknown_kth"),
-        numpy_helper.from_array(np.array(1.0, np.float32), "unknown_one")])
-    nodes = [("Mul", [features, features], "unknown_sq"), ("MatMul", ["unknown_sq", "unknown_ones"], "unknown_sum"),
-             ("Sqrt", ["unknown_sum"], "unknown_norm"), ("Max", ["unknown_norm", "unknown_eps"], "unknown_safe"),
-             ("Div", [features, "unknown_safe"], "unknown_query"),
-             ("MatMul", ["unknown_query", "unknown_reference"], "unknown_sims")]
-    graph.node.extend(helper.make_node(op, inputs, [out], name=out) for op, inputs, out in nodes)
-    graph.node.append(helper.make_node("TopK", ["unknown_sims", "unknown_k"], ["unknown_top", "unknown_top_index"],
-                                       axis=1, largest=1, sorted=1, name="unknown_topk"))
-    graph.node.extend([helper.make_node("Gather", ["unknown_top", "unknown_kth"], ["unknown_kth_sim"], axis=1,
-                                        name="unknown_kth_sim"),
-                       helper.make_node("Sub", ["unknown_one", "unknown_kth_sim"], ["unknown_score"],
-                                        name="unknown_score")])
-    return "unknown_score"
 
 
 def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
@@ -183,25 +91,18 @@ def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
     if isinstance(head, LinearHead):
         features = model.graph.output[0].name
         if flip:
-            features, mirrored = _two_views(model.graph, features, head.kernel.shape[0])
-            _linear_head(model.graph, mirrored, head, run.temperature, "view_probabilities")
-            _mean_of_views(model.graph, "view_probabilities", head.kernel.shape[1], "probabilities")
+            features, mirrored = two_views(model.graph, features, head.kernel.shape[0])
+            linear_head(model.graph, mirrored, head, run.temperature, "view_probabilities")
+            mean_of_views(model.graph, "view_probabilities", head.kernel.shape[1], "probabilities")
         else:
-            _linear_head(model.graph, features, head, run.temperature)
+            linear_head(model.graph, features, head, run.temperature)
         if exportable.unknown is not None:
-            _unknown_score(model.graph, features, exportable.unknown)
+            unknown_score(model.graph, features, exportable.unknown)
     else:
-        model = _keras_head(model, head, run.temperature)
+        model = keras_head(model, head, run.temperature)
     graph, pixels, size = model.graph, model.graph.input[0], source.size
     if flip:  # the batch and its mirror images through the backbone at once, as the run was evaluated
-        graph.initializer.extend(_int64_constants(mirror_start=[-1], mirror_end=[-2**63], mirror_axis=[2],
-                                                  mirror_step=[-1]))
-        graph.node.insert(0, helper.make_node("Concat", ["image_float", "image_mirror"], [pixels.name], axis=0,
-                                              name="with_mirror"))
-        graph.node.insert(0, helper.make_node("Slice", ["image_float", "mirror_start", "mirror_end", "mirror_axis",
-                                                        "mirror_step"], ["image_mirror"], name="mirror"))
-        graph.node.insert(0, helper.make_node("Cast", ["image"], ["image_float"], to=TensorProto.FLOAT,
-                                              name="to_float"))
+        with_mirror_images(graph, "image", pixels.name)
     else:
         graph.node.insert(0, helper.make_node("Cast", ["image"], [pixels.name], to=TensorProto.FLOAT, name="to_float"))
     del graph.input[:]
@@ -352,6 +253,7 @@ def _save_litert(run: Run, exportable: Exportable, path: Path, info: dict[str, s
 
     litert_torch = require_litert()
     temperature, head = run.temperature, exportable.head
+    flip = run.config.flip and isinstance(head, LinearHead)
     info = {**info, "unknown_threshold": "", "unknown_score": "not in LiteRT files (use the ONNX or OpenVINO file)"}
 
     class Classifier(torch.nn.Module):
@@ -364,14 +266,20 @@ def _save_litert(run: Run, exportable: Exportable, path: Path, info: dict[str, s
             else:
                 self.head = head
 
-        def forward(self, image):
-            features = self.extractor(image.float())
+        def probabilities(self, pixels):
+            features = self.extractor(pixels)
             if isinstance(head, LinearHead):
                 return torch.softmax(features @ self.kernel + self.bias, dim=-1)
             probabilities = self.head(features)
             if temperature == 1.0:
                 return probabilities
             return torch.softmax(torch.log(probabilities.clamp_min(1e-30)) / temperature, dim=-1)
+
+        def forward(self, image):
+            pixels = image.float()
+            if not flip:
+                return self.probabilities(pixels)
+            return (self.probabilities(pixels) + self.probabilities(pixels.flip(2))) / 2  # as the run was evaluated
 
     size = exportable.source.size
     log.info("converting to LiteRT with litert-torch (about a minute)")
