@@ -53,8 +53,10 @@ class TrainConfig:
                                       "unusual names, or two folders claiming one split)")
     exclude: str | None = option(None, "file list of images to leave out (one path per line), or the keep list "
                                        "`keras-transfer audit --write-clean LIST` writes (trains on those only)")
-    backbone: str = option("efficientnet_lite0", "registered backbone (keras-transfer backbones lists them)",
-                           short="-b")
+    backbone: str | None = option(None, "registered backbone (keras-transfer backbones lists them), or several "
+                                        "joined by + (their pooled features side by side); default: "
+                                        "lite0+lite2 for bottleneck and auto, lite0 to fine-tune, for frozen and "
+                                        "for spatial pooling", short="-b")
     weights: str | None = option("imagenet", "'imagenet', a local weights file (e.g. a keras *_notop.h5), or "
                                              "'none' (random)", parse=weights_choice)
     offline: bool = option(False, "never use the network: ImageNet weights only from the bundle or the keras "
@@ -104,6 +106,13 @@ class TrainConfig:
                                  "on a validation split)")
     baseline: bool = option(True, "report a logistic regression on raw 16x16 pixels of the same images beside "
                                   "the accuracy")
+
+    def __post_init__(self):
+        if self.backbone is None:  # the default depends on what the backbone is for
+            from keras_transfer.backbones import DEFAULT_BACKBONE, DEFAULT_ENSEMBLE
+
+            pooled = self.strategy in ("bottleneck", "auto") and self.pooling != "spatial"
+            object.__setattr__(self, "backbone", DEFAULT_ENSEMBLE if pooled else DEFAULT_BACKBONE)
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self so calls can chain."""

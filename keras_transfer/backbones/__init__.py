@@ -3,7 +3,7 @@
 # Registration order is listing order: the bundled EfficientNet-Lite first, then keras.applications.
 from keras_transfer.backbones import efficientnet_lite  # noqa: F401, I001  (registers entries)
 from keras_transfer.backbones import applications  # noqa: F401  (registers entries)
-from keras_transfer.backbones.registry import DEFAULT_BACKBONE, get_backbone, list_backbones, register_backbone
+from keras_transfer.backbones.registry import DEFAULT_BACKBONE, DEFAULT_ENSEMBLE, get_backbone, list_backbones, register_backbone
 from keras_transfer.backbones.spec import BackboneSpec, Preprocessing
 
-__all__ = ["BackboneSpec", "Preprocessing", "DEFAULT_BACKBONE", "get_backbone", "list_backbones", "register_backbone"]
+__all__ = ["BackboneSpec", "Preprocessing", "DEFAULT_BACKBONE", "DEFAULT_ENSEMBLE", "get_backbone", "list_backbones", "register_backbone"]

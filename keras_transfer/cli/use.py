@@ -12,7 +12,8 @@ from keras_transfer.errors import ConfigError
 
 
 def register(sub) -> None:
-    from keras_transfer.config import TrainConfig, weights_choice
+    from keras_transfer.backbones import DEFAULT_BACKBONE
+    from keras_transfer.config import weights_choice
 
     p = command(sub, "evaluate", "metrics of a run on its held-out split (and calibration, or unknown-image scores)",
                 ["keras-transfer evaluate runs/ants", "keras-transfer evaluate runs/ants --outliers photos_of_other_things/"],
@@ -30,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--top-k", type=int, default=3, help="classes listed per image")
     p.add_argument("--output", "-o", help="write one row per image to this .csv or .json file")
     p.add_argument("--imagenet", action="store_true", help="zero-shot: ImageNet classes of a pretrained backbone")
-    p.add_argument("--backbone", "-b", default=TrainConfig.backbone, help="backbone for --imagenet")
+    p.add_argument("--backbone", "-b", default=DEFAULT_BACKBONE, help="backbone for --imagenet")
     p.add_argument("--weights", default="imagenet", type=weights_choice,
                    help="--imagenet: 'imagenet', a local weights file, or 'none' (random)")
     p.add_argument("--offline", action="store_true", help="never use the network (also KERAS_TRANSFER_OFFLINE=1)")
