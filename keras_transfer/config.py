@@ -20,6 +20,11 @@ SOLVERS = ("auto", "lbfgs", "keras")
 HEAD_PRESETS = ("linear", "gap_dense_bn", "flatten_bn", "conv")  # keras_transfer.heads.HEADS (no keras import here)
 
 
+# the JSON values each field annotation of TrainConfig accepts in config.json
+_JSON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
+               "tuple[int, ...]": (list, tuple)}
+
+
 def block_count(text: str) -> int:
     """--unfreeze value: a block count, or 'all' (stored as 0)."""
     return 0 if text.strip().lower() == "all" else int(text)
@@ -55,8 +60,8 @@ class TrainConfig:
                                        "`keras-transfer audit --write-clean LIST` writes (trains on those only)")
     backbone: str | None = option(None, "registered backbone (keras-transfer backbones lists them), or several "
                                         "joined by + (their pooled features side by side); default: "
-                                        "lite0+lite2 for bottleneck and auto, lite0 to fine-tune, for frozen and "
-                                        "for spatial pooling", short="-b")
+                                        "lite0+lite2 on the solved default path (bottleneck or auto, linear head), "
+                                        "else efficientnet_lite0", short="-b")
     weights: str | None = option("imagenet", "'imagenet', a local weights file (e.g. a keras *_notop.h5), or "
                                              "'none' (random)", parse=weights_choice)
     offline: bool = option(False, "never use the network: ImageNet weights only from the bundle or the keras "
@@ -65,8 +70,8 @@ class TrainConfig:
     resize: str = option("stretch", "how images become square: stretch | pad | crop")
     pooling: str = option("avg", "avg | max | spatial (the h x w feature map)")
     stages: int | None = option(None, "stages pooled and concatenated: 1 = the last feature map only, N = also the "
-                                      "ends of the N - 1 stages before it (default: the backbone's; 4 for "
-                                      "EfficientNet-Lite, 1 for fine-tuning and spatial pooling)")
+                                      "ends of the N - 1 stages before it (default: 4 for EfficientNet-Lite on "
+                                      "the solved default path, else 1)")
     flip: bool = option(False, "also train on the left-right mirror of every image and average both at "
                                "prediction (cached views; twice the feature time)")
     strategy: str = option("bottleneck", "bottleneck | frozen | finetune | scratch | auto")
@@ -111,8 +116,7 @@ class TrainConfig:
         if self.backbone is None:  # the default depends on what the backbone is for
             from keras_transfer.backbones import DEFAULT_BACKBONE, DEFAULT_ENSEMBLE
 
-            pooled = self.strategy in ("bottleneck", "auto") and self.pooling != "spatial"
-            object.__setattr__(self, "backbone", DEFAULT_ENSEMBLE if pooled else DEFAULT_BACKBONE)
+            object.__setattr__(self, "backbone", DEFAULT_ENSEMBLE if self.solved else DEFAULT_BACKBONE)
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self so calls can chain."""
@@ -152,9 +156,7 @@ class TrainConfig:
         if spec.members and self.weights not in ("imagenet", None):
             raise ConfigError(f"the ensemble {spec.name} loads each member's own ImageNet weights", "--weights imagenet",
                               str(self.weights), hint="train a single backbone to use a weights file")
-        solved = (self.strategy in ("bottleneck", "auto") and self.solver != "keras" and self.head == "linear"
-                  and not self.hidden_units and self.pooling != "spatial" and not self.refit)
-        if self.flip and not solved:
+        if self.flip and not self.solved:
             raise ConfigError("--flip trains the solved linear head (the default path) on mirror images too",
                               "--strategy bottleneck or auto, --solver auto or lbfgs, --head linear, no --hidden, "
                               "--pooling avg or max, no --refit",
@@ -205,11 +207,18 @@ class TrainConfig:
         return self.input_size or get_backbone(self.backbone).input_size
 
     @property
+    def solved(self) -> bool:
+        """The default path: a linear head solved on standardised cached features (not a Keras loop)."""
+        return (self.strategy in ("bottleneck", "auto") and self.solver != "keras" and self.head == "linear"
+                and not self.hidden_units and self.pooling != "spatial" and not self.refit)
+
+    @property
     def pool_stages(self) -> int:
-        """The stages pooled: ``stages``, else the backbone's default (1 where several cannot be)."""
+        """The stages pooled: ``stages``, else the backbone's default on the solved path (which
+        standardises the stages' differently scaled features), else 1."""
         if self.stages is not None:
             return self.stages
-        if self.pooling == "spatial" or self.strategy in TUNED_STRATEGIES:
+        if not self.solved:
             return 1
         from keras_transfer.backbones import get_backbone
 
@@ -225,7 +234,11 @@ class TrainConfig:
         raw = json.loads(path.read_text())
         if not isinstance(raw, dict):
             raise ValueError(f"not a JSON object: {str(raw)[:80]}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        raw = {k: v for k, v in raw.items() if k in known}
+        fields_by_name = {f.name: f for f in dataclasses.fields(cls)}
+        raw = {k: v for k, v in raw.items() if k in fields_by_name}
+        for name, value in raw.items():  # an edited file fails here, not deep inside a command
+            allowed = tuple(t for part in str(fields_by_name[name].type).split("|") for t in _JSON_TYPES[part.strip()])
+            if not isinstance(value, allowed) or (isinstance(value, list) and not all(isinstance(v, int) for v in value)):
+                raise ValueError(f"{name} is {value!r}, not {fields_by_name[name].type}")
         raw["hidden_units"] = tuple(raw.get("hidden_units", ()))
         return cls(**raw)

@@ -56,11 +56,11 @@ def scenes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, i
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A bottleneck run on 60 constructed images (45 train, 15 val)."""
+    """A bottleneck run of one backbone (4 pooled stages) on 60 constructed images (45 train, 15 val)."""
     root = tmp_path_factory.mktemp("shapes")
     images, labels, _ = scenes(60, seed=0)
     np.savez(root / "shapes.npz", images=images, labels=np.array(CLASSES)[labels])
-    config = TrainConfig(data=str(root / "shapes.npz"), epochs=40, patience=10, val_fraction=0.25)
+    config = TrainConfig(data=str(root / "shapes.npz"), backbone="lite0", epochs=40, patience=10, val_fraction=0.25)
     return train(config, root / "run")
 
 

@@ -33,7 +33,8 @@ def test_exported_file_runs_alone_and_equals_predict(fmt, exported, ants_run, tm
     from keras_transfer.data.images import read_image, resize
 
     images = sorted((HYMENOPTERA / "val" / "ants").iterdir())[:10] + sorted((HYMENOPTERA / "val" / "bees").iterdir())[:10]
-    np.save(tmp_path / "x.npy", np.stack([resize(read_image(p, 224), 224) for p in images]))
+    size = ants_run.config.size  # the default: both ensemble members at lite2's 260 px
+    np.save(tmp_path / "x.npy", np.stack([resize(read_image(p, size), size) for p in images]))
     run = {"onnx": "import onnxruntime as ort\nm = ort.InferenceSession(path)\n"
                    "meta = m.get_modelmeta().custom_metadata_map\np, s = m.run(None, {'image': x})",
            "openvino": "import openvino as ov\nmodel = ov.Core().read_model(path)\n"
@@ -51,7 +52,7 @@ def test_exported_file_runs_alone_and_equals_predict(fmt, exported, ants_run, tm
             "'threshold': meta['unknown_threshold']}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     out = json.loads(done.stdout.splitlines()[-1])
-    assert out["names"] == ants_run.class_names and out["size"] == 224
+    assert out["names"] == ants_run.class_names and out["size"] == size == 260
     predicted = predict(ants_run, images, top_k=1)
     theirs = [r["predictions"][0]["label"] for r in predicted]
     assert [out["names"][i] for i in np.argmax(out["p"], axis=1)] == theirs

@@ -52,7 +52,7 @@ def test_health_and_models_describe_the_runs(server, ants_run):
     assert health["status"] == "ok" and health["models"] == ["ants", "ants-t2"]
     models = {m["name"]: m for m in httpx.get(server.url + "/v1/models").json()["models"]}
     metrics = ants_run.read("metrics.json")
-    assert models["ants"]["classes"] == ["ants", "bees"] and models["ants"]["input_size"] == 224
+    assert models["ants"]["classes"] == ["ants", "bees"] and models["ants"]["input_size"] == ants_run.config.size == 260
     assert models["ants"]["held_out"]["accuracy"] == metrics["accuracy"] and models["ants"]["held_out"]["n"] == 153
     assert models["ants"]["unknown_threshold"] == metrics["selection"]["unknown"]["threshold"]
     assert models["ants-t2"]["temperature"] == 2.0
@@ -170,7 +170,7 @@ def test_explain_returns_a_gradcam_overlay(server):
     answer = httpx.post(server.url + "/v1/explain", files=_files(BEES[:1]), timeout=120)
     assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
     overlay = np.asarray(Image.open(io.BytesIO(answer.content)))
-    assert overlay.shape == (224, 224, 3) and overlay.std() > 10
+    assert overlay.shape == (260, 260, 3) and overlay.std() > 10  # the default model's input side
 
 
 def test_serve_rejects_bad_options_and_missing_runs(tmp_path, capsys):

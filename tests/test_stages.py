@@ -57,8 +57,8 @@ def assert_blocks_match(features: np.ndarray, blocks: list[np.ndarray]) -> None:
 
 
 def test_default_pools_four_stages_equal_to_plain_keras_with_the_mirror_view(tmp_path, photos):
-    config = TrainConfig(data=str(HYMENOPTERA)).validate()
-    assert config.pool_stages == 4
+    config = TrainConfig(data=str(HYMENOPTERA), backbone="lite0").validate()
+    assert config.pool_stages == 4 and TrainConfig().validate().pool_stages == 4
     source = feature_source(config, tmp_path)
     views, indices = source.views(photos, 0, flip=True)
     assert views.shape == (2, 12, 1904) and len(indices) == 12
@@ -80,18 +80,20 @@ def test_ensemble_features_are_its_members_features(tmp_path, photos):
 
 
 def test_cache_keys_keep_stages_views_and_ensembles_apart(tmp_path, photos):
-    configs = [TrainConfig(stages=1), TrainConfig(), TrainConfig(stages=2), TrainConfig(backbone="lite2"),
+    configs = [TrainConfig(backbone="lite0", stages=1), TrainConfig(backbone="lite0"),
+               TrainConfig(backbone="lite0", stages=2), TrainConfig(backbone="lite2"),
                TrainConfig(backbone="lite0+lite2"), TrainConfig(backbone="lite0+lite2", stages=1)]
     keys = [identity_hash(feature_source(c.validate(), tmp_path).engine.identity) for c in configs]
     assert len(set(keys)) == len(keys)
     assert len({view_name(0), view_name(FLIP), view_name(1)}) == 3
     # one cache, two variants: the second extracts every image again and gets its own shape
     cache = FeatureCache(tmp_path / "cache")  # not the session's, where other tests put these photos
-    one, four = (feature_source(TrainConfig(stages=n).validate(), tmp_path / f"s{n}") for n in (1, 4))
+    one, four = (feature_source(TrainConfig(backbone="lite0", stages=n).validate(), tmp_path / f"s{n}")
+                 for n in (1, 4))
     one.cache = four.cache = cache
     assert one(photos)[0].shape == (12, 1280) and one.engine.extracted == 12
     assert four(photos)[0].shape == (12, 1904) and four.engine.extracted == 12
-    flipped = feature_source(TrainConfig().validate(), tmp_path / "flip")
+    flipped = feature_source(TrainConfig(backbone="lite0").validate(), tmp_path / "flip")
     flipped.cache = cache
     views, _ = flipped.views(photos, 0, flip=True)
     assert flipped.engine.extracted == 12  # the originals came from the cache, the mirror images did not
@@ -155,3 +157,13 @@ def test_ensemble_trains_predicts_and_exports_as_one_model(ensemble_runs, tmp_pa
     pixels = np.stack([resize(read_image(f), 260) for f in files])
     exported = session.run(["probabilities"], {"image": pixels})[0]
     assert np.abs(exported - expected).max() < 1e-4
+
+
+def test_ensemble_is_explained_by_gradcam_of_its_first_member(ensemble_runs, tmp_path):
+    from keras_transfer.explain import explain
+
+    photo = sorted((HYMENOPTERA / "val" / "bees").glob("*.jpg"))[0]
+    item = explain(ensemble_runs["ensemble"], [photo], out=tmp_path / "explained")[0]
+    assert sorted(item.files) == ["figure", "gradcam"]  # no CAM: the head also reads the other member
+    assert item.cam is None and item.predicted == "bees" and item.peak() is not None
+    assert item.gradcam.max() == 1.0 and item.gradcam.min() >= 0 and item.gradcam.std() > 0.05

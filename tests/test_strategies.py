@@ -459,7 +459,7 @@ def test_ctrl_c_while_finetune_trains_its_head_stops_before_fine_tuning(colours,
 
 def test_auto_plans_within_the_budget_and_explains_itself(colours, tmp_path):
     out = tmp_path / "auto"
-    assert main(["train", str(colours), "--out", str(out), "--strategy", "auto", "--time-budget", "0.2",
+    assert main(["train", str(colours), "--out", str(out), "--strategy", "auto", "--time-budget", "0.2", "-b", BACKBONE,
                  "--epochs", "30", "--val-fraction", "0.25", "-q"]) == 0
     run = Run.open(out)
     assert all((out / name).is_file() for name in (*RUN_FILES, "plan.json"))

@@ -207,6 +207,7 @@ def _estimate_key(config: TrainConfig) -> str:
     return f"finetune ({config.finetune_views} views)"
 
 
+MIRRORED = "default bottleneck + mirror view"  # the candidate trained on (and averaging) the mirror images too
 RESERVE_SECONDS = 25.0  # after training: export + compile of a tuned backbone, held-out pass, saving
 
 
@@ -228,13 +229,14 @@ class Clock:
         return result
 
 
-def selection_scores(result: FitResult, source, split: Split) -> dict:
-    """Log loss and accuracy of a candidate on the selection split (never the held-out one)."""
+def selection_scores(result: FitResult, source, split: Split, flip: bool = False) -> dict:
+    """Log loss and accuracy of a candidate on the selection split (never the held-out one);
+    ``flip``: its probabilities averaged with the mirror images', as it will predict."""
     from keras_transfer.evaluation.metrics import sample_losses
 
     if result.classifier is None:
-        features, indices = source(split)
-        probabilities, labels = result.head.predict(features), split.labels[indices]
+        views, indices = source.views(split, 0, flip=flip)
+        probabilities, labels = np.mean([result.head.predict(v) for v in views], axis=0), split.labels[indices]
     else:  # a Keras-trained candidate: its classifier on streamed batches (undecodable images dropped)
         from keras_transfer.data.stream import ImageBatches
 
@@ -248,9 +250,11 @@ def selection_scores(result: FitResult, source, split: Split) -> dict:
 
 
 class AutoStrategy:
-    """Fits the default bottleneck model first (cheap), plans the best use of what the budget
-    leaves (see ``plan``), runs it with a deadline, and keeps whichever candidate scores the
-    better log loss on the selection split; writes ``plan.json`` (estimate vs actual per phase).
+    """Fits the default bottleneck model first (cheap) and, when the budget leaves three times
+    its time, the same with the mirror view (trained on, averaged at prediction); plans the best
+    use of what the budget leaves (see ``plan``), runs it with a deadline, and keeps whichever
+    candidate scores the best log loss on the selection split; writes ``plan.json`` (estimate vs
+    actual per phase, every candidate's selection-split scores).
     """
 
     name = "auto"
@@ -264,6 +268,12 @@ class AutoStrategy:
         default = clock.run("default bottleneck", None, lambda: BottleneckStrategy(learn_from_val=False).fit(context))
         base = dataclasses.replace(context.config, strategy="bottleneck", input_size=None)
         candidates = [("default bottleneck", base, default, context.features)]
+        seconds = clock.phases[0]["actual_s"]
+        if not base.flip and clock.left() > 3 * seconds + RESERVE_SECONDS:  # mirror features cost about as much again
+            mirrored = dataclasses.replace(base, flip=True)
+            with_flip = dataclasses.replace(context, config=mirrored)
+            result = clock.run(MIRRORED, seconds, lambda: BottleneckStrategy(learn_from_val=False).fit(with_flip))
+            candidates.append((MIRRORED, mirrored, result, context.features))
         planned = clock.run("plan (probes, speed)", None, lambda: plan(context, max(clock.left() - RESERVE_SECONDS, 1e-3)))
         config, explanation = planned
         if (config.strategy, config.backbone) != ("bottleneck", context.config.backbone):
@@ -274,13 +284,12 @@ class AutoStrategy:
             estimate = explanation["estimates_seconds"].get(_estimate_key(config))
             result = clock.run(f"{config.strategy} ({config.backbone})", estimate, lambda: strategy.fit(chosen))
             candidates.append((f"{config.strategy} ({config.backbone})", config, result, chosen.features))
-        scored = [(name, cfg, result, source, selection_scores(result, source, context.dataset.val))
+        scored = [(name, cfg, result, source, selection_scores(result, source, context.dataset.val, cfg.flip))
                   for name, cfg, result, source in candidates]
         name, config, result, source, _ = min(scored, key=lambda c: c[4]["log_loss"])
-        if result is default:  # kept: fit it as the plain default run does, on every training image
-            whole = dataclasses.replace(context, dataset=context.dataset.without_selection_split())
-            result = clock.run("default bottleneck, refit on train + selection", None,
-                               lambda: BottleneckStrategy().fit(whole))
+        if name in ("default bottleneck", MIRRORED):  # kept: fit it as a plain run does, on every training image
+            whole = dataclasses.replace(context, config=config, dataset=context.dataset.without_selection_split())
+            result = clock.run(f"{name}, refit on train + selection", None, lambda: BottleneckStrategy().fit(whole))
         log.info(f"auto: {explanation['reason']}; kept {name} (selection-split log loss)")
         result.config, result.features = config, result.features or source
         result.notes["plan.json"] = {**explanation, "budget_seconds": budget, "planned_with_seconds":
