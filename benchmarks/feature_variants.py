@@ -8,7 +8,8 @@ through the product's own path (``feature_source`` with the option's config: sam
 and numbers as ``train``), the head is the product's solver (C by cross-validation on the 1000
 fitting images). Variants: backbone (``lite0``, ``lite2``, ``lite0+lite2``) x stages (1 or 4) x
 mirror view (off / trained on and averaged at test time), each with its feature-extraction
-seconds on this machine (both views of 3000 images); then, for the ensemble with 4 stages,
+seconds on this machine (both views of 3000 images; cold on the first run only, later runs
+read the shared feature cache); then, for the ensemble with 4 stages,
 power and per-stage L2 normalisation before the solver's standardisation. Prints the CPU and a table and writes JSON to
 benchmarks/results/feature_variants.json.
 """

@@ -33,8 +33,10 @@ CASES = {
     "cifar": CIFAR,
     "flowers5": [str(FLOWERS)],
     "hymenoptera": [str(HYMENOPTERA)],
+    "flowers5_flip": [str(FLOWERS), "--flip"],
     # every block at 160 px: the best accuracy per minute measured here (224 px: ~3x slower per epoch)
     "finetune": [*CIFAR, "--strategy", "finetune", "--input-size", "160", "--finetune-epochs", "8"],
+    "finetune_20": [*CIFAR, "--strategy", "finetune", "--input-size", "160", "--finetune-epochs", "20"],  # ~10 min
     "cifar_1stage": [*CIFAR, "--stages", "1"],
     "cifar_4stages": [*CIFAR, "--stages", "4"],
     "cifar_flip": [*CIFAR, "--flip"],
