@@ -5,6 +5,7 @@ controls, Ctrl-C and resume, the auto planner and the comparison table.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -484,6 +485,27 @@ def test_auto_plans_within_the_budget_and_explains_itself(colours, tmp_path):
     assert [p["phase"] for p in plan["phases"]][:2] == ["default bottleneck", "plan (probes, speed)"]
     assert all(p["actual_s"] >= 0 for p in plan["phases"])
     assert run.read("metrics.json")["evaluated_on"] == "val" and run.read("metrics.json")["held_out"]
+
+
+def test_auto_tries_the_mirror_view_and_keeps_the_better_candidate(colours, tmp_path, monkeypatch):
+    """With time to spare, auto also fits the default with the mirror view; the selection split decides.
+    (The planner is told to keep the default, so no other candidate trains: this test is about the mirror.)"""
+    keep_default = dataclasses.replace  # the plan auto would make when nothing else fits: the default bottleneck
+    monkeypatch.setattr(auto, "plan", lambda context, budget: (keep_default(context.config, strategy="bottleneck"), {
+        "budget_seconds": budget, "estimates_seconds": {}, "reason": "test: keep the default"}))
+    out = tmp_path / "auto"
+    assert main(["train", str(colours), "--out", str(out), "--strategy", "auto", "--time-budget", "600", "-b", BACKBONE,
+                 "--input-size", str(SIZE), "--val-fraction", "0.25", "-q"]) == 0
+    run = Run.open(out)
+    plan = run.read("plan.json")
+    scores = {c["candidate"]: c for c in plan["candidates"]}
+    assert set(scores) == {"default bottleneck", auto.MIRRORED}
+    assert all(c["images"].startswith("selection") for c in scores.values())
+    kept = min(scores, key=lambda name: scores[name]["log_loss"])
+    assert plan["kept"] == kept and run.config.flip == (kept == auto.MIRRORED)
+    assert [p["phase"] for p in plan["phases"]][:2] == ["default bottleneck", auto.MIRRORED]
+    assert plan["phases"][-1]["phase"] == f"{kept}, refit on train + selection"
+    assert run.read("metrics.json")["evaluated_on"] == "val" and run.read("metrics.json")["accuracy"] >= 0.75
 
 
 def test_deadline_stops_training_and_keeps_the_best_weights(tmp_path):

@@ -35,7 +35,8 @@ def mean_of_views(graph, probabilities: str, classes: int, out: str) -> None:
                               numpy_helper.from_array(np.array(0.5, np.float32), "half")])
     graph.node.extend([helper.make_node("Reshape", [probabilities, "probabilities_shape"], ["views_probabilities"],
                                         name="views_probabilities"),
-                       helper.make_node("Gather", ["views_probabilities", "first_view"], ["p_image"], axis=0, name="p_image"),
+                       helper.make_node("Gather", ["views_probabilities", "first_view"], ["p_image"], axis=0,
+                                        name="p_image"),
                        helper.make_node("Gather", ["views_probabilities", "second_view"], ["p_mirror"], axis=0,
                                         name="p_mirror"),
                        helper.make_node("Add", ["p_image", "p_mirror"], ["p_sum"], name="p_sum"),
