@@ -144,11 +144,12 @@ class TrainConfig:
         if self.stages is not None and not 1 <= self.stages <= spec.max_stages:
             raise ConfigError("invalid --stages", f"a whole number from 1 to {spec.max_stages} for {spec.name}",
                               repr(self.stages))
-        if self.pool_stages > 1 and (self.pooling == "spatial" or self.strategy in TUNED_STRATEGIES):
+        one_map = self.pooling == "spatial" or self.strategy in TUNED_STRATEGIES  # one backbone's feature map
+        if self.pool_stages > 1 and one_map:
             raise ConfigError("--stages above 1 pools several stages of a frozen backbone",
                               "--stages 1 with --pooling spatial or --strategy finetune / scratch",
                               f"--stages {self.stages} --pooling {self.pooling} --strategy {self.strategy}")
-        if spec.members and (self.pooling == "spatial" or self.strategy in TUNED_STRATEGIES):
+        if spec.members and one_map:
             raise ConfigError(f"the ensemble {spec.name} concatenates pooled features of frozen backbones",
                               "--strategy bottleneck, frozen or auto with --pooling avg or max",
                               f"--strategy {self.strategy} --pooling {self.pooling}",

@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_transfer import log
 from keras_transfer.errors import ConfigError, KerasTransferError, RunError, unknown_choice
-from keras_transfer.export.graph import (keras_head, linear_head, mean_of_views, two_views, unknown_score,
+from keras_transfer.export.graph import (first_view, keras_head, linear_head, mean_of_views, unknown_score,
                                          with_mirror_images)
 from keras_transfer.paths import atomic_file
 from keras_transfer.run import Run, dataset_of, feature_source
@@ -90,10 +90,10 @@ def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
     flip = run.config.flip and isinstance(head, LinearHead)
     if isinstance(head, LinearHead):
         features = model.graph.output[0].name
-        if flip:
-            features, mirrored = two_views(model.graph, features, head.kernel.shape[0])
-            linear_head(model.graph, mirrored, head, run.temperature, "view_probabilities")
+        if flip:  # the head on both views, averaged; the unknown score from the images' own features
+            linear_head(model.graph, features, head, run.temperature, "view_probabilities")
             mean_of_views(model.graph, "view_probabilities", head.kernel.shape[1], "probabilities")
+            features = first_view(model.graph, features, head.kernel.shape[0])
         else:
             linear_head(model.graph, features, head, run.temperature)
         if exportable.unknown is not None:

@@ -16,15 +16,15 @@ def int64_constants(**values):
     return [numpy_helper.from_array(np.array(v, np.int64), name) for name, v in values.items()]
 
 
-def two_views(graph, features: str, dim: int) -> tuple[str, str]:
-    """Features (2N, dim) of the images then their mirror images -> (the images' (N, dim), all (2N, dim))."""
+def first_view(graph, features: str, dim: int) -> str:
+    """Features (2N, dim) of the images then their mirror images -> the images' own (N, dim); its name."""
     from onnx import helper
 
     graph.initializer.extend(int64_constants(views_shape=[2, -1, dim], first_view=0))
     graph.node.extend([helper.make_node("Reshape", [features, "views_shape"], ["views_features"], name="views"),
                        helper.make_node("Gather", ["views_features", "first_view"], ["image_features"], axis=0,
                                         name="image_features")])
-    return "image_features", features
+    return "image_features"
 
 
 def mean_of_views(graph, probabilities: str, classes: int, out: str) -> None:
@@ -109,7 +109,7 @@ def unknown_score(graph, features: str, unknown) -> str:
 
 def with_mirror_images(graph, image: str, pixels: str) -> None:
     """In front of the graph: uint8 ``image`` (N, S, S, 3) -> float ``pixels`` (2N, S, S, 3), the images then
-    their mirror images (width reversed), as ``two_views`` and ``mean_of_views`` expect."""
+    their mirror images (width reversed), as ``first_view`` and ``mean_of_views`` expect."""
     from onnx import TensorProto, helper
 
     graph.initializer.extend(int64_constants(mirror_start=[-1], mirror_end=[-2**63], mirror_axis=[2], mirror_step=[-1]))

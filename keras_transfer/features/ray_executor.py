@@ -66,6 +66,7 @@ def _quiet_ray_data() -> None:
 
 FAILED = -(2**62)  # the view number of a row that reports an undecodable image (views are >= -1)
 
+
 class _NoProgressNotice(logging.Filter):
     """Drops Ray Data's notice that its progress bars are off (they are, on purpose)."""
 

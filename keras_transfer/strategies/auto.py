@@ -41,6 +41,7 @@ class Probe:
 
 ONE_STAGE = {"stages": None, "flip": False}  # fine-tuning trains one backbone's last map on its own views
 
+
 def _sample(split: Split, per_class: int, seed: int) -> Split:
     """At most ``per_class`` images of each class, deterministically."""
     return split.subset(cap_per_class(split.labels, per_class, seed), f"probe_{split.name}")
