@@ -30,7 +30,7 @@ import keras_transfer  # noqa: E402, F401  (selects the torch backend)
 from keras_transfer.backbones import get_backbone, list_backbones  # noqa: E402
 from keras_transfer.features.export import export_onnx  # noqa: E402
 from keras_transfer.features.runtime import RuntimeOptions, onnx_runtime  # noqa: E402
-from keras_transfer.model import build_extractor  # noqa: E402
+from keras_transfer.backbones.network import build_extractor  # noqa: E402
 
 
 def throughput(fn, images: np.ndarray, repeats: int = 2) -> float:

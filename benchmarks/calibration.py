@@ -24,7 +24,7 @@ DATASETS = {"hymenoptera": HYMENOPTERA, "flowers5": FLOWERS}
 
 
 def _train(work: Path, name: str, args: dict) -> Path:
-    from keras_transfer.api import train
+    from keras_transfer.run import train
     from keras_transfer.config import TrainConfig
 
     os.environ["KERAS_TRANSFER_CACHE"] = str(work / "cache-predict")
@@ -36,7 +36,7 @@ def _train(work: Path, name: str, args: dict) -> Path:
 
 
 def case_solver(work: Path) -> list[dict]:
-    from keras_transfer.api import split_features
+    from keras_transfer.run import split_features
     from keras_transfer.evaluation.calibration import apply_temperature, calibration, fit_temperature
     from keras_transfer.evaluation.metrics import sample_losses
     from keras_transfer.evaluation.predictions import Predictions

@@ -53,7 +53,7 @@ def classic_resnet50(files: list[str]) -> dict:
 
 def _lite0(size: int = 224):
     from keras_transfer.backbones import get_backbone
-    from keras_transfer.model import build_extractor
+    from keras_transfer.backbones.network import build_extractor
 
     spec = get_backbone("efficientnet_lite0")
     identity = {"backbone": spec.name, "weights": spec.weights_identity("imagenet"), "size": size,
@@ -86,7 +86,7 @@ def _split(files: list[str]):
 
 def engine(args: dict) -> dict:
     """(c) Our engine on a cold feature cache, then warm; optionally saves the features."""
-    from keras_transfer import log
+    from keras_transfer.base import log
 
     log.set_quiet(True)
     eng, split = _engine(args), _split(args["files"])
@@ -112,7 +112,7 @@ def engine(args: dict) -> dict:
 
 def memory(args: dict) -> dict:
     """Streaming extraction into the cache (features are not kept): peak RSS vs dataset size."""
-    from keras_transfer import log
+    from keras_transfer.base import log
 
     log.set_quiet(True)
     eng, split = _engine(args), _split(args["files"])
@@ -124,8 +124,8 @@ def memory(args: dict) -> dict:
 
 def warm_train(args: dict) -> dict:
     """``train`` twice into one run folder: feature seconds of a fresh and of a repeated run."""
-    from keras_transfer import log
-    from keras_transfer.api import train
+    from keras_transfer.base import log
+    from keras_transfer.run import train
     from keras_transfer.config import TrainConfig
 
     log.set_quiet(True)

@@ -87,7 +87,7 @@ def case_train(work: Path) -> list[dict]:
 def _cifar_features(work: Path, per_class: int):
     from keras_transfer.run import feature_source
     from keras_transfer.config import TrainConfig
-    from keras_transfer.data.dataset import load_dataset
+    from keras_transfer.data.load import load_dataset
 
     root = cifar_root(work)
     train = linked_dataset(balanced_files(root, "train", 10 * per_class), work / f"cifar-{per_class}" / "train")
@@ -102,7 +102,7 @@ def case_head(work: Path, per_class: int = 900) -> list[dict]:
     import keras
 
     from keras_transfer.config import TrainConfig
-    from keras_transfer.heads import build_head_for
+    from keras_transfer.backbones.heads import build_head_for
     from keras_transfer.strategies.solver import fit_linear_head
     from keras_transfer.strategies.training import fit, one_hot, options_for
 
@@ -131,10 +131,10 @@ def case_head(work: Path, per_class: int = 900) -> list[dict]:
 
 
 def case_frozen(work: Path) -> list[dict]:
-    from keras_transfer.api import train
+    from keras_transfer.run import train
     from keras_transfer.run import feature_source
     from keras_transfer.config import TrainConfig
-    from keras_transfer.data.dataset import load_dataset
+    from keras_transfer.data.load import load_dataset
 
     os.environ["KERAS_TRANSFER_CACHE"] = str(work / "cache-frozen")
     shutil.rmtree(work / "cache-frozen" / "features", ignore_errors=True)

@@ -66,21 +66,20 @@ def case_process(work: Path) -> list[dict]:
 def case_engine_vs_keras(work: Path) -> list[dict]:
     import numpy as np
 
-    from keras_transfer.api import collect_images
+    from keras_transfer.run import collect_images
     from keras_transfer.data.images import read_batch
-    from keras_transfer.inference import Predictor
-    from keras_transfer.run import Run
+    from keras_transfer.run import Run, RunModel
 
     cache = work / "cache-predict"
     os.environ["KERAS_TRANSFER_CACHE"] = str(cache)
     run = Run.open(_run(work, dict(os.environ)))
     paths, _ = collect_images([HYMENOPTERA / "val"])
-    predictor = Predictor.open(run)
+    predictor = RunModel.open(run)
     predictor.source.engine.runtime  # compile first: both sides are timed warm
     shutil.rmtree(cache / "features", ignore_errors=True)
     predictor.source.engine.cache = type(predictor.source.engine.cache)()  # a fresh, empty cache
     start = time.perf_counter()
-    ours, _, _ = predictor.probabilities(paths)
+    ours = predictor.predict_files(paths)[0].probabilities
     engine = time.perf_counter() - start
     model = run.model
     model.predict_on_batch(np.zeros((1, 224, 224, 3), np.uint8))  # warm-up
@@ -98,7 +97,7 @@ def case_engine_vs_keras(work: Path) -> list[dict]:
 
 
 def case_near(work: Path) -> list[dict]:
-    from keras_transfer.api import evaluate_outliers, train
+    from keras_transfer.run import evaluate_outliers, train
     from keras_transfer.config import TrainConfig
 
     os.environ["KERAS_TRANSFER_CACHE"] = str(work / "cache-predict")

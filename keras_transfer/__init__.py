@@ -10,8 +10,8 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 __version__ = "0.2.0"
-_PUBLIC = {"train": "api", "evaluate": "api", "predict": "api", "TrainConfig": "config", "Dataset": "data.dataset",
-           "load_dataset": "data.dataset", "KerasTransferError": "errors", "Run": "run"}
+_PUBLIC = {"train": "run", "evaluate": "run", "predict": "run", "Run": "run", "RunModel": "run", "TrainConfig": "config",
+           "Dataset": "data.dataset", "load_dataset": "data.dataset", "KerasTransferError": "base.errors"}
 __all__ = sorted(_PUBLIC)
 
 

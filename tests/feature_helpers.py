@@ -18,7 +18,7 @@ from keras_transfer.data.dataset import Split
 from keras_transfer.features import FeatureCache, FeatureEngine, RuntimeOptions
 from keras_transfer.features.extract import ViewMaker
 from keras_transfer.features.runtime import Runtime
-from keras_transfer.layers import ImageNormalization
+from keras_transfer.backbones.layers import ImageNormalization
 
 TINY_IDENTITY = {"backbone": "tiny", "weights": "seeded", "size": 32, "pooling": "avg",
                  "preprocessing": {"mean": [127.0] * 3, "std": [128.0] * 3, "bgr": False}}

@@ -15,9 +15,9 @@ from keras.src.legacy.saving import legacy_h5_format
 import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer import TrainConfig
 from keras_transfer.backbones import get_backbone
-from keras_transfer.errors import ConfigError, WeightsError
-from keras_transfer.layers import ImageNormalization
-from keras_transfer.model import build_classifier, build_extractor
+from keras_transfer.base.errors import ConfigError, WeightsError
+from keras_transfer.backbones.layers import ImageNormalization
+from keras_transfer.backbones.network import build_classifier, build_extractor
 
 A = keras.applications
 PREPROCESS_INPUT = {

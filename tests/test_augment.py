@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import HYMENOPTERA
-from keras_transfer.api import evaluate, train
+from keras_transfer.run import evaluate, train
 from keras_transfer.config import TrainConfig
 from keras_transfer.data.augment import AugmentPolicy, augment, mixup, shift_flip, view_name
 from keras_transfer.data.dataset import Split

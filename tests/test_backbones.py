@@ -14,7 +14,7 @@ import pytest
 import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer import TrainConfig, train
 from keras_transfer.backbones import get_backbone, list_backbones
-from keras_transfer.layers import ImageNormalization
+from keras_transfer.backbones.layers import ImageNormalization
 
 ZOO = {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet50", "vgg16", "vgg19",
        "densenet121", "mobilenet_v2", "efficientnet_b0", "inception_v3", "xception"}
@@ -83,7 +83,7 @@ def test_reloaded_classifier_reproduces_training_features(name, trained):
 
 def _val_images(run) -> np.ndarray:
     """The val split's images in split order, reloaded with the run's own config."""
-    from keras_transfer.data.dataset import load_dataset
+    from keras_transfer.data.load import load_dataset
 
     config = run.config
     dataset = load_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed)

@@ -15,7 +15,7 @@ from conftest import HYMENOPTERA
 def test_temperature_lowers_held_out_ece_of_an_overconfident_head_on_real_features(ants_run):
     """An almost unregularised head fit on half of hymenoptera's training images is overconfident;
     a temperature chosen on the other half brings the held-out (val) ECE and log loss down."""
-    from keras_transfer.api import split_features
+    from keras_transfer.run import split_features
     from keras_transfer.evaluation.calibration import calibration_record
     from keras_transfer.evaluation.predictions import Predictions
     from keras_transfer.data.dataset import stratified_folds
@@ -77,7 +77,7 @@ def test_default_run_records_why_it_keeps_temperature_one(ants_run):
 
 
 def test_predict_evaluate_and_report_use_the_run_temperature(ants_run, warm_run):
-    from keras_transfer.api import evaluate, predict
+    from keras_transfer.run import evaluate, predict
     from keras_transfer.evaluation.calibration import apply_temperature
     from keras_transfer.report import build_report
     from keras_transfer.run import Run

@@ -42,9 +42,9 @@ def test_a_damaged_run_file_gets_a_clear_message(ants_run, tmp_path, capsys, nam
 def test_a_damaged_cached_onnx_file_is_rebuilt_and_said(ants_run, tmp_path, monkeypatch, capsys, damage):
     """The compiled-model cache: a damaged exported backbone is detected, exported again and the
     predictions are those of the intact cache (OpenVINO checks its own compiled blobs)."""
-    from keras_transfer.api import predict
+    from keras_transfer.run import predict
     from keras_transfer.cli import main
-    from keras_transfer.paths import cache_dir
+    from keras_transfer.base.paths import cache_dir
 
     expected = predict(ants_run, [BEE])[0]["predictions"][0]
     cache = tmp_path / "cache"

@@ -7,9 +7,11 @@ import pytest
 from conftest import HYMENOPTERA, make_image
 from PIL import Image
 
-from keras_transfer.data.dataset import load_dataset, stratified_split
+from keras_transfer.data.dataset import stratified_split
+
+from keras_transfer.data.load import load_dataset
 from keras_transfer.data.images import read_image, resize
-from keras_transfer.errors import DatasetError
+from keras_transfer.base.errors import DatasetError
 
 
 def test_hymenoptera_keeps_its_own_split():

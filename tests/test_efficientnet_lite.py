@@ -17,7 +17,7 @@ import keras_transfer  # noqa: F401  (selects the torch backend before keras is 
 from keras_transfer.backbones import efficientnet_lite as enl
 from keras_transfer.backbones import lite_weights
 from keras_transfer.backbones import get_backbone
-from keras_transfer.errors import ConfigError, WeightsError
+from keras_transfer.base.errors import ConfigError, WeightsError
 
 VARIANTS = ["lite0", "lite1", "lite2"]
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))

@@ -18,14 +18,14 @@ import pytest
 from PIL import Image
 
 from keras_transfer import TrainConfig, train
-from keras_transfer.api import split_features
+from keras_transfer.run import split_features
 from keras_transfer.cli import main
-from keras_transfer.errors import ConfigError, DatasetError
+from keras_transfer.base.errors import ConfigError, DatasetError
 from keras_transfer.explain import GradCAM, explain, similar, similarity_matrix, write_similarity
 from keras_transfer.explain.overlay import upsample
 from keras_transfer.backbones import get_backbone
-from keras_transfer.layers import ImageNormalization
-from keras_transfer.model import build_classifier, build_extractor, build_head
+from keras_transfer.backbones.layers import ImageNormalization
+from keras_transfer.backbones.network import build_classifier, build_extractor, build_head
 from keras_transfer.report import write_report
 
 SIZE = 224

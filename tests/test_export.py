@@ -29,7 +29,7 @@ def exported(ants_run):
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino", "litert"])
 def test_exported_file_runs_alone_and_equals_predict(fmt, exported, ants_run, tmp_path):
-    from keras_transfer.api import predict
+    from keras_transfer.run import predict
     from keras_transfer.data.images import read_image, resize
 
     images = sorted((HYMENOPTERA / "val" / "ants").iterdir())[:10] + sorted((HYMENOPTERA / "val" / "bees").iterdir())[:10]

@@ -17,7 +17,7 @@ import pytest
 from conftest import HYMENOPTERA
 from feature_helpers import TINY_IDENTITY, collect, file_split, make_engine
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.cli import main
 from keras_transfer.features.cache import DB_NAME, FeatureCache
 from keras_transfer.features.extract import ViewMaker

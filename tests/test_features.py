@@ -11,11 +11,11 @@ from feature_helpers import collect, file_split, make_engine, tiny_extractor
 
 from keras_transfer.backbones import get_backbone
 from keras_transfer.config import TrainConfig
-from keras_transfer.errors import ConfigError
+from keras_transfer.base.errors import ConfigError
 from keras_transfer.features import FeatureCache, FeatureSource, RuntimeOptions
 from keras_transfer.features.extract import ViewMaker
 from keras_transfer.features.runtime import make_runtime
-from keras_transfer.model import build_extractor
+from keras_transfer.backbones.network import build_extractor
 
 
 @pytest.fixture(scope="module")

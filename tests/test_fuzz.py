@@ -31,13 +31,13 @@ from hypothesis import HealthCheck, Phase, event, example, given, settings, stra
 from PIL import Image
 
 from conftest import HYMENOPTERA, make_image
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.cli import main
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.dataset import load_dataset
+from keras_transfer.data.load import load_dataset
 from keras_transfer.data.images import IMAGE_EXTENSIONS, check_image, is_image_file, read_batch, read_image
 from keras_transfer.data.layout import is_system
-from keras_transfer.errors import DatasetError
+from keras_transfer.base.errors import DatasetError
 
 settings.register_profile("kt-fuzz", deadline=None, derandomize=True, database=None, print_blob=True,
                           report_multiple_bugs=False,  # a failing run stops at its first bug, shrunk

@@ -39,7 +39,7 @@ def test_predict_writes_csv_rows_and_reports_unreadable_files(ants_run, tmp_path
     assert main(["predict", str(ants_run.path), *map(str, good), str(broken), "--output", str(out), "-q"]) == 0
     rows = list(csv.DictReader(out.open()))
     assert [r["path"] for r in rows] == [*map(str, good), str(broken)]
-    from keras_transfer.api import predict
+    from keras_transfer.run import predict
 
     for row, expected in zip(rows[:3], predict(ants_run, good)):
         assert row["label"] == expected["predictions"][0]["label"] and row["error"] == ""
@@ -59,7 +59,7 @@ def _flowers(tmp_path, count: int = 200):
 
 
 def test_unknown_score_separates_flowers_from_ants_and_bees(ants_run, tmp_path):
-    from keras_transfer.api import evaluate_outliers, predict
+    from keras_transfer.run import evaluate_outliers, predict
 
     report = evaluate_outliers(ants_run, _flowers(tmp_path))
     assert report["knn"]["auroc"] >= 0.9  # the score the run keeps beats the two usual alternatives:
@@ -90,7 +90,7 @@ def test_unknown_scorer_threshold_is_leave_one_out_on_training_images():
 
 def test_model_keras_loads_with_plain_keras_and_agrees_with_predict(ants_run, tmp_path):
     """No keras_transfer import: Keras' own layers only, safe mode on; same answers as ``predict``."""
-    from keras_transfer.api import predict
+    from keras_transfer.run import predict
     from keras_transfer.data.images import read_image, resize
 
     images = sorted((HYMENOPTERA / "val" / "ants").iterdir())[:3] + sorted((HYMENOPTERA / "val" / "bees").iterdir())[:3]

@@ -13,7 +13,7 @@ from PIL import Image
 import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer.backbones import get_backbone
 from keras_transfer.data.images import RESIZE_MODES, read_image, resize
-from keras_transfer.model import build_classifier, build_extractor, build_head
+from keras_transfer.backbones.network import build_classifier, build_extractor, build_head
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))  # 600 x 512
 

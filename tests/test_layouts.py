@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import HYMENOPTERA
 
-from keras_transfer.data.dataset import load_dataset
-from keras_transfer.errors import ConfigError, DatasetError
+from keras_transfer.data.load import load_dataset
+from keras_transfer.base.errors import ConfigError, DatasetError
 
 PHOTOS = {c: sorted((HYMENOPTERA / "train" / c).iterdir())[:8] for c in ("ants", "bees")}
 

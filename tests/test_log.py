@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keras_transfer import log
+from keras_transfer.base import log
 
 
 @pytest.fixture(autouse=True)

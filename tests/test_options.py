@@ -54,7 +54,7 @@ def test_predict_top_k_zero_is_refused(ants_run, capsys):
 
 
 def test_strict_json_turns_nan_and_infinity_into_null(tmp_path):
-    from keras_transfer.paths import strict_json, write_json
+    from keras_transfer.base.paths import strict_json, write_json
 
     data = {"a": float("nan"), "b": [1.5, float("inf")], "c": np.float32(0.25), "d": np.array([1, 2]),
             "e": {"f": -math.inf}}

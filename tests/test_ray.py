@@ -21,7 +21,7 @@ from conftest import HYMENOPTERA
 ray = pytest.importorskip("ray")
 
 from keras_transfer.cli import main  # noqa: E402
-from keras_transfer.data.dataset import load_dataset  # noqa: E402
+from keras_transfer.data.load import load_dataset  # noqa: E402
 from keras_transfer.features import FeatureCache  # noqa: E402
 from keras_transfer.features.ray_executor import RayExecutor  # noqa: E402
 from keras_transfer.run import Run, feature_source  # noqa: E402
@@ -63,9 +63,9 @@ def local_run(tmp_path_factory, isolated_cache):
 
 
 def _probabilities(run: Run, features: np.ndarray) -> np.ndarray:
-    from keras_transfer.inference.predictor import Predictor
+    from keras_transfer.run import RunModel
 
-    return Predictor.open(run).head.predict(features)
+    return RunModel.open(run).head.predict(features)
 
 
 def test_train_and_predict_with_ray_match_local(ray_instance, local_run, fresh_cache, tmp_path):
@@ -91,7 +91,7 @@ def test_train_and_predict_with_ray_match_local(ray_instance, local_run, fresh_c
     out_json = tmp_path / "preds.json"
     assert main(["predict", str(out), *map(str, photos), "--output", str(out_json), "--executor", "ray",
                  "--quiet"]) == 0
-    from keras_transfer.inference.predict import predict
+    from keras_transfer.run.predict import predict
 
     local = predict(local_run, photos)
     remote = __import__("json").loads(out_json.read_text())

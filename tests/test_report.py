@@ -17,7 +17,8 @@ from PIL import Image
 
 import keras_transfer  # noqa: F401  (selects the torch backend before keras is imported)
 from keras_transfer.cli import main
-from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
+from keras_transfer.evaluation.predictions import Predictions
+from keras_transfer.run import Files
 from keras_transfer.report import ReportOptions, build_report, write_report
 
 SECTIONS = ("summary", "metrics", "confusion", "curves", "mistakes", "calibration", "dataset", "audit")
@@ -146,10 +147,10 @@ def test_dataset_exploration_reads_the_real_files(run, written):
 def test_report_without_saved_predictions_recomputes_them(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run.path, copy, ignore=shutil.ignore_patterns("report"))
-    (copy / PREDICTIONS_FILE).unlink()
+    (copy / Files.PREDICTIONS).unlink()
     report = build_report(copy, ReportOptions(sample=20, resamples=50))
-    assert (copy / PREDICTIONS_FILE).is_file()
-    again, original = Predictions.load(copy / PREDICTIONS_FILE), Predictions.load(run.path / PREDICTIONS_FILE)
+    assert (copy / Files.PREDICTIONS).is_file()
+    again, original = Predictions.load(copy / Files.PREDICTIONS), Predictions.load(run.path / Files.PREDICTIONS)
     np.testing.assert_array_equal(again.ids, original.ids)
     np.testing.assert_allclose(again.probabilities, original.probabilities, atol=1e-5)
     assert [s.id for s in report.sections] == list(SECTIONS)

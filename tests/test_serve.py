@@ -59,7 +59,7 @@ def test_health_and_models_describe_the_runs(server, ants_run):
 
 
 def test_predict_answers_in_upload_order_as_predict_does(server, ants_run):
-    from keras_transfer.api import predict
+    from keras_transfer.run import predict
 
     images = [BEES[0], ANTS[0], BEES[1], ANTS[1], BEES[2]][:4]
     answer = httpx.post(server.url + "/v1/predict", files=_files(images), data={"top_k": "2"})
@@ -245,7 +245,7 @@ def test_batcher_keeps_engine_calls_within_max_batch():
 def test_an_exif_rotated_photo_is_decoded_as_predict_decodes_it(server, ants_run, tmp_path):
     """A phone photo stored sideways with an EXIF orientation tag: the server turns it upright
     like predict does, so both give the same probabilities."""
-    from keras_transfer.api import predict
+    from keras_transfer.run import predict
 
     image = Image.open(BEES[0]).transpose(Image.Transpose.ROTATE_90)  # stored turned ...
     exif = Image.Exif()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import HYMENOPTERA
-from keras_transfer.api import split_features, train
+from keras_transfer.run import split_features, train
 from keras_transfer.config import TrainConfig
 from keras_transfer.strategies import solver
 from keras_transfer.strategies.solver import C_GRID, fit_linear_head
@@ -27,7 +27,7 @@ def _modules_after(code: str) -> set[str]:
 
 def test_cli_help_and_parse_errors_import_no_heavy_library():
     loaded = _modules_after("from keras_transfer.cli import build_parser\nbuild_parser()\n"
-                            "import keras_transfer.api, keras_transfer.strategies.bottleneck")
+                            "import keras_transfer.run, keras_transfer.strategies.bottleneck")
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
     for argv, code, says in ((["--help"], 0, "usage:"), (["train", "--help"], 0, "default: lite0+lite2 on the solved"),
                              (["train", "--epochs", "x"], 2, "--epochs")):
@@ -99,7 +99,7 @@ def test_model_file_written_without_keras_equals_the_solver_head(ants_run, tmp_p
     """model.keras of a solver run loads in a fresh Keras (safe mode) and gives the head's probabilities."""
     split, features, indices = split_features(ants_run, "train")
     code = f"""
-import keras_transfer.layers, keras, numpy as np
+import keras_transfer.backbones.layers, keras, numpy as np
 model = keras.saving.load_model({str(ants_run.path / "model.keras")!r}, safe_mode=True)
 head = model.get_layer("head")
 x = np.load({str(tmp_path / "x.npy")!r})

@@ -21,7 +21,7 @@ from keras_transfer.cli import main
 from keras_transfer.config import TrainConfig
 from keras_transfer.data.augment import FLIP, view_name
 from keras_transfer.data.images import read_image, resize
-from keras_transfer.errors import ConfigError
+from keras_transfer.base.errors import ConfigError
 from keras_transfer.features.cache import FeatureCache
 from keras_transfer.features.keys import identity_hash
 from keras_transfer.run import Run, feature_source
@@ -130,7 +130,7 @@ def ensemble_runs(tmp_path_factory):
 
 
 def test_ensemble_trains_predicts_and_exports_as_one_model(ensemble_runs, tmp_path, capsys):
-    from keras_transfer.inference import Predictor
+    from keras_transfer.run import RunModel
 
     runs = ensemble_runs
     assert held_out_accuracy(runs["ensemble"]) >= min(held_out_accuracy(runs[m]) for m in ("lite0", "lite2"))
@@ -140,10 +140,11 @@ def test_ensemble_trains_predicts_and_exports_as_one_model(ensemble_runs, tmp_pa
     capsys.readouterr()
     assert main(["predict", str(run.path), str(HYMENOPTERA / "val"), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    predictor = Predictor.open(run)
-    assert predictor is not None
+    predictor = RunModel.open(run)
+    assert predictor.solved
     files = sorted((HYMENOPTERA / "val").rglob("*.jpg"))[:20]
-    probabilities, _, failures = predictor.probabilities(files)
+    answer, failures = predictor.predict_files(files)
+    probabilities = answer.probabilities
     views, _ = predictor.source.views(file_split(files), 0, flip=True)
     expected = (predictor.head.predict(views[0]) + predictor.head.predict(views[1])) / 2
     assert not failures and np.abs(probabilities - expected).max() < 1e-5

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_transfer.api import eval_predictions, evaluate
+from keras_transfer.run import eval_predictions, evaluate
 from keras_transfer.backbones import get_backbone
 from keras_transfer.cli import main
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.dataset import load_dataset
+from keras_transfer.data.load import load_dataset
 from keras_transfer.data.images import read_batch
-from keras_transfer.errors import ConfigError
-from keras_transfer.heads import HEADS, HeadOptions, build_head
-from keras_transfer.model import build_extractor
+from keras_transfer.base.errors import ConfigError
+from keras_transfer.backbones.heads import HEADS, HeadOptions, build_head
+from keras_transfer.backbones.network import build_extractor
 from keras_transfer.run import Run
 from keras_transfer.strategies import auto, training
 from keras_transfer.strategies.finetune import backbone_of, group_of, split_backbone
@@ -324,7 +324,7 @@ def test_class_weight_auto_on_imbalanced_data(tmp_path):
     assert json.loads((weighted.path / "config.json").read_text())["class_weight"] == "auto"
     assert plain.config.class_weight is None
     # balancing moves the predictions towards the minority class (red, 6 of 30 training images)
-    from keras_transfer.api import eval_predictions
+    from keras_transfer.run import eval_predictions
 
     red = plain.class_names.index("red")
     assert (eval_predictions(weighted).probabilities[:, red].mean()

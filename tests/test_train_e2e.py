@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import HYMENOPTERA
 
-from keras_transfer.api import predict
+from keras_transfer.run import predict
 from keras_transfer.cli import main
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.dataset import load_dataset
+from keras_transfer.data.load import load_dataset
 from keras_transfer.run import Run
 
 

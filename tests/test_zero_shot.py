@@ -18,8 +18,8 @@ from keras_transfer.backbones.imagenet_labels import (CLASS_FILE, generate_class
                                                       write_class_index)
 from keras_transfer.cli import main
 from keras_transfer.data.images import read_image, resize
-from keras_transfer.errors import WeightsError
-from keras_transfer.zero_shot import predict_imagenet
+from keras_transfer.base.errors import WeightsError
+from keras_transfer.run.zero_shot import predict_imagenet
 
 GRACE_HOPPER = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 

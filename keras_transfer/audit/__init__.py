@@ -6,7 +6,7 @@ linear head's out-of-fold probabilities, fed to cleanlab and cleanvision. An aud
 data folder and never writes, moves or deletes anything in it.
 """
 
-from keras_transfer.audit.clean import exclude_files, write_clean
+from keras_transfer.audit.clean import write_clean
 from keras_transfer.audit.core import KINDS, AuditResult, audit, cheap_audit, full_audit
 
-__all__ = ["KINDS", "AuditResult", "audit", "cheap_audit", "exclude_files", "full_audit", "write_clean"]
+__all__ = ["KINDS", "AuditResult", "audit", "cheap_audit", "full_audit", "write_clean"]

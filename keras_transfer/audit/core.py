@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.audit import exact, files, labels, near
 from keras_transfer.audit.pool import Pool
 from keras_transfer.data.dataset import Dataset
@@ -187,8 +187,7 @@ def audit(data: str | Path, *, backbone: str = "efficientnet_lite0", seed: int =
     """
     import tempfile
 
-    from keras_transfer.config import TrainConfig
-    from keras_transfer.run import dataset_of, feature_source
+    from keras_transfer.config import TrainConfig, dataset_of, feature_source
 
     config = TrainConfig(data=str(data), backbone=backbone, seed=seed, labels=labels_table, splits=splits,
                          executor=executor, ray_address=ray_address).validate()

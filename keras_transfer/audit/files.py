@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.audit.pool import Pool
-from keras_transfer.paths import atomic_file, cache_dir
+from keras_transfer.base.paths import atomic_file, cache_dir
 
 QUALITY_CHECKS = ("dark", "blurry", "odd_aspect_ratio", "low_information", "grayscale")
 CHUNK = 256

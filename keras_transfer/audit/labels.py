@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.audit.files import muted
 from keras_transfer.audit.pool import Pool
-from keras_transfer.paths import NPZ_ERRORS, atomic_savez, cache_dir
+from keras_transfer.base.paths import NPZ_ERRORS, atomic_savez, cache_dir
 from keras_transfer.data.dataset import stratified_folds
 from keras_transfer.strategies.solver import FOLDS, fit_linear_head
 

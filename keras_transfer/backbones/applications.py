@@ -27,7 +27,7 @@ from keras_transfer.backbones.registry import register_backbone
 from keras_transfer.backbones.spec import BackboneSpec, Preprocessing, Weights
 from keras_transfer.backbones.weights import (file_identity, file_sha256, keras_models_dir, local_weights_file,
                                               offline_requested)
-from keras_transfer.errors import ConfigError, WeightsError
+from keras_transfer.base.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     import keras

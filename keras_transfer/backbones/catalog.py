@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.backbones.registry import get_backbone, list_backbones
 from keras_transfer.backbones.spec import BackboneSpec
-from keras_transfer.paths import cache_dir
+from keras_transfer.base.paths import cache_dir
 
 
 def _count_key(spec: BackboneSpec) -> str:
@@ -25,7 +25,7 @@ def parameter_counts(specs: list[BackboneSpec]) -> dict[str, int]:
     ``<cache>/backbones/parameters.json``, keyed by name and library versions. Convolutional
     backbones have the same count at every input size, so the smallest allowed size is built.
     """
-    from keras_transfer.paths import write_json
+    from keras_transfer.base.paths import write_json
 
     store = cache_dir("backbones") / "parameters.json"
     try:

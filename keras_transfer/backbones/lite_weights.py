@@ -14,26 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from keras_transfer import log
+from keras_transfer.base import log
+from keras_transfer.backbones.lite_arch import _variant_key, block_configs
 from keras_transfer.backbones.spec import Weights
 from keras_transfer.backbones.weights import file_identity, file_sha256, local_weights_file
-from keras_transfer.errors import WeightsError
-from keras_transfer.paths import NPZ_ERRORS, atomic_savez, cache_dir
+from keras_transfer.base.errors import WeightsError
+from keras_transfer.base.paths import NPZ_ERRORS, atomic_savez, cache_dir
 
 if TYPE_CHECKING:
     import keras
-
-
-def _variant_key(variant: str) -> str:
-    from keras_transfer.backbones.efficientnet_lite import _variant_key as key
-
-    return key(variant)
-
-
-def block_configs(variant: str):
-    from keras_transfer.backbones.efficientnet_lite import block_configs as configs
-
-    return configs(variant)
 
 
 def package_weights_path(variant: str) -> Path | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from keras_transfer.backbones.spec import BackboneSpec
-from keras_transfer.errors import ConfigError, unknown_choice
+from keras_transfer.base.errors import ConfigError, unknown_choice
 
 _FACTORIES: dict[str, Callable[[], BackboneSpec]] = {}
 DEFAULT_BACKBONE = "efficientnet_lite0"  # one backbone: fine-tuning, spatial features, ImageNet classes

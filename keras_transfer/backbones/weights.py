@@ -7,7 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from keras_transfer.errors import WeightsError
+from keras_transfer.base.errors import WeightsError
 
 OFFLINE_ENV = "KERAS_TRANSFER_OFFLINE"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keras_transfer.cli import add_common, add_executor, command
-from keras_transfer.paths import strict_json
+from keras_transfer.cli.options import add_common, add_executor, command
+from keras_transfer.base.paths import strict_json
 
 LISTED = 10
 TITLES = {"exact_duplicate": "exact duplicate groups", "near_duplicate": "near-duplicate pairs",
@@ -40,7 +40,7 @@ def _describe(finding: dict) -> str:
 
 
 def _print_text(result, written: dict) -> None:
-    from keras_transfer import log
+    from keras_transfer.base import log
 
     counts = result.counts
     rows = [[name] + [counts[s].get(name, 0) for s in counts] for name in result.classes]
@@ -78,7 +78,7 @@ def _cmd_audit(args) -> int:
 def _refuse_inside(option: str, path: str | None, data: Path) -> None:
     """An output inside the data folder is refused before anything runs (the audit only reads it)."""
     from keras_transfer.audit.clean import inside
-    from keras_transfer.errors import ConfigError
+    from keras_transfer.base.errors import ConfigError
 
     if path and data.is_dir() and inside(Path(path), data):
         raise ConfigError(f"{option} {path} is inside the data folder {data}",
@@ -87,7 +87,7 @@ def _refuse_inside(option: str, path: str | None, data: Path) -> None:
 
 
 def _write_out(result, out: Path) -> dict:
-    from keras_transfer.paths import write_json
+    from keras_transfer.base.paths import write_json
 
     out.mkdir(parents=True, exist_ok=True)
     from keras_transfer.report.audit_section import write_audit_page

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keras_transfer.cli import add_common, command
-from keras_transfer.paths import strict_json
-from keras_transfer.errors import ConfigError, unknown_choice
+from keras_transfer.cli.options import add_common, command
+from keras_transfer.base.paths import strict_json
+from keras_transfer.base.errors import ConfigError, unknown_choice
 
 
 def register(sub) -> None:
@@ -43,11 +43,10 @@ def register(sub) -> None:
 
 def _cmd_export(args) -> int:
     from keras_transfer.export.build import FORMATS, INT8_FORMATS, SUFFIX, export_run, require_litert, require_nncf
-    from keras_transfer.export.parity import format_parity, parity_table
-    from keras_transfer.paths import write_json
-    from keras_transfer.run import Run
+    from keras_transfer.export.parity import format_parity, write_parity
+    from keras_transfer.run import RunModel
 
-    run = Run.open(args.run)
+    run = RunModel.open(args.run)
     for fmt in args.format:  # every format checked before the first file is written
         if fmt not in FORMATS:
             raise unknown_choice("export format", fmt, FORMATS)
@@ -64,9 +63,9 @@ def _cmd_export(args) -> int:
     for fmt in args.format:
         for int8 in (False, True) if args.int8 else (False,):
             name = f"model{'.int8' if int8 else ''}{SUFFIX[fmt]}"
-            files[f"{fmt}-int8" if int8 else fmt] = export_run(run, fmt, folder / name if folder else args.out, int8)
-    rows = parity_table(run, files)
-    write_json(next(iter(files.values())).parent / "parity.json", rows)
+            files[f"{fmt}-int8" if int8 else fmt] = export_run(run, fmt, folder / name if folder else args.out, int8,
+                                                               parity=False)
+    rows = write_parity(run, files)
     print(strict_json(rows) if args.json else format_parity(rows))
     return 0
 
@@ -74,12 +73,8 @@ def _cmd_export(args) -> int:
 def _cmd_serve(args) -> int:
     from keras_transfer.serve import Limits, serve
 
-    for name in ("port", "workers", "max_files", "max_batch", "max_queue"):
-        if getattr(args, name) < 1 or (name == "port" and args.port > 65535):
-            raise ConfigError(f"invalid --{name.replace('_', '-')}", "a whole number >= 1" + (
-                " and <= 65535" if name == "port" else ""), str(getattr(args, name)))
-    for name in ("max_file_mb", "max_request_mb", "max_megapixels", "max_wait_ms"):
-        if not 0 < getattr(args, name) <= 1e6:
+    for name in ("max_file_mb", "max_request_mb", "max_megapixels", "max_wait_ms"):  # CLI units: bounded
+        if not 0 < getattr(args, name) <= 1e6:  # before they are converted (1e308 MB would overflow)
             raise ConfigError(f"invalid --{name.replace('_', '-')}", "a positive number up to 1e6",
                               str(getattr(args, name)))
     limits = Limits(args.max_files, int(args.max_file_mb * 1e6), int(args.max_request_mb * 1e6),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keras_transfer.cli import add_common, command
-from keras_transfer.paths import strict_json
+from keras_transfer.cli.options import add_common, command
+from keras_transfer.base.paths import strict_json
 
 
 def register(sub) -> None:

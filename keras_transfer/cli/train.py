@@ -7,8 +7,8 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from keras_transfer.cli import add_common, command
-from keras_transfer.paths import strict_json
+from keras_transfer.cli.options import add_common, command
+from keras_transfer.base.paths import strict_json
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def _splits_line(dataset: dict) -> str:
 
 
 def _cmd_train(args) -> int:
-    from keras_transfer.api import train
+    from keras_transfer.run import Files, train
     from keras_transfer.config import TrainConfig
     from keras_transfer.evaluation.metrics import format_metrics
 
@@ -70,7 +70,7 @@ def _cmd_train(args) -> int:
     config = TrainConfig(**{**values, "hidden_units": tuple(args.hidden_units)})
     out = Path(args.out or Path("runs") / (Path(args.data).name or "run"))
     run = train(config, out)
-    metrics, timing, dataset = run.read("metrics.json"), run.read("timing.json"), run.read("dataset.json")
+    metrics, timing, dataset = run.read(Files.METRICS), run.read(Files.TIMING), run.read(Files.DATASET)
     if args.json:
         print(strict_json({"run": str(run.path), "metrics": metrics, "timing": timing, "dataset": dataset}))
     else:

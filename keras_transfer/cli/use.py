@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from keras_transfer import log
-from keras_transfer.cli import add_common, add_executor, command
-from keras_transfer.paths import strict_json
-from keras_transfer.errors import ConfigError
+from keras_transfer.base import log
+from keras_transfer.cli.options import add_common, add_executor, command
+from keras_transfer.base.paths import strict_json
+from keras_transfer.base.errors import ConfigError
 
 
 def register(sub) -> None:
@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def _cmd_evaluate(args) -> int:
-    from keras_transfer.api import evaluate, evaluate_outliers
+    from keras_transfer.run import evaluate, evaluate_outliers
     from keras_transfer.evaluation.metrics import format_metrics
 
     if args.outliers:
@@ -72,13 +72,11 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from keras_transfer.api import predict
+    from keras_transfer.run.predict import check_top_k, predict
 
-    if args.top_k < 1:
-        raise ConfigError("invalid --top-k", "a whole number >= 1 (more than the classes lists them all)",
-                          str(args.top_k))
+    check_top_k(args.top_k)  # before any work, --imagenet too
     if args.imagenet:
-        from keras_transfer.zero_shot import predict_imagenet
+        from keras_transfer.run.zero_shot import predict_imagenet
 
         results = predict_imagenet(args.paths, args.backbone, args.weights, args.top_k, args.offline)
     elif len(args.paths) < 2:
@@ -110,7 +108,7 @@ def _write_predictions(path: Path, results: list[dict]) -> None:
     import csv
     import io
 
-    from keras_transfer.paths import atomic_file
+    from keras_transfer.base.paths import atomic_file
 
     if path.suffix.lower() == ".json":
         text = strict_json(results)

@@ -13,7 +13,7 @@ import numpy as np
 from keras_transfer.data.dataset import Dataset, Split
 from keras_transfer.data.images import check_image, is_image_file
 from keras_transfer.data.layout import find_split_folders, split_role, subfolders, walk_files
-from keras_transfer.errors import DatasetError
+from keras_transfer.base.errors import DatasetError
 
 
 def load_folder_tree(root: Path, chosen_splits: dict[str, str]) -> Dataset:

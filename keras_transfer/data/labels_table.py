@@ -19,7 +19,7 @@ import numpy as np
 from keras_transfer.data.dataset import Dataset, Split
 from keras_transfer.data.images import check_image, is_image_file
 from keras_transfer.data.layout import split_role, walk_files
-from keras_transfer.errors import DatasetError
+from keras_transfer.base.errors import DatasetError
 
 FILE_COLUMNS = ("file", "filename", "file_name", "fname", "image", "image_id", "image_name", "img", "id",
                 "path", "filepath", "name")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from keras_transfer.errors import ConfigError, DatasetError
+from keras_transfer.base.errors import ConfigError, DatasetError
+from keras_transfer.data.images import is_image_file
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "dev": "val", "test": "test", "testing": "test"}
@@ -99,3 +100,21 @@ def find_split_folders(root: Path, chosen: dict[str, str]) -> dict[str, Path]:
                                "one folder per split (train, val, test and their usual names)",
                                hint=f"say which one with --splits {role}={clash[0].name}, or keep one of them")
     return {**{role: clash[0] for role, clash in found.items()}, **folders}
+
+
+def collect_images(inputs: list[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expands files and folders (recursively) into image paths; returns (paths, problems)."""
+    paths, problems = [], []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files, trouble = walk_files(item)  # follows links, never round a loop
+            found = [p for p in files if is_image_file(p)]
+            paths += found
+            problems += trouble
+            if not found:
+                problems.append((str(item), "folder holds no image files"))
+        elif item.is_file():
+            paths.append(item)
+        else:
+            problems.append((str(item), "no such file or folder"))
+    return paths, problems

@@ -81,7 +81,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_
 
 def format_metrics(metrics: dict) -> str:
     """A short human-readable table of the headline and per-class metrics."""
-    from keras_transfer.log import table
+    from keras_transfer.base.log import table
 
     def number(value, digits: int) -> str:  # null in the JSON: not defined on these images
         return "n/a" if value is None else f"{value:.{digits}f}"

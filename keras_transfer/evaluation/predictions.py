@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer.paths import atomic_savez
-
-PREDICTIONS_FILE = "predictions.npz"
+from keras_transfer.base.paths import atomic_savez
 
 
 @dataclass(frozen=True)

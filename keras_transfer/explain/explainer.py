@@ -11,14 +11,14 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.backbones import get_backbone
 from keras_transfer.data.images import read_batch, read_image, square
-from keras_transfer.errors import ConfigError, DatasetError, unknown_choice
+from keras_transfer.base.errors import ConfigError, DatasetError, unknown_choice
 from keras_transfer.explain.gradcam import GradCAM, Heatmaps
 from keras_transfer.explain.overlay import overlay, peak
-from keras_transfer.paths import atomic_file
-from keras_transfer.run import Run
+from keras_transfer.base.paths import atomic_file
+from keras_transfer.run import Run, RunModel
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,14 @@ def _explanations(names: list[str], paths: list[Path], images: list[np.ndarray],
     return items
 
 
+def heatmaps(model: RunModel, explainer: GradCAM, images: np.ndarray, targets: np.ndarray | None = None) -> Heatmaps:
+    """The maps of ``images`` for ``targets`` (default: the class the run answers), with the run's
+    own probabilities (its ``RunModel``: views, temperature), not those of one Keras pass."""
+    probabilities = model.predict_pixels(images).probabilities
+    targets = probabilities.argmax(axis=1) if targets is None else targets
+    return replace(explainer(images, targets), probabilities=probabilities)
+
+
 _MAX_STEM_BYTES = 150  # file names are at most 255 bytes: room for "_gradcam.png" and a temp prefix
 
 
@@ -134,9 +142,10 @@ def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | N
         >>> found[0].label, found[0].files["gradcam"]  # doctest: +SKIP
         ('bees', 'runs/ants/explain/bee_gradcam.png')
     """
-    from keras_transfer.api import collect_images
+    from keras_transfer.run import collect_images
 
-    run = run if isinstance(run, Run) else Run.open(run)
+    run = Run.open(run)
+    model = RunModel.open(run)
     if target is not None and target not in run.class_names:
         raise unknown_choice("class", target, run.class_names)
     paths, problems = collect_images(inputs)
@@ -157,7 +166,8 @@ def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | N
         if not ok:
             continue
         targets = None if target is None else np.full(len(ok), run.class_names.index(target))
-        for item, path in zip(_explanations(run.class_names, ok, images, explainer(np.stack(images), targets)), ok):
+        maps = heatmaps(model, explainer, np.stack(images), targets)
+        for item, path in zip(_explanations(run.class_names, ok, images, maps), ok):
             item = _shown(item, Path(path), run.class_names, run.config.resize)
             results.append(item if out is None else _write(item, out, _unique_stem(path, used)))
     if not results:

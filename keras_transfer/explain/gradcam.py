@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_transfer.errors import ConfigError, RunError
+from keras_transfer.base.errors import ConfigError, RunError
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.data.dataset import stratified_sample
 from keras_transfer.data.images import read_batch
-from keras_transfer.errors import ConfigError, DatasetError
-from keras_transfer.run import Run
+from keras_transfer.base.errors import ConfigError, DatasetError
+from keras_transfer.run import Run, RunModel
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -23,17 +23,17 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 
 
 def embed(run: Run, paths: list[Path], batch_size: int = 32) -> tuple[list[Path], np.ndarray]:
-    """Pooled backbone embeddings of image files, resized as in training; unreadable files are skipped."""
-    extractor = run.model.get_layer("features")
-    size = int(extractor.input_shape[1])
+    """Pooled backbone embeddings of image files (the run's ``RunModel``: the features its head and
+    the saved split features come from); unreadable files are skipped."""
+    model = RunModel.open(run)
     kept, rows = [], []
     for start in range(0, len(paths), batch_size):
-        ok, batch, failures = read_batch(paths[start:start + batch_size], size, run.config.resize)
+        ok, batch, failures = read_batch(paths[start:start + batch_size], model.size, model.resize_mode)
         for path, reason in failures:
             log.warn(f"{path}: {reason}")
         if batch:
             kept += ok
-            rows.append(np.asarray(extractor.predict_on_batch(np.stack(batch)), dtype=np.float32))
+            rows.append(model.predict_pixels(np.stack(batch), with_features=True).features)
     return kept, np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
 
 
@@ -55,11 +55,11 @@ def similar(run: str | Path | Run, images: list[str | Path], k: int = 5, split: 
              query  rank                   path label     score
         0  bee.jpg     1  .../train/bees/1.jpg  bees  0.912...
     """
-    from keras_transfer.api import collect_images, split_features
+    from keras_transfer.run import collect_images, split_features
 
     if k < 1:
         raise ConfigError("invalid k", "a positive number of neighbours", repr(k))
-    run = run if isinstance(run, Run) else Run.open(run)
+    run = Run.open(run)
     paths, problems = collect_images(images)
     for path, reason in problems:
         log.warn(f"{path}: {reason}")
@@ -112,11 +112,11 @@ class SimilarityMatrix:
 def similarity_matrix(run: str | Path | Run, sample: int = 100, split: str = "train",
                       seed: int = 0) -> SimilarityMatrix:
     """Cosine-similarity matrix of ``sample`` images of a split (spread over classes), grouped by class."""
-    from keras_transfer.api import split_features
+    from keras_transfer.run import split_features
 
     if sample < 2:
         raise ConfigError("invalid sample size", "at least 2 images", repr(sample))
-    run = run if isinstance(run, Run) else Run.open(run)
+    run = Run.open(run)
     data, features, indices = split_features(run, split)
     labels = data.labels[indices]
     pick = stratified_sample(labels, sample, seed)
@@ -153,7 +153,7 @@ def similarity_figure(result: SimilarityMatrix) -> Figure:
 def write_similarity(run: str | Path | Run, out: str | Path | None = None, sample: int = 100,
                      split: str = "train", seed: int = 0) -> tuple[Path, SimilarityMatrix]:
     """Draws the similarity matrix to a PNG (default ``<run>/similarity.png``); returns (file, data)."""
-    run = run if isinstance(run, Run) else Run.open(run)
+    run = Run.open(run)
     result = similarity_matrix(run, sample, split, seed)
     path = Path(out) if out is not None else run.path / "similarity.png"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer import log
-from keras_transfer.errors import ConfigError, KerasTransferError, RunError, unknown_choice
+from keras_transfer.base import log
+from keras_transfer.base.errors import ConfigError, KerasTransferError, RunError, unknown_choice
 from keras_transfer.export.graph import (first_view, keras_head, linear_head, mean_of_views, unknown_score,
                                          with_mirror_images)
-from keras_transfer.paths import atomic_file
-from keras_transfer.run import Run, dataset_of, feature_source
+from keras_transfer.base.paths import atomic_file
+from keras_transfer.config import dataset_of
+from keras_transfer.run import Run, RunModel
 
 FORMATS = ("onnx", "openvino", "litert")
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "litert": ".tflite"}
@@ -39,36 +40,18 @@ INT8_FORMATS = ("onnx", "openvino")  # NNCF quantizes these; LiteRT files stay f
 CALIBRATION_IMAGES = 300  # training images NNCF calibrates the int8 ranges on
 
 
-@dataclass
-class Exportable:
-    """What a run's exported file is made of: its backbone's features, head and unknown scorer."""
-
-    source: object  # FeatureSource
-    head: object  # LinearHead (solved) or the Keras head model
-    unknown: object = None  # KnnUnknown or None
-
-    @classmethod
-    def of(cls, run: Run) -> Exportable:
-        from keras_transfer.inference import Predictor
-
-        predictor = Predictor.open(run)
-        if predictor is not None:
-            return cls(predictor.source, predictor.head, predictor.unknown)
-
-        model = run.model  # a head or backbone trained by Keras
-        return cls(feature_source(run.config, run.path, model.get_layer("features")), model.get_layer("head"))
-
-
-def metadata(run: Run, exportable: Exportable, int8: bool = False) -> dict[str, str]:
+def metadata(model: RunModel, int8: bool = False) -> dict[str, str]:
     """What a user of the file needs besides the graph, as strings."""
     import keras_transfer
 
-    unknown = exportable.unknown
-    return {"class_names": json.dumps(run.class_names), "input_size": str(exportable.source.size),
-            "resize": run.config.resize, "input": "uint8 RGB NHWC, resized to input_size x input_size",
+    run, unknown = model.run, model.unknown
+    return {"class_names": json.dumps(model.class_names), "input_size": str(model.size),
+            "resize": model.resize_mode, "input": "uint8 RGB NHWC, resized to input_size x input_size",
             "output": "class probabilities, calibrated (temperature applied)"
-                      + (", the mean of the image's and its mirror image's" if run.config.flip else ""),
-            "temperature": str(run.temperature),
+                      + (", the mean of the image's and its mirror image's" if model.flip else "")
+                      + (f"; without the {model.augmented} augmented test-time views the run's own evaluation "
+                         "averages in" if model.augmented else ""),
+            "temperature": str(model.temperature),
             "unknown_threshold": "" if unknown is None else str(unknown.threshold),
             "unknown_score": "" if unknown is None else (f"output 'unknown_score': cosine distance to the {unknown.k}th "
                                                          "nearest training image; above unknown_threshold: unknown"),
@@ -77,29 +60,28 @@ def metadata(run: Run, exportable: Exportable, int8: bool = False) -> dict[str, 
             "producer": f"keras-transfer {keras_transfer.__version__}"}
 
 
-def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
-    """The ONNX ModelProto: Cast(uint8 -> float) -> backbone -> head -> probabilities, ``info`` as metadata."""
+def onnx_classifier(run_model: RunModel, info: dict[str, str]):
+    """The ONNX ModelProto of the run's rule: Cast(uint8 -> float) -> backbone -> head [-> mean of the
+    image's and its mirror's] -> probabilities [+ unknown score], ``info`` as metadata."""
     import onnx
     from onnx import TensorProto, helper
 
     from keras_transfer.features.export import export_onnx
-    from keras_transfer.strategies.solver import LinearHead
 
-    source, head = exportable.source, exportable.head
+    source, head, flip, temperature = run_model.source, run_model.head, run_model.flip, run_model.temperature
     model = onnx.load(str(export_onnx(source.extractor, source.identity)))
-    flip = run.config.flip and isinstance(head, LinearHead)
-    if isinstance(head, LinearHead):
+    if run_model.solved:
         features = model.graph.output[0].name
         if flip:  # the head on both views, averaged; the unknown score from the images' own features
-            linear_head(model.graph, features, head, run.temperature, "view_probabilities")
+            linear_head(model.graph, features, head, temperature, "view_probabilities")
             mean_of_views(model.graph, "view_probabilities", head.kernel.shape[1], "probabilities")
             features = first_view(model.graph, features, head.kernel.shape[0])
         else:
-            linear_head(model.graph, features, head, run.temperature)
-        if exportable.unknown is not None:
-            unknown_score(model.graph, features, exportable.unknown)
+            linear_head(model.graph, features, head, temperature)
+        if run_model.unknown is not None:
+            unknown_score(model.graph, features, run_model.unknown)
     else:
-        model = keras_head(model, head, run.temperature)
+        model = keras_head(model, head, temperature)
     graph, pixels, size = model.graph, model.graph.input[0], source.size
     if flip:  # the batch and its mirror images through the backbone at once, as the run was evaluated
         with_mirror_images(graph, "image", pixels.name)
@@ -109,8 +91,8 @@ def onnx_classifier(run: Run, exportable: Exportable, info: dict[str, str]):
     graph.input.append(helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", size, size, 3]))
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
-                                                      ["batch", len(run.class_names)]))
-    if exportable.unknown is not None and isinstance(head, LinearHead):
+                                                      ["batch", len(run_model.class_names)]))
+    if run_model.unknown is not None and run_model.solved:
         graph.output.append(helper.make_tensor_value_info("unknown_score", TensorProto.FLOAT, ["batch"]))
     _set_metadata(model, info)
     onnx.checker.check_model(model)
@@ -148,8 +130,14 @@ def quantize(model, run: Run, size: int, fmt: str):
     return nncf.quantize(model, dataset, subset_size=len(pixels))
 
 
-def export_run(run: str | Path | Run, fmt: str, out: str | Path | None = None, int8: bool = False) -> Path:
-    """Writes the run's classifier as ``fmt`` (``out``: default ``<run>/export/model[.int8].<ext>``).
+def export_run(run: str | Path | Run | RunModel, fmt: str = "onnx", out: str | Path | None = None, int8: bool = False,
+               parity: bool = True) -> Path:
+    """Writes the run's classifier as ``fmt`` (``out``: default ``<run>/export/model[.int8].<ext>``)
+    and, with ``parity``, its row of the parity table into ``parity.json`` beside it.
+
+    Example:
+        >>> export_run("runs/ants", "onnx")  # doctest: +SKIP
+        PosixPath('runs/ants/export/model.onnx')
 
     Raises:
         ConfigError: An unknown format, a missing NNCF for ``int8``, or a path that cannot be
@@ -165,22 +153,32 @@ def export_run(run: str | Path | Run, fmt: str, out: str | Path | None = None, i
         require_nncf()  # before any work
     if fmt == "litert":
         require_litert()
-    run = run if isinstance(run, Run) else Run.open(run)
-    path = Path(out) if out else run.path / "export" / f"model{'.int8' if int8 else ''}{SUFFIX[fmt]}"
+    run_model = RunModel.open(run)
+    run = run_model.run
+    path = Path(out) if out else run.export_dir / f"model{'.int8' if int8 else ''}{SUFFIX[fmt]}"
     if path.suffix != SUFFIX[fmt]:
         raise ConfigError(f"an {fmt} file must end in {SUFFIX[fmt]}", SUFFIX[fmt], str(path))
-    exportable = Exportable.of(run)
+    _write(run_model, fmt, path, int8)
+    if parity:
+        from keras_transfer.export.parity import write_parity
+
+        write_parity(run_model, {f"{fmt}-int8" if int8 else fmt: path})
+    return path
+
+
+def _write(run_model: RunModel, fmt: str, path: Path, int8: bool) -> Path:
+    run = run_model.run
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        info = metadata(run, exportable, int8)
+        info = metadata(run_model, int8)
         if fmt == "litert":
-            return _save_litert(run, exportable, path, info)
-        model = onnx_classifier(run, exportable, info)
+            return _save_litert(run_model, path, info)
+        model = onnx_classifier(run_model, info)
         if fmt == "onnx":
             import onnx
 
             if int8:
-                model = quantize(model, run, exportable.source.size, fmt)
+                model = quantize(model, run, run_model.size, fmt)
                 _set_metadata(model, info)
             return atomic_file(path, lambda tmp: onnx.save(model, tmp))
         return _save_openvino(model, path, info, run if int8 else None)
@@ -242,25 +240,23 @@ def litert_metadata_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _save_litert(run: Run, exportable: Exportable, path: Path, info: dict[str, str]) -> Path:
+def _save_litert(run_model: RunModel, path: Path, info: dict[str, str]) -> Path:
     """The classifier converted by litert-torch (the Keras backbone is a torch module on the torch
     backend; uint8 in, the temperature inside), metadata in ``<file>.json``."""
     import torch
 
+    from keras_transfer.base.paths import write_json
     from keras_transfer.features import resolve
-    from keras_transfer.paths import write_json
-    from keras_transfer.strategies.solver import LinearHead
 
     litert_torch = require_litert()
-    temperature, head = run.temperature, exportable.head
-    flip = run.config.flip and isinstance(head, LinearHead)
+    temperature, head, flip = run_model.temperature, run_model.head, run_model.flip
     info = {**info, "unknown_threshold": "", "unknown_score": "not in LiteRT files (use the ONNX or OpenVINO file)"}
 
     class Classifier(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.extractor = resolve(exportable.source.extractor)
-            if isinstance(head, LinearHead):
+            self.extractor = resolve(run_model.source.extractor)
+            if run_model.solved:
                 self.kernel = torch.nn.Parameter(torch.from_numpy(head.kernel / temperature).float(), False)
                 self.bias = torch.nn.Parameter(torch.from_numpy(head.bias / temperature).float(), False)
             else:
@@ -268,7 +264,7 @@ def _save_litert(run: Run, exportable: Exportable, path: Path, info: dict[str, s
 
         def probabilities(self, pixels):
             features = self.extractor(pixels)
-            if isinstance(head, LinearHead):
+            if run_model.solved:
                 return torch.softmax(features @ self.kernel + self.bias, dim=-1)
             probabilities = self.head(features)
             if temperature == 1.0:
@@ -281,7 +277,7 @@ def _save_litert(run: Run, exportable: Exportable, path: Path, info: dict[str, s
                 return self.probabilities(pixels)
             return (self.probabilities(pixels) + self.probabilities(pixels.flip(2))) / 2  # as the run was evaluated
 
-    size = exportable.source.size
+    size = run_model.size
     log.info("converting to LiteRT with litert-torch (about a minute)")
     with torch.no_grad(), log.silenced((1, 2)):  # it prints every conversion pass and native logs
         edge = litert_torch.convert(Classifier().eval(), (torch.zeros((1, size, size, 3), dtype=torch.uint8),))

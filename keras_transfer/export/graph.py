@@ -61,7 +61,7 @@ def keras_head(backbone, head, temperature: float):
     from onnx import helper, numpy_helper
 
     from keras_transfer.features.export import export_onnx
-    from keras_transfer.model import weights_digest
+    from keras_transfer.backbones.network import weights_digest
 
     head_model = onnx.load(str(export_onnx(head, {"backbone": "head", "weights": weights_digest(head),
                                                   "shape": list(head.input_shape[1:])})))

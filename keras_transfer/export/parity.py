@@ -1,4 +1,4 @@
-"""The parity table of exported files: agreement with the Keras model, speed, size."""
+"""The parity table of exported files: agreement with the run's own answer (its ``RunModel``), speed, size."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer import log
-from keras_transfer.run import Run, dataset_of
+from keras_transfer.base import log
+from keras_transfer.base.paths import write_json
+from keras_transfer.config import dataset_of
+from keras_transfer.run import Files, Run, RunModel
 
 MAX_IMAGES = 256  # held-out images compared (all of them up to this many)
 
@@ -31,24 +33,29 @@ def split_pixels(split, size: int, resize_mode: str, limit: int = MAX_IMAGES) ->
 
 def held_out(run: Run, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(pixels, labels) of up to ``MAX_IMAGES`` held-out images of the run."""
-
     return split_pixels(dataset_of(run.config).eval_split, size, run.config.resize)
 
 
-def session(path: Path):
-    """``run(batch) -> probabilities`` for an exported file, with its own runtime only."""
+def session(path: Path, with_unknown: bool = False):
+    """``run(batch) -> probabilities`` for an exported file, with its own runtime only; with
+    ``with_unknown``: ``-> (probabilities, unknown scores or None)``."""
     if path.suffix == ".tflite":
-        return _litert_session(path)
+        infer = _litert_session(path)
+        return (lambda batch: (infer(batch), None)) if with_unknown else infer
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
         model = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda batch: model.run(None, {"image": batch})[0]
-    import openvino as ov
+        outputs = lambda batch: model.run(None, {"image": batch})  # noqa: E731
+    else:
+        import openvino as ov
 
-    # f32: on CPUs with AMX OpenVINO would otherwise run bf16 (max |dp| ~4e-2 measured)
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return lambda batch: compiled(batch)[0]
+        # f32: on CPUs with AMX OpenVINO would otherwise run bf16 (max |dp| ~4e-2 measured)
+        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        outputs = lambda batch: list(compiled(batch).values())  # noqa: E731
+    if with_unknown:
+        return lambda batch: (lambda out: (out[0], out[1] if len(out) > 1 else None))(outputs(batch))
+    return lambda batch: outputs(batch)[0]
 
 
 def _litert_session(path: Path):
@@ -83,16 +90,14 @@ def _throughput(run, pixels: np.ndarray, batch: int) -> float:
     return repeats * batch / (time.perf_counter() - start)
 
 
-def parity_table(run: Run, files: dict[str, Path]) -> list[dict]:
-    """Per exported file: top-1 agreement and max |prob diff| vs ``model.keras`` (calibrated) and
-    accuracy on the held-out images, images/s at batch 1 and 32, file size; an int8 file also
-    its accuracy cost in points and speed-up over the fp32 file of its format, when exported too."""
-    from keras_transfer.evaluation.calibration import apply_temperature
-
-    size = int(run.config.size)
-    pixels, labels = held_out(run, size)
-    reference = apply_temperature(np.concatenate([np.asarray(run.model.predict_on_batch(pixels[i:i + 32]))
-                                                  for i in range(0, len(pixels), 32)]), run.temperature)
+def parity_table(model: RunModel, files: dict[str, Path]) -> list[dict]:
+    """Per exported file: top-1 agreement and max |prob diff| vs the run's own answer (``RunModel``:
+    what ``predict`` and ``serve`` give) and accuracy on the held-out images, images/s at batch 1
+    and 32, file size; an int8 file also its accuracy cost in points and speed-up over the fp32
+    file of its format, when exported too."""
+    pixels, labels = held_out(model.run, model.size)
+    reference = np.concatenate([model.predict_pixels(pixels[i:i + 32]).probabilities
+                                for i in range(0, len(pixels), 32)])
     rows = {}
     for name, path in files.items():
         infer = session(path)
@@ -122,4 +127,18 @@ def format_parity(rows: list[dict]) -> str:
     text = log.table(["format", "top-1 agree", "max |dp|", "accuracy", "img/s b1", "img/s b32", "MB",
                       "int8 cost / speed-up"], body)
     files = "\n".join(f"  {r['format']}: {r['file']}" for r in rows)
-    return f"{text}\n(on {rows[0]['images']} held-out images, vs model.keras)\n{files}"
+    return f"{text}\n(on {rows[0]['images']} held-out images, vs the run's own answer: predict)\n{files}"
+
+
+def write_parity(model: RunModel, files: dict[str, Path]) -> list[dict]:
+    """The parity table of ``files``, merged into ``parity.json`` beside them (rows of other files kept)."""
+    rows = parity_table(model, files)
+    path = next(iter(files.values())).parent / Files.PARITY
+    try:
+        import json
+
+        kept = [r for r in json.loads(path.read_text()) if r.get("format") not in files] if path.is_file() else []
+    except (OSError, ValueError, AttributeError):
+        kept = []  # a damaged table is rewritten
+    write_json(path, kept + rows)
+    return rows

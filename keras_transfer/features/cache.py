@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer import log
-from keras_transfer.paths import cache_dir
+from keras_transfer.base import log
+from keras_transfer.base.paths import cache_dir
 
 DB_NAME = "features.sqlite"
 _SCHEMA = """

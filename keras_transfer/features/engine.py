@@ -9,7 +9,7 @@ from functools import cached_property
 
 import numpy as np
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.data.augment import view_name
 from keras_transfer.data.dataset import Split
 from keras_transfer.features.cache import FeatureCache
@@ -96,7 +96,7 @@ class FeatureEngine:
         known = getattr(self.extractor, "feature_shape", None)
         if known is not None:
             return tuple(known)
-        from keras_transfer.features import resolve
+        from keras_transfer.features.extractor import resolve
 
         return tuple(int(d) for d in resolve(self.extractor).output_shape[1:])
 

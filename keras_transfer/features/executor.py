@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from keras_transfer.data.dataset import Split
-from keras_transfer.errors import ConfigError, unknown_choice
+from keras_transfer.base.errors import ConfigError, unknown_choice
 from keras_transfer.features.extract import Tag, Task, extract
 
 if TYPE_CHECKING:

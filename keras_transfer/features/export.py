@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.features.keys import identity_hash
-from keras_transfer.paths import atomic_file, cache_dir
+from keras_transfer.base.paths import atomic_file, cache_dir
 
 # Bump when the export recipe changes, so stale exported files are never reused.
 EXPORT_VERSION = 2
 
 
 def _keras_to_onnx(extractor, tmp: str) -> None:
-    from keras_transfer.features import resolve
+    from keras_transfer.features.extractor import resolve
 
     extractor = resolve(extractor)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), log.silenced():

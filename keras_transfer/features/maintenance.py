@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from keras_transfer.features.cache import FeatureCache, checksum
-from keras_transfer.paths import cache_dir
+from keras_transfer.base.paths import cache_dir
 
 _VERIFY_CHUNK = 2000
 # What the library writes under the cache root; ``clear`` removes only these, so a cache root

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.data.dataset import Split
-from keras_transfer.errors import ConfigError
+from keras_transfer.base.errors import ConfigError
 from keras_transfer.features.extract import Tag, Task, ViewMaker, extract
 from keras_transfer.features.runtime import Runtime, RuntimeOptions, onnx_runtime, openvino_runtime
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from keras_transfer import log
-from keras_transfer.errors import ConfigError, KerasTransferError, unknown_choice
+from keras_transfer.base import log
+from keras_transfer.base.errors import ConfigError, KerasTransferError, unknown_choice
 from keras_transfer.features.export import discard_if_damaged, export_onnx
-from keras_transfer.paths import cache_dir
+from keras_transfer.base.paths import cache_dir
 
 RUNTIMES = ("auto", "openvino", "onnx", "keras")
 PRECISIONS = ("fp32", "bf16")
@@ -157,7 +157,7 @@ def onnx_runtime(path, options: RuntimeOptions) -> Runtime:
 
 def keras_runtime(extractor, options: RuntimeOptions) -> Runtime:
     """Keras ``predict_on_batch``: the reference, and the fallback when export fails."""
-    from keras_transfer.features import resolve
+    from keras_transfer.features.extractor import resolve
 
     extractor = resolve(extractor)
     return Runtime("keras", lambda images: np.asarray(extractor.predict_on_batch(images)), 4 * options.batch_size)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.data.dataset import Split
-from keras_transfer.paths import NPZ_ERRORS, atomic_savez
+from keras_transfer.base.paths import NPZ_ERRORS, atomic_savez
 
 
 def split_fingerprint(split: Split) -> str:

@@ -19,7 +19,6 @@ import numpy as np
 K = 10
 FALSE_REJECTION = 0.05
 MAX_REFERENCE = 5000  # training images kept as neighbours (a stratified-enough random subset beyond)
-UNKNOWN_FILE = "unknown.npz"
 
 
 def normalise(features: np.ndarray) -> np.ndarray:
@@ -44,7 +43,7 @@ class KnnUnknown:
         return out
 
     def save(self, path: Path) -> None:
-        from keras_transfer.paths import atomic_savez
+        from keras_transfer.base.paths import atomic_savez
 
         atomic_savez(path, reference=self.reference.astype(np.float16), k=self.k, threshold=self.threshold)
 

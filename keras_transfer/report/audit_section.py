@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.data.dataset import Split
 from keras_transfer.report.context import ReportContext
 from keras_transfer.report.exploration import thumbnail_of
-from keras_transfer.report.figures import image_grid
+from keras_transfer.report.figures import image_grid, png_bytes
 from keras_transfer.report.model import Plot, Report, Section, Table
 
 GROUPS = 10  # duplicate groups drawn
@@ -107,7 +107,7 @@ def audit_blocks(result) -> list:
 def audit_section(ctx: ReportContext) -> Section:
     """The full audit of the run's dataset (its features come from the shared cache)."""
     from keras_transfer.audit import full_audit
-    from keras_transfer.run import feature_source
+    from keras_transfer.config import feature_source
 
     result = full_audit(ctx.dataset, feature_source(ctx.run.config, ctx.run.path), ctx.options.seed)
     return Section("audit", "Data audit", audit_blocks(result), {"audit": result.as_dict()})
@@ -115,11 +115,10 @@ def audit_section(ctx: ReportContext) -> Section:
 
 def write_audit_page(result, path: Path) -> Path:
     """The audit alone as one self-contained HTML page."""
-    from keras_transfer.paths import atomic_file
-    from keras_transfer.report.build import _png
+    from keras_transfer.base.paths import atomic_file
     from keras_transfer.report.html import render_html
 
     report = Report(f"keras-transfer audit: {Path(result.source).name}", [Section("audit", "Data audit",
                                                                                    audit_blocks(result))])
-    text = render_html(report, {plot.name: _png(plot.figure) for plot in report.plots}, f"audit of {result.source}")
+    text = render_html(report, {plot.name: png_bytes(plot.figure) for plot in report.plots}, f"audit of {result.source}")
     return atomic_file(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", errors="surrogateescape"))

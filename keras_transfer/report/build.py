@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,14 +10,14 @@ from pathlib import Path
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.report.context import ReportOptions, load_context
+from keras_transfer.report.figures import png_bytes
 from keras_transfer.report.html import render_html
 from keras_transfer.report.model import Report, Table
 from keras_transfer.report.sections import SECTIONS
 from keras_transfer.run import Run
 
-DPI = 100
 
 
 @dataclass(frozen=True)
@@ -62,12 +61,6 @@ def _text_page(report: Report) -> Figure:
     return figure
 
 
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
-
-
 def write_report(run: str | Path | Run, out: str | Path | None = None, pdf: bool = False,
                  options: ReportOptions | None = None) -> ReportFiles:
     """Writes ``report.html`` (one self-contained file), every figure as PNG, and optionally ``report.pdf``.
@@ -84,13 +77,13 @@ def write_report(run: str | Path | Run, out: str | Path | None = None, pdf: bool
         PosixPath('runs/ants/report/report.html')
     """
     start = time.perf_counter()
-    run = run if isinstance(run, Run) else Run.open(run)
+    run = Run.open(run)
     report = build_report(run, options)
     out = Path(out) if out is not None else run.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     pngs, files = {}, []
     for plot in report.plots:
-        pngs[plot.name] = _png(plot.figure)
+        pngs[plot.name] = png_bytes(plot.figure)
         files.append(out / f"{plot.name}.png")
         files[-1].write_bytes(pngs[plot.name])
     meta = f"generated {datetime.now():%Y-%m-%d %H:%M} from {run.path}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from keras_transfer.run import Run
+from keras_transfer.run import Files, Run
 
 COLUMNS = ("run", "strategy", "backbone", "epochs", "s/epoch", "total s", "log loss", "accuracy", "kappa")
 
@@ -19,7 +19,7 @@ def compare_runs(paths: list[str | Path]) -> list[dict]:
     rows = []
     for path in paths:
         run = Run.open(path)
-        metrics, timing = run.read("metrics.json") or {}, run.read("timing.json") or {}
+        metrics, timing = run.read(Files.METRICS) or {}, run.read(Files.TIMING) or {}
         epochs = int(timing.get("epochs", 0))
         fit_seconds = timing.get("fit_seconds", timing.get("total_seconds", 0.0))
         rows.append({"run": str(path), "strategy": run.config.strategy, "backbone": run.config.backbone,
@@ -32,6 +32,6 @@ def compare_runs(paths: list[str | Path]) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """A plain-text table of ``compare_runs`` rows."""
-    from keras_transfer.log import table
+    from keras_transfer.base.log import table
 
     return table(list(COLUMNS), [[row[c] for c in COLUMNS] for row in rows])

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from keras_transfer.base.errors import ConfigError
+from keras_transfer.config import dataset_of
 from keras_transfer.data.dataset import Dataset
-from keras_transfer.errors import ConfigError
-from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
-from keras_transfer.paths import NPZ_ERRORS
-from keras_transfer.run import Run, dataset_of
+from keras_transfer.evaluation.predictions import Predictions
+from keras_transfer.run import Files, Run, eval_predictions
 
 
 @dataclass(frozen=True)
@@ -56,18 +56,12 @@ class ReportContext:
 
 
 def load_context(run: str | Path | Run, options: ReportOptions | None = None) -> ReportContext:
-    """Opens a run; reads its saved predictions, or predicts its held-out split once and saves them."""
-    from keras_transfer.api import eval_predictions
-
-    run = run if isinstance(run, Run) else Run.open(run)
-    path = run.path / PREDICTIONS_FILE
-    if path.exists():
-        try:
-            predictions = Predictions.load(path)
-        except NPZ_ERRORS as error:  # np.load of a truncated or foreign file
-            raise run.damaged(PREDICTIONS_FILE, error) from error
-    else:  # runs written before predictions were saved
+    """Opens a run; reads its saved predictions, or predicts its held-out split once (by its
+    ``RunModel``) and saves them."""
+    run = Run.open(run)
+    predictions = run.predictions()
+    if predictions is None:  # runs written before predictions were saved
         predictions = eval_predictions(run)
-        predictions.save(path)
+        predictions.save(run.file(Files.PREDICTIONS))
     return ReportContext(run, dataset_of(run.config), predictions.with_temperature(run.temperature),
                          (options or ReportOptions()).validate(), predictions)

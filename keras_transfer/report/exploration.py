@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image
 from scipy.ndimage import gaussian_filter1d
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.data.dataset import Dataset, Split, stratified_sample
 from keras_transfer.data.images import resize
 

@@ -10,8 +10,19 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.evaluation.calibration import Calibration
+
+DPI = 100
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """A figure as PNG bytes, at the report's resolution."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
 
 TRAIN_COLOUR, VAL_COLOUR = "#1f77b4", "#d62728"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.evaluation.bootstrap import bootstrap_metrics
 from keras_transfer.evaluation.calibration import calibration
 from keras_transfer.report import exploration as explore
@@ -17,12 +17,13 @@ from keras_transfer.report.exploration_figures import colors_figure, counts_figu
 from keras_transfer.report.figures import (confusion_figure, curves_figure, cv_figure, image_grid, metrics_figure,
                                            reliability_figure)
 from keras_transfer.report.model import Plot, Section, Table
+from keras_transfer.run import Files
 
 
 def summary_section(ctx: ReportContext) -> Section:
     """The run: dataset, splits, backbone, strategy, evaluation split and training time."""
     config, run = ctx.run.config, ctx.run
-    timing = run.read("timing.json") or {}
+    timing = run.read(Files.TIMING) or {}
     rows = [("run folder", str(run.path)), ("dataset", ctx.dataset.source),
             ("classes", f"{len(ctx.class_names)}: {', '.join(ctx.class_names[:12])}"
                         + (" ..." if len(ctx.class_names) > 12 else "")),
@@ -52,7 +53,7 @@ def metrics_section(ctx: ReportContext) -> Section:
     wide = per_class.pivot(index="class", columns="metric", values="text").reindex(ctx.class_names)
     wide = wide[["precision", "recall", "f1"]].rename(columns=lambda m: f"{m} [95% CI]")
     wide["support"] = np.bincount(p.labels, minlength=len(ctx.class_names))
-    metrics = ctx.run.read("metrics.json") or {}
+    metrics = ctx.run.read(Files.METRICS) or {}
     held_out = ("held out: no choice (regularisation, epochs, backbone, strategy) was made on these images"
                 if metrics.get("held_out") else "not held out: a choice was made on these images")
     intro = (f"Metrics on the {p.split} split ({len(p.labels)} images; {held_out}), with percentile-bootstrap "
@@ -79,8 +80,8 @@ def confusion_section(ctx: ReportContext) -> Section:
 
 def curves_section(ctx: ReportContext) -> Section:
     """Loss and accuracy per epoch from history.json."""
-    history = ctx.run.read("history.json") or {}
-    selection = (ctx.run.read("metrics.json") or {}).get("selection") or {}
+    history = ctx.run.read(Files.HISTORY) or {}
+    selection = (ctx.run.read(Files.METRICS) or {}).get("selection") or {}
     if not any(history.values()) and selection.get("cv"):
         text = (f"The head was solved (full-batch L-BFGS), not trained by epochs: L2 strength C = {selection['C']:g} "
                 f"chosen by {selection['folds']}-fold cross-validation inside the training images "
@@ -156,7 +157,7 @@ def calibration_section(ctx: ReportContext) -> Section:
     blocks = [text]
     if temperature != 1.0 and ctx.raw is not None:
         before = calibration(ctx.raw.labels, ctx.raw.probabilities, bins)
-        fit_on = (ctx.run.read("calibration.json") or {}).get("fit_on", "a selection split")
+        fit_on = (ctx.run.read(Files.CALIBRATION) or {}).get("fit_on", "a selection split")
         blocks += [f"Temperature scaling (T = {temperature:.3f}, fit on {fit_on}) took the ECE from "
                    f"{before.ece:.3f} to {result.ece:.3f}; it never changes the predicted class.",
                    Plot("reliability_before", "Before calibration (the head's own softmax)", reliability_figure(before))]

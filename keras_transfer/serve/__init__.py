@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 
-from keras_transfer.serve.limits import Limits
+from keras_transfer.serve.limits import Limits, check_address
 
 __all__ = ["Limits", "factory", "serve"]
 
@@ -30,11 +30,13 @@ def serve(runs: list[str], host: str = "127.0.0.1", port: int = 8000, workers: i
     """Serves ``runs`` until interrupted. Each worker process loads every run."""
     import uvicorn
 
-    from keras_transfer.run import Run
+    from keras_transfer.run.folder import Run
 
+    check_address(port, workers)
+    limits = (limits or Limits()).validate()
     for path in runs:  # a missing or incomplete run folder is said before anything starts
         Run.open(path)
     os.environ[_CONFIG_ENV] = json.dumps({"runs": [str(r) for r in runs],
-                                          "limits": dataclasses.asdict(limits or Limits())})
+                                          "limits": dataclasses.asdict(limits)})
     uvicorn.run("keras_transfer.serve:factory", factory=True, host=host, port=port, workers=workers,
                 log_level="warning" if quiet else "info", timeout_graceful_shutdown=10)

@@ -171,7 +171,7 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
                 raise HTTPException(413, f"{upload.filename}: larger than the limit of {limits.max_file_bytes:,} bytes")
             try:
                 async with decoding:
-                    return await asyncio.to_thread(decode, data, model.size, model.run.config.resize, limits.max_pixels)
+                    return await asyncio.to_thread(decode, data, model.size, model.model.resize_mode, limits.max_pixels)
             except BadUpload as error:
                 if error.status == 413:
                     raise HTTPException(413, f"{upload.filename}: {error}") from error
@@ -183,7 +183,7 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
     async def predict(request: Request):
         async with uploads(request) as (files, fields):
             model = pick(fields.get("model"))
-            classes = len(model.run.class_names)
+            classes = len(model.model.class_names)
             top_k = _top_k(fields.get("top_k", str(min(3, classes))), classes)
             images = await decoded(files, model)
             good = [i for i, image in enumerate(images) if not isinstance(image, str)]
@@ -205,15 +205,14 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
         from PIL import Image
 
         from keras_transfer.backbones import get_backbone
-        from keras_transfer.explain.explainer import _explanations
+        from keras_transfer.explain.explainer import _explanations, heatmaps
         from keras_transfer.explain.gradcam import GradCAM
 
         if model.name not in explainers:  # the caller holds ``explaining``: one at a time
             explainers[model.name] = GradCAM(model.run.model, get_backbone(model.run.config.backbone).gradcam_layer)
         explainer = explainers[model.name]
-        if explainer.size != model.size:
-            pixels = np.asarray(Image.fromarray(pixels).resize((explainer.size,) * 2, Image.BILINEAR))
-        item = _explanations(model.run.class_names, [filename], [pixels], explainer(pixels[None]))[0]
+        maps = heatmaps(model.model, explainer, pixels[None])  # the class the run answers, as /v1/predict
+        item = _explanations(model.model.class_names, [filename], [pixels], maps)[0]
         buffer = io.BytesIO()
         Image.fromarray(item.overlay()).save(buffer, format="PNG")
         return buffer.getvalue()

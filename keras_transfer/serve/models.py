@@ -1,9 +1,9 @@
-"""What the server runs: a trained run's compiled classifier, and uploaded bytes decoded for it.
+"""What the server runs: a trained run's ``RunModel`` (the one inference rule), and uploaded bytes
+decoded for it.
 
-A default run (frozen backbone, solved head) is served through its ``Predictor``: the feature
-engine's compiled runtime, the NumPy head and the unknown-image scorer. A run whose head or
-backbone Keras trained is exported once to ONNX (``export_run``: Keras at start-up only) and
-served by ONNX Runtime. Either way no Keras runs on the request path.
+A default run (frozen backbone, solved head) answers through the feature engine's compiled
+runtime, the NumPy head and the unknown-image scorer, without Keras; a run whose head Keras
+trained runs that head in this process, on features from the same compiled engine.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from keras_transfer.data.images import read_image, resize
-from keras_transfer.evaluation.calibration import apply_temperature
-from keras_transfer.run import Run
+from keras_transfer.run.folder import Run
+from keras_transfer.run.model import RunModel
 
 
 class BadUpload(ValueError):
@@ -55,64 +55,40 @@ def decode(data: bytes, size: int, resize_mode: str, max_pixels: int) -> np.ndar
 
 @dataclass
 class ServedModel:
-    """One run as the server sees it. ``infer`` takes uint8 images, gives calibrated
-    probabilities and unknown scores (NaN without a scorer)."""
+    """One run as the server sees it: ``infer`` takes uint8 images, gives calibrated probabilities
+    and unknown scores (NaN without a scorer), by the run's ``RunModel``."""
 
     name: str
-    run: Run
-    size: int
-    infer: object = field(repr=False)  # (N, S, S, 3) uint8 -> (probabilities, unknown scores)
-    threshold: float | None = None
+    model: RunModel = field(repr=False)
 
     @classmethod
     def load(cls, path: str | Path, name: str | None = None) -> ServedModel:
-        from keras_transfer.inference import Predictor
+        model = RunModel.open(path)
+        served = cls(name or model.run.path.resolve().name, model)
+        served.infer(np.zeros((1, model.size, model.size, 3), np.uint8))  # compile now, not on the first request
+        return served
 
-        run = Run.open(path)
-        name = name or run.path.resolve().name
-        predictor = Predictor.open(run)
-        if predictor is not None:
-            runtime, temperature = predictor.source.engine.runtime, run.temperature
-            unknown = predictor.unknown
+    @property
+    def run(self) -> Run:
+        return self.model.run
 
-            def infer(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                _, features = next(runtime.stream([(None, pixels)]))
-                scores = unknown.scores(features) if unknown is not None else np.full(len(pixels), np.nan)
-                return apply_temperature(predictor.head.predict(features), temperature), scores
+    @property
+    def size(self) -> int:
+        return self.model.size
 
-            infer(np.zeros((1, predictor.source.size, predictor.source.size, 3), np.uint8))  # compile now
-            return cls(name, run, predictor.source.size, infer, None if unknown is None else unknown.threshold)
-        return cls._exported(run, name)
-
-    @classmethod
-    def _exported(cls, run: Run, name: str) -> ServedModel:
-        import onnxruntime as ort
-
-        from keras_transfer.export import export_run
-
-        path = run.path / "export" / "model.onnx"
-        if not path.is_file():
-            export_run(run, "onnx", path)
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        size = int(session.get_modelmeta().custom_metadata_map["input_size"])
-
-        def infer(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return session.run(None, {"image": pixels})[0], np.full(len(pixels), np.nan)
-
-        return cls(name, run, size, infer)
+    def infer(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        answer = self.model.predict_pixels(pixels)
+        return answer.probabilities, answer.unknown_scores
 
     def describe(self) -> dict:
-        metrics = self.run.read("metrics.json") or {}
-        return {"name": self.name, "classes": self.run.class_names, "input_size": self.size,
-                "resize": self.run.config.resize, "backbone": self.run.config.backbone,
-                "strategy": self.run.config.strategy, "temperature": self.run.temperature,
-                "unknown_threshold": self.threshold,
+        metrics = self.run.metrics
+        return {"name": self.name, "classes": self.model.class_names, "input_size": self.size,
+                "resize": self.model.resize_mode, "backbone": self.run.config.backbone,
+                "strategy": self.run.config.strategy, "temperature": self.model.temperature,
+                "views": len(self.model.views), "unknown_threshold": self.model.threshold,
                 "held_out": {k: metrics.get(k) for k in ("accuracy", "cohen_kappa", "log_loss", "n", "evaluated_images")}}
 
     def results(self, probabilities: np.ndarray, score: float, top_k: int) -> dict:
-        order = np.argsort(-probabilities)[:top_k]
-        top = [{"label": self.run.class_names[i], "index": int(i), "probability": float(probabilities[i])} for i in order]
-        result = {"label": top[0]["label"], "confidence": top[0]["probability"], "top_k": top}
-        if self.threshold is not None:
-            result.update(unknown=bool(score > self.threshold), unknown_score=float(score))
-        return result
+        result = self.model.top_k(probabilities, score, top_k)
+        top = result.pop("predictions")
+        return {"label": top[0]["label"], "confidence": top[0]["probability"], "top_k": top, **result}

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.backbones import get_backbone, list_backbones
 from keras_transfer.config import TrainConfig
 from keras_transfer.data.dataset import Dataset, Split, cap_per_class
@@ -75,7 +75,7 @@ def training_speed(context: TrainContext, backbone: str, size: int) -> float:
     """Measured images/s of a full fine-tuning step (every block trained) at ``size`` px here."""
     import keras
 
-    from keras_transfer.model import build_extractor
+    from keras_transfer.backbones.network import build_extractor
     from keras_transfer.strategies.finetune import phase_two_options, unfreeze_all
     from keras_transfer.strategies.training import compile_model
 

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from keras_transfer.backbones import BackboneSpec
 from keras_transfer.config import TrainConfig
 from keras_transfer.data.dataset import Dataset
-from keras_transfer.errors import unknown_choice
+from keras_transfer.base.errors import unknown_choice
 from keras_transfer.features import FeatureSource
 
 if TYPE_CHECKING:
     import keras
 
-    from keras_transfer.strategies.solver import LinearHead
+    from keras_transfer.inference.head import LinearHead
 
 
 @dataclass

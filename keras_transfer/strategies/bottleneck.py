@@ -13,7 +13,8 @@ import numpy as np
 
 from keras_transfer.config import TrainConfig
 from keras_transfer.strategies.base import FitResult, TrainContext
-from keras_transfer.strategies.solver import LinearHead, fit_linear_head
+from keras_transfer.inference.head import LinearHead
+from keras_transfer.strategies.solver import fit_linear_head
 
 
 def uses_solver(config: TrainConfig) -> bool:
@@ -24,7 +25,7 @@ def uses_solver(config: TrainConfig) -> bool:
 
 def keras_head(linear: LinearHead, config: TrainConfig, num_classes: int):
     """The solver's head as the Keras ``linear`` head (dropout from ``config``), e.g. to fine-tune from."""
-    from keras_transfer.heads import build_head_for
+    from keras_transfer.backbones.heads import build_head_for
 
     head = build_head_for((linear.kernel.shape[0],), num_classes, config)
     head.get_layer("predictions").set_weights([linear.kernel, linear.bias])
@@ -69,8 +70,8 @@ class BottleneckStrategy:
     def _keras_loop(self, context: TrainContext) -> FitResult:
         import keras
 
-        from keras_transfer.heads import build_head_for
-        from keras_transfer.model import build_classifier
+        from keras_transfer.backbones.heads import build_head_for
+        from keras_transfer.backbones.network import build_classifier
         from keras_transfer.strategies.training import fit, one_hot, options_for, refit
 
         config, dataset = context.config, context.dataset

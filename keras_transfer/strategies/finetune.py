@@ -23,9 +23,9 @@ import numpy as np
 
 from keras_transfer.data.dataset import Split
 from keras_transfer.data.stream import AugmentedBatches, ImageBatches
-from keras_transfer.errors import ConfigError
+from keras_transfer.base.errors import ConfigError
 from keras_transfer.features import FeatureSource
-from keras_transfer.model import POOL_LAYERS, build_classifier
+from keras_transfer.backbones.network import POOL_LAYERS, build_classifier
 from keras_transfer.strategies.base import FitResult, TrainContext
 from keras_transfer.strategies.bottleneck import BottleneckStrategy, keras_head
 from keras_transfer.strategies.training import FitOptions, fit, one_hot, options_for

@@ -23,8 +23,8 @@ import keras
 import numpy as np
 
 from keras_transfer.data.stream import ImageBatches
-from keras_transfer.heads import build_head_for
-from keras_transfer.model import build_classifier
+from keras_transfer.backbones.heads import build_head_for
+from keras_transfer.backbones.network import build_classifier
 from keras_transfer.strategies.base import FitResult, TrainContext
 from keras_transfer.strategies.training import fit, one_hot, options_for
 

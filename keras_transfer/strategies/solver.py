@@ -30,23 +30,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from keras_transfer.data.dataset import stratified_folds
+from keras_transfer.inference.head import LinearHead, softmax
 
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)  # inverse L2 strength, standardised features
 FOLDS = 5
 MAX_ITER = 500
 TOL = 1e-3  # projected-gradient tolerance; on CIFAR-10 900/class the test accuracy equals 1e-4's
 CV_IMAGES = 2000  # larger training sets choose C on a stratified subsample of this many images, 3 folds
-
-
-@dataclass(frozen=True)
-class LinearHead:
-    """``softmax(x @ kernel + bias)`` on raw (unstandardised) features (D,) -> C classes."""
-
-    kernel: np.ndarray  # (D, C) float32
-    bias: np.ndarray  # (C,) float32
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        return _softmax(np.asarray(features, np.float32) @ self.kernel + self.bias)
 
 
 @dataclass
@@ -77,12 +67,6 @@ class SolverFit:
                      else "default C (a class has fewer than two training images)")
         return {"solver": "lbfgs", "C": self.C, "folds": self.folds, "grid": list(C_GRID), "cv": self.cv,
                 "cv_images": self.cv_images, "chosen_on": chosen_on}
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    logits = logits - logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits)
-    return weights / weights.sum(axis=1, keepdims=True)
 
 
 def sample_weights(y: np.ndarray, n_classes: int, class_weight: str | None) -> np.ndarray:
@@ -169,7 +153,7 @@ def cross_validate(views: np.ndarray, y: np.ndarray, n_classes: int, class_weigh
             labels = np.tile(y[train], views.shape[0])
             last[k] = softmax_regression(flat[_views_rows(views, train)], labels, n_classes, C,
                                          sample_weights(labels, n_classes, class_weight), last[k])
-            oof[i, test] = _softmax(views[0, test] @ last[k][:-1] + last[k][-1])
+            oof[i, test] = softmax(views[0, test] @ last[k][:-1] + last[k][-1])
         solutions[C] = np.mean(last, axis=0)
         p = np.clip(oof[i][np.arange(len(y)), y], 1e-7, 1)
         scores[f"{C:g}"] = {"log_loss": float(-np.log(p).mean()), "accuracy": float((oof[i].argmax(1) == y).mean())}

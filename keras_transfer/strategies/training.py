@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
-from keras_transfer import log
+from keras_transfer.base import log
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keras_transfer.data.images import RESIZE_MODES
-from keras_transfer.errors import ConfigError, unknown_choice
+from keras_transfer.base.errors import ConfigError, unknown_choice
 from keras_transfer.features.executor import check_executor
 from keras_transfer.features.runtime import RuntimeOptions
 
@@ -17,7 +17,7 @@ TUNED_STRATEGIES = ("finetune", "scratch")  # strategies whose extractor weights
 CLASS_WEIGHTS = ("auto",)
 POOLINGS = ("avg", "max", "spatial")
 SOLVERS = ("auto", "lbfgs", "keras")
-HEAD_PRESETS = ("linear", "gap_dense_bn", "flatten_bn", "conv")  # keras_transfer.heads.HEADS (no keras import here)
+HEAD_PRESETS = ("linear", "gap_dense_bn", "flatten_bn", "conv")  # keras_transfer.backbones.heads.HEADS (no keras import here)
 
 
 # the JSON values each field annotation of TrainConfig accepts in config.json
@@ -226,7 +226,7 @@ class TrainConfig:
         return get_backbone(self.backbone).default_stages
 
     def save(self, path: Path) -> None:
-        from keras_transfer.paths import write_json
+        from keras_transfer.base.paths import write_json
 
         write_json(path, dataclasses.asdict(self))
 

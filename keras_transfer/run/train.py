@@ -1,4 +1,4 @@
-"""The public Python API: train, evaluate, predict. The CLI is a thin layer over these."""
+"""``train``: a dataset and a ``TrainConfig`` in, a complete run folder out (the CLI's ``train``)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,23 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.backbones import get_backbone
-from keras_transfer.config import TrainConfig
+from keras_transfer.base.paths import write_json
+from keras_transfer.config import TrainConfig, dataset_of, feature_source
 from keras_transfer.data.dataset import BUILTIN_DATASETS, Dataset, Split
-from keras_transfer.errors import DatasetError, unknown_choice
-from keras_transfer.evaluation.calibration import CALIBRATION_FILE
 from keras_transfer.evaluation.metrics import classification_metrics
-from keras_transfer.evaluation.predictions import PREDICTIONS_FILE, Predictions
-from keras_transfer.evaluation.tta import predict_views
-from keras_transfer.features import FeatureSource
+from keras_transfer.evaluation.predictions import Predictions
+from keras_transfer.features import FeatureSource, view_numbers
 from keras_transfer.features.keys import identity_hash
-from keras_transfer.inference.predict import (collect_images, evaluate_outliers, predict,  # noqa: F401  (public API)
-                                              predict_images)
-from keras_transfer.paths import write_json
-from keras_transfer.run import MODEL_FILE, Run, dataset_of, feature_source
+from keras_transfer.inference.head import LinearHead
+from keras_transfer.run.folder import Files, Run
+from keras_transfer.run.model import RunModel
 
 
 def _checkpoints(config: TrainConfig, out: Path) -> Path:
     """Checkpoints of this exact config: re-running the same command resumes from them."""
-    return out / "checkpoints" / identity_hash(dataclasses.asdict(config))
+    return out / Files.CHECKPOINTS / identity_hash(dataclasses.asdict(config))
 
 
 def uses_validation(config: TrainConfig) -> bool:
@@ -50,7 +47,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
 
     Example:
         >>> run = train(TrainConfig(data="digits"), "runs/digits")  # doctest: +SKIP
-        >>> run.read("metrics.json")["accuracy"] > 0.9  # doctest: +SKIP
+        >>> run.read(Files.METRICS)["accuracy"] > 0.9  # doctest: +SKIP
         True
     """
     from keras_transfer.strategies import TrainContext, get_strategy
@@ -79,8 +76,8 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     _save_model(result, source, config, out, unknown)
     _save_run(out, config, {**dataset.summary(), "skipped_files": dataset.skipped,
                             "undecodable_files": context.features.failed}, result, metrics, predictions)
-    write_json(out / CALIBRATION_FILE, calibration)
-    write_json(out / "timing.json", {"total_seconds": time.perf_counter() - start, "fit_seconds": fit_seconds,
+    write_json(out / Files.CALIBRATION, calibration)
+    write_json(out / Files.TIMING, {"total_seconds": time.perf_counter() - start, "fit_seconds": fit_seconds,
                                      "feature_seconds": context.features.seconds + (
                                          result.features.seconds if result.features else 0.0),
                                      "epochs": len(result.history.get("loss", []))})
@@ -103,16 +100,17 @@ def _cheap_audit(dataset: Dataset, out: Path) -> None:
     from keras_transfer.audit import cheap_audit
 
     result = cheap_audit(dataset)
-    write_json(out / "audit.json", result.as_dict())
+    write_json(out / Files.AUDIT, result.as_dict())
     if result.findings:
-        log.warn(f"{result.line()} (listed in {out / 'audit.json'}; `keras-transfer audit {dataset.source}` "
+        log.warn(f"{result.line()} (listed in {out / Files.AUDIT}; `keras-transfer audit {dataset.source}` "
                  "also looks for near duplicates and label errors)")
 
 
 def _evaluate_fit(result, dataset: Dataset, source: FeatureSource, config: TrainConfig, out: Path):
     """What the fit gives on the held-out split: (predictions, metrics, calibration, unknown scorer)."""
-    predictions = _predict_split(dataset.eval_split, source, result.head, config)
-    calibration = _calibrate(result, dataset, source, config, predictions)
+    model = RunModel(dataset.class_names, source, result.head, tuple(view_numbers(config.tta_views, config.flip)))
+    predictions = model.predict_split(dataset.eval_split)  # the run's own rule, before it is saved
+    calibration = _calibrate(model, result, dataset, config, predictions)
     metrics = _held_out_metrics(predictions.with_temperature(calibration["temperature"]), dataset, result.selection)
     metrics["calibration"] = calibration
     fit_on = result.fit_on or [dataset.train]
@@ -136,11 +134,9 @@ def _held_out_metrics(predictions: Predictions, dataset: Dataset, selection: dic
     return metrics
 
 
-def _calibrate(result, dataset: Dataset, source: FeatureSource, config: TrainConfig,
-               held_out: Predictions) -> dict:
+def _calibrate(model: RunModel, result, dataset: Dataset, config: TrainConfig, held_out: Predictions) -> dict:
     """Temperature scaling of a Keras-trained head, fit on the selection split; a solved head keeps T = 1."""
     from keras_transfer.evaluation.calibration import calibration_record
-    from keras_transfer.strategies.solver import LinearHead
 
     if config.refit:
         return calibration_record(held_out, why="--refit trained the head on the selection split too: no images "
@@ -149,20 +145,18 @@ def _calibrate(result, dataset: Dataset, source: FeatureSource, config: TrainCon
         return calibration_record(held_out, why="its L2 strength was chosen by cross-validated log loss; a "
                                                 "temperature fit on out-of-fold predictions made held-out ECE worse "
                                                 "(benchmarks/calibration.py)")
-    return calibration_record(held_out, _predict_split(dataset.val, source, result.head, config))
+    return calibration_record(held_out, model.predict_split(dataset.val))
 
 
 def _baseline(config: TrainConfig, dataset: Dataset, fit_on: list[Split], out: Path) -> dict:
     from keras_transfer.strategies.baseline import pixel_baseline
 
-    return pixel_baseline(fit_on, dataset.eval_split, len(dataset.class_names), out / "features" / "pixels",
+    return pixel_baseline(fit_on, dataset.eval_split, len(dataset.class_names), out / Files.FEATURES / "pixels",
                           config.resize, config.seed)
 
 
 def _unknown_scorer(result, source: FeatureSource, fit_on: list[Split], seed: int):
     """A solved head's unknown-image scorer: k-NN over the features of the images it learned from."""
-    from keras_transfer.strategies.solver import LinearHead
-
     if not isinstance(result.head, LinearHead):
         return None
     from keras_transfer.inference.unknown import fit_unknown
@@ -178,103 +172,32 @@ def _save_model(result, source: FeatureSource, config: TrainConfig, out: Path, u
     """
     import shutil
 
-    from keras_transfer.inference.predictor import HEAD_FILE, save_head
-    from keras_transfer.inference.unknown import UNKNOWN_FILE
-
-    shutil.rmtree(out / "export", ignore_errors=True)
-    (out / CALIBRATION_FILE).unlink(missing_ok=True)
+    shutil.rmtree(out / Files.EXPORT, ignore_errors=True)
+    (out / Files.CALIBRATION).unlink(missing_ok=True)
 
     if result.classifier is not None:
-        result.classifier.save(out / MODEL_FILE)
-        for stale in (HEAD_FILE, UNKNOWN_FILE):  # of an earlier default run into this folder
+        result.classifier.save(out / Files.MODEL)
+        for stale in (Files.HEAD, Files.UNKNOWN):  # of an earlier default run into this folder
             (out / stale).unlink(missing_ok=True)
         return
-    from keras_transfer.classifier_file import ensure_template, write_linear_classifier
+    from keras_transfer.run.classifier_file import ensure_template, write_linear_classifier
 
     template = ensure_template(source.extractor, source.identity, config.resize, result.head.kernel.shape[0])
-    write_linear_classifier(out / MODEL_FILE, template, result.head.kernel, result.head.bias)
-    save_head(out / HEAD_FILE, result.head)  # what the Keras-free predictor reads
+    write_linear_classifier(out / Files.MODEL, template, result.head.kernel, result.head.bias)
+    result.head.save(out / Files.HEAD)  # what the Keras-free RunModel reads
     if unknown is not None:
-        unknown.save(out / UNKNOWN_FILE)
+        unknown.save(out / Files.UNKNOWN)
+    else:
+        (out / Files.UNKNOWN).unlink(missing_ok=True)
 
 
 def _save_run(out: Path, config: TrainConfig, summary: dict, result, metrics: dict,
               predictions: Predictions) -> None:
-    config.save(out / "config.json")
+    config.save(out / Files.CONFIG)
     for name, note in result.notes.items():
         write_json(out / name, note)
-    write_json(out / "class_names.json", summary["classes"])
-    write_json(out / "metrics.json", metrics)
-    predictions.save(out / PREDICTIONS_FILE)
-    write_json(out / "history.json", result.history)
-    write_json(out / "dataset.json", summary)
-
-
-def _probabilities(head):
-    """features -> probabilities of a NumPy ``LinearHead`` or a Keras head model."""
-    from keras_transfer.strategies.solver import LinearHead
-
-    if isinstance(head, LinearHead):
-        return head.predict
-    return lambda features: np.asarray(head.predict(features, verbose=0, batch_size=256))
-
-
-def _predict_split(split, source: FeatureSource, head, config: TrainConfig) -> Predictions:
-    """The head's predictions of ``split``, averaged over the test-time views ``config`` asks for."""
-    probabilities, indices = predict_views(_probabilities(head), source, split, config.tta_views, config.flip)
-    return Predictions(split.name, np.array(split.ids(), dtype=str)[indices], indices,
-                       split.labels[indices], probabilities)
-
-
-def eval_predictions(run: str | Path | Run, data: str | Path | None = None) -> Predictions:
-    """Probabilities of a run's held-out split (test, else val), or of another dataset's.
-
-    Args:
-        run: The run folder.
-        data: Optional dataset whose class names match the run's; its val/test split is used.
-    """
-    run = run if isinstance(run, Run) else Run.open(run)
-    config = run.config
-    if data is not None:
-        config = dataclasses.replace(config, data=str(data))
-    dataset = dataset_of(config)
-    if dataset.class_names != run.class_names:
-        raise DatasetError(f"classes of {config.data} differ from the run's",
-                           f"{run.class_names}", f"{dataset.class_names}")
-    extractor, head = run.model.get_layer("features"), run.model.get_layer("head")
-    return _predict_split(dataset.eval_split, feature_source(config, run.path, extractor), head, config)
-
-
-def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:
-    """Metrics of a trained run on its held-out split (test, else val), or on another dataset.
-
-    Args:
-        run: The run folder.
-        data: Optional dataset whose class names match the run's; its val/test split is used.
-    """
-    run = run if isinstance(run, Run) else Run.open(run)
-    from keras_transfer.evaluation.calibration import calibration
-
-    raw = eval_predictions(run, data)
-    predictions = raw.with_temperature(run.temperature)
-    metrics = classification_metrics(predictions.labels, predictions.probabilities, run.class_names)
-    metrics["split"] = predictions.split
-    metrics["calibration"] = {"temperature": run.temperature,
-                              "ece_before": calibration(raw.labels, raw.probabilities).ece,
-                              "ece_after": calibration(predictions.labels, predictions.probabilities).ece}
-    return metrics
-
-
-def split_features(run: str | Path | Run, split: str = "train") -> tuple[Split, np.ndarray, np.ndarray]:
-    """Pooled backbone features of one split of a run's dataset (saved by train, else extracted).
-
-    Returns:
-        (the split, features (M, D), indices (M,) into the split of the images that decoded).
-    """
-    run = run if isinstance(run, Run) else Run.open(run)
-    dataset = dataset_of(run.config)
-    if split not in dataset.splits:
-        raise unknown_choice("split", split, dataset.splits)
-    source = feature_source(run.config, run.path, run.model.get_layer("features"))
-    features, indices = source(dataset.splits[split])
-    return dataset.splits[split], features, indices
+    write_json(out / Files.CLASSES, summary["classes"])
+    write_json(out / Files.METRICS, metrics)
+    predictions.save(out / Files.PREDICTIONS)
+    write_json(out / Files.HISTORY, result.history)
+    write_json(out / Files.DATASET, summary)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import keras
 
-from keras_transfer import heads
+from keras_transfer.backbones import heads
 from keras_transfer.backbones import BackboneSpec
-from keras_transfer.layers import normalization
+from keras_transfer.backbones.layers import normalization
 
 POOL_LAYERS = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
 

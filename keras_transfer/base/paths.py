@@ -8,8 +8,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from keras_transfer import log
-from keras_transfer.errors import KerasTransferError
+from keras_transfer.base import log
+from keras_transfer.base.errors import KerasTransferError
 
 MIN_FREE_BYTES = 256 * 2**20  # a cache root with less free space than this is treated as full
 FALLBACK_NAME = "keras-transfer-cache"  # under tempfile.gettempdir(), when the cache root is unusable

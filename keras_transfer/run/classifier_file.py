@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_transfer import log
+from keras_transfer.base import log
 from keras_transfer.features.keys import identity_hash
-from keras_transfer.paths import atomic_file, cache_dir
+from keras_transfer.base.paths import atomic_file, cache_dir
 
 TEMPLATE_VERSION = 2  # 2: preprocessing from Keras' own layers
 _TEMPLATE_CLASSES = 2
@@ -47,8 +47,8 @@ def ensure_template(extractor, identity: dict, resize_mode: str, feature_dim: in
     if path.exists() and path.with_suffix(".json").exists():
         return path
     from keras_transfer.features import resolve
-    from keras_transfer.heads import HeadOptions, build_head
-    from keras_transfer.model import build_classifier
+    from keras_transfer.backbones.heads import HeadOptions, build_head
+    from keras_transfer.backbones.network import build_classifier
 
     log.info(f"saving a model template for {identity.get('backbone')} (once; cached in {path.parent})")
     head = build_head((feature_dim,), _TEMPLATE_CLASSES, "linear", HeadOptions((), 0.0))

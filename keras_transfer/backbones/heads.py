@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import keras
 
-from keras_transfer.errors import ConfigError, unknown_choice
+from keras_transfer.base.errors import ConfigError, unknown_choice
 
 HeadFn = Callable[[keras.KerasTensor, "HeadOptions"], keras.KerasTensor]
 

@@ -1,0 +1,1 @@
+"""The base layer: typed errors, paths and atomic writes, logging and progress."""

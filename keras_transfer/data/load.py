@@ -1,0 +1,172 @@
+"""``load_dataset``: any supported layout (folder tree, split folders, labels table, NumPy arrays,
+a built-in set) to a ``Dataset`` with its train / val / test splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from keras_transfer.base import log
+from keras_transfer.base.errors import DatasetError
+from keras_transfer.base.paths import NPZ_ERRORS
+from keras_transfer.data.dataset import BUILTIN_DATASETS, Dataset, Split, cap_per_class, stratified_split
+from keras_transfer.data.folders import load_folder_tree
+from keras_transfer.data.labels_table import load_labels_table
+from keras_transfer.data.layout import parse_splits
+
+
+def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
+                 test_fraction: float = 0.0, seed: int = 0, max_per_class: int | None = None,
+                 labels: str | Path | None = None, splits: str | None = None) -> Dataset:
+    """Loads a dataset from a folder, a NumPy folder/file, or a built-in name.
+
+    Args:
+        source: A folder with one sub-folder per class; a folder with ``train/`` (+ ``val/``,
+            ``test/``) each holding class folders; a folder with ``images.npy`` + ``labels.npy``
+            (or a ``.npz`` with those keys); or ``"digits"`` / None for scikit-learn's digits.
+        val_fraction: Share of train cut off for validation when there is no val split.
+        test_fraction: Share cut off for a test split when there is none (0 = no test split).
+        seed: Seed of the stratified splits.
+        max_per_class: Keep at most this many images of each class in every split found on
+            disk (before val/test are cut from train), e.g. 100 for "100 images per class".
+        labels: A CSV/TSV table of file name (or id) and class, for a ``source`` folder of images
+            that are not sorted into class folders (Kaggle style); see ``data/labels_table.py``.
+        splits: Which folder is which split, e.g. ``"train=seg_train,test=seg_test"``, for
+            split folders under unusual names or two folders claiming one split.
+
+    Example:
+        >>> ds = load_dataset("digits")
+        >>> ds.class_names[:3], len(ds.train) > len(ds.val)
+        (['0', '1', '2'], True)
+    """
+    for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= fraction < 1:
+            raise DatasetError(f"{name} out of range", "a number in [0, 1)", repr(fraction))
+    chosen = parse_splits(splits)
+    dataset = _load_raw(source, chosen) if labels is None else _load_labelled(source, labels)
+    if max_per_class is not None:
+        if max_per_class < 1:
+            raise DatasetError("max_per_class out of range", "a positive number of images", repr(max_per_class))
+        dataset.splits = {name: split.subset(cap_per_class(split.labels, max_per_class, seed))
+                          for name, split in dataset.splits.items()}
+    dataset = _complete_splits(dataset, val_fraction, test_fraction, seed)
+    _check_dataset(dataset)
+    for note in dataset.notes:
+        log.warn(note)
+    if dataset.skipped:
+        listing = "\n  ".join(f"{path}: {reason}" for path, reason in dataset.skipped)
+        log.warn(f"skipped {len(dataset.skipped)} file(s):\n  {listing}")
+    return dataset
+
+
+def _load_labelled(source, table) -> Dataset:
+    if source is None or not Path(source).is_dir():
+        raise DatasetError(f"--labels needs the folder of the images as the data path, not {source!r}",
+                           "DATA = the folder the table's file names are relative to")
+    return load_labels_table(Path(source), Path(table))
+
+
+def _load_raw(source: str | Path | None, chosen: dict[str, str]) -> Dataset:
+    if source is None or str(source) in BUILTIN_DATASETS:
+        return _load_digits()
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset not found: {path}",
+                           "a folder of class folders, a train/val tree, images.npy + labels.npy, or 'digits'",
+                           hint="check the path")
+    if path.is_file() and path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return _arrays_dataset(path, _npz_member(archive, path, "images"), _npz_member(archive, path, "labels"))
+        except NPZ_ERRORS as error:
+            raise DatasetError(f"cannot read {path}", "a .npz of plain arrays 'images' and 'labels'",
+                               f"{type(error).__name__}: {error}") from None
+    if path.is_file():
+        raise DatasetError(f"{path} is a file, not a dataset folder",
+                           "a folder with one sub-folder per class (or a .npz with images and labels)",
+                           f"a {path.suffix or 'extension-less'} file")
+    if (path / "images.npy").exists() or (path / "labels.npy").exists():
+        return _load_numpy_folder(path)
+    return load_folder_tree(path, chosen)
+
+
+def _npz_member(archive, path: Path, key: str) -> np.ndarray:
+    if key not in archive.files:
+        raise DatasetError(f"{path} has no array named {key!r}", "arrays 'images' and 'labels'",
+                           f"arrays {sorted(archive.files)}")
+    return archive[key]
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    names = [str(n) for n in digits.target_names]
+    return Dataset(names, {"all": Split("all", images, digits.target.astype(np.int64))}, "digits")
+
+
+def _load_numpy_folder(path: Path) -> Dataset:
+    arrays = {}
+    for name in ("images", "labels"):
+        file = path / f"{name}.npy"
+        if not file.exists():
+            raise DatasetError(f"{file} is missing", "both images.npy and labels.npy in the folder")
+        try:
+            arrays[name] = np.load(file, allow_pickle=False)
+        except NPZ_ERRORS as error:
+            raise DatasetError(f"cannot read {file}", "a plain numeric or string array (no pickled objects)",
+                               str(error)) from None
+    return _arrays_dataset(path, arrays["images"], arrays["labels"])
+
+
+def _arrays_dataset(path: Path, images: np.ndarray, labels: np.ndarray) -> Dataset:
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3, 4)):
+        raise DatasetError(f"images in {path} have shape {images.shape}",
+                           "(N, H, W) grayscale or (N, H, W, C) with C in 1, 3, 4 (channels last)")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DatasetError(f"labels in {path} do not match the images",
+                           f"a 1-D array of {len(images)} labels (one per image)",
+                           f"shape {labels.shape}")
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise DatasetError(f"images in {path} have dtype {images.dtype}", "uint8 or float pixels")
+    names, encoded = np.unique(labels.astype(str) if labels.dtype.kind in "US" else labels, return_inverse=True)
+    return Dataset([str(n) for n in names], {"all": Split("all", images, encoded.astype(np.int64))}, str(path))
+
+
+def _complete_splits(dataset: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Dataset:
+    splits, layout = dict(dataset.splits), dict(dataset.layout)
+    base = splits.pop("all") if "all" in splits else splits.pop("train")
+    layout["train"] = layout.pop("all", layout.get("train", dataset.source))
+    if "test" not in splits and test_fraction > 0:
+        keep, take = stratified_split(base.labels, test_fraction, seed)
+        splits["test"], base = base.subset(take, "test"), base.subset(keep)
+        layout["test"] = f"cut from train ({test_fraction:.0%}, stratified, seed {seed})"
+    if "val" not in splits or not len(splits["val"]):
+        keep, take = stratified_split(base.labels, val_fraction or 0.2, seed + 1)
+        splits["val"], base = base.subset(take, "val"), base.subset(keep)
+        layout["val"] = f"cut from train ({val_fraction or 0.2:.0%}, stratified, seed {seed + 1})"
+    splits["train"] = Split("train", base.items, base.labels)
+    order = {"train": 0, "val": 1, "test": 2}
+    dataset.splits = dict(sorted(splits.items(), key=lambda kv: order[kv[0]]))
+    dataset.layout = {name: layout[name] for name in dataset.splits}
+    return dataset
+
+
+def _check_dataset(dataset: Dataset) -> None:
+    held_out = dataset.eval_split
+    if not len(held_out):
+        raise DatasetError(f"{dataset.source} leaves no image to test on",
+                           "at least 2 images in some class (one to learn from, one held out)",
+                           f"{len(dataset.train)} image(s) in all", hint="add images")
+    missing = [dataset.class_names[i] for i in np.unique(dataset.train.labels)
+               if not np.any(held_out.labels == i)]
+    if missing:
+        dataset.notes.append(f"class(es) with no held-out image, whose accuracy is not measured: "
+                             f"{', '.join(missing)} (a class needs 2 images or more)")
+    present = np.unique(dataset.train.labels)
+    if len(dataset.class_names) < 2 or len(present) < 2:
+        raise DatasetError(f"{dataset.source} has only {len(present)} class with images",
+                           "at least two classes to tell apart",
+                           f"classes {dataset.class_names}", hint="add a folder per class")
