@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "keras_transfer"
 # Lowest first; a module may import its own layer and those before it. Each room is a folder.
 LAYERS = {
     "base": {"base"},
-    "data": {"data"},
+    "data": {"data", "collect"},
     "backbones": {"backbones"},
     "features": {"features"},
     "config": {"config"},
