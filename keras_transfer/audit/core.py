@@ -12,6 +12,8 @@ from keras_transfer.base import log
 from keras_transfer.audit import exact, files, labels, near
 from keras_transfer.audit.pool import Pool
 from keras_transfer.data.dataset import Dataset
+from keras_transfer.data.skipped import FILE_KINDS, kind_of
+from keras_transfer.data.skipped import counts as skipped_counts
 from keras_transfer.features.keys import identity_hash
 
 KINDS = ("exact_duplicate", "near_duplicate", "label_issue", "damaged", "odd_file", "outlier")
@@ -67,7 +69,13 @@ class AuditResult:
         return {"source": self.source, "full": self.full, "classes": self.classes, "counts": self.counts,
                 "balance": balance(self.counts), "summary": self.summary(), "calibration": self.calibration,
                 "notes": self.notes, "seconds": self.seconds, "excluded_by_clean_list": self.excluded(),
-                "findings": self.findings}
+                "skipped_inputs": self.skipped_inputs(), "findings": self.findings}
+
+    def skipped_inputs(self) -> dict:
+        """Every input the loader left out (files, links, rows of a labels table), counted by what it is."""
+        skipped = self.dataset.skipped if self.dataset is not None else []
+        return {"counts": skipped_counts(skipped),
+                "inputs": [{"input": place, "reason": reason, "kind": kind_of(reason)} for place, reason in skipped]}
 
     def line(self) -> str:
         """One line for a terminal: what was found, or that nothing was."""
@@ -79,6 +87,9 @@ class AuditResult:
         order = ("exact_duplicate", "near_duplicate", "leakage", "conflicting_labels", "label_issue", "damaged",
                  "odd_file", "outlier")
         parts = [f"{found[kind]} {names[kind]}" for kind in order if found[kind]]
+        skipped = [(place, reason) for place, reason in (self.dataset.skipped if self.dataset else [])
+                   if kind_of(reason) not in FILE_KINDS and kind_of(reason) != "link_or_folder"]
+        parts += [f"{n} {noun}" for noun, n in skipped_counts(skipped).items()]  # not files: said apart
         return "audit: " + (", ".join(parts) if parts else "nothing found")
 
 
@@ -134,7 +145,7 @@ def full_audit(dataset: Dataset, source, seed: int = 0) -> AuditResult:
     with clock("features"):
         source.failed.clear()
         features, rows = source.view(pool.split, 0, desc="audit features")
-        result.findings += files.damaged_files(pool, source.failed)[len(dataset.skipped):]
+        result.findings += files.failed_files(pool, source.failed)
     if len(rows) < 4:
         result.notes["features"] = f"only {len(rows)} image(s) decoded: near duplicates and labels not checked"
         return result

@@ -15,10 +15,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from keras_transfer.base import log
 from keras_transfer.audit.pool import Pool
+from keras_transfer.data.images import open_image
+from keras_transfer.data.skipped import FILE_KINDS, kind_of
 from keras_transfer.base.paths import atomic_file, cache_dir
 
 QUALITY_CHECKS = ("dark", "blurry", "odd_aspect_ratio", "low_information", "grayscale")
@@ -31,14 +32,29 @@ GREY_SPREAD = 2.0  # mean |R-G| + |G-B| below which an RGB image is grey
 
 
 def damaged_files(pool: Pool, failed: list[tuple[str, str]]) -> list[dict]:
-    """Files the loader skipped (not an image, undecodable) and images that failed to decode in full
-    (a truncated JPEG passes the header check and fails there)."""
+    """Files the loader skipped (``skipped_files``), then images that failed to decode in full
+    (``failed_files``: a truncated JPEG passes the header check and fails there)."""
+    return skipped_files(pool) + failed_files(pool, failed)
+
+
+def skipped_files(pool: Pool) -> list[dict]:
+    """Files the loader skipped: not an image, not a regular file, a broken link, undecodable. Rows of a
+    labels table are not files: ``AuditResult.skipped_inputs`` counts them apart."""
+    checks = {"undecodable": "undecodable", "special_file": "not a regular file", "too_large": "too large",
+              "link_or_folder": "broken link or folder"}
     findings = []
     for file, reason in pool.dataset.skipped:
-        kind = "odd_file" if reason.startswith(("not an image file", "an image beside")) else "damaged"
-        findings.append({"kind": kind, "check": "not an image" if kind == "odd_file" else "undecodable",
-                         "score": 1.0, "images": [{"file": file, "class": None, "split": None}],
-                         "evidence": reason})
+        kind = kind_of(reason)
+        if kind in FILE_KINDS or kind == "link_or_folder":
+            findings.append({"kind": "damaged" if kind == "undecodable" else "odd_file",
+                             "check": checks.get(kind, "not an image"), "score": 1.0,
+                             "images": [{"file": file, "class": None, "split": None}], "evidence": reason})
+    return findings
+
+
+def failed_files(pool: Pool, failed: list[tuple[str, str]]) -> list[dict]:
+    """Images that passed the loader's check but failed to decode in full."""
+    findings = []
     where = {name: i for i, name in enumerate(pool.ids)}
     for file, reason in failed:
         i = where.get(file)
@@ -53,7 +69,7 @@ def _header_size(pool: Pool, i: int) -> tuple[int, int] | None:
         shape = pool.split.items[i].shape
         return int(shape[1]), int(shape[0])
     try:
-        with Image.open(pool.ids[i]) as image:
+        with open_image(pool.ids[i]) as image:
             return image.size
     except Exception:  # damaged files are reported by damaged_files
         return None

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +14,97 @@ from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"})
 RESIZE_MODES = ("stretch", "pad", "crop")
+MAX_FILE_BYTES = 512 * 2**20  # no image file of a dataset is read beyond this many bytes
+NOT_REGULAR = "not a regular file"  # how every reason for a special file starts
+TOO_LARGE = "larger than"
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+class UnreadableFile(OSError):
+    """A path that is never read: not a regular file after following links, or too large."""
+
+
+def _refusal(mode: int, size: int, max_bytes: int) -> str | None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+        return f"{NOT_REGULAR} ({kind}): never read"
+    if size > max_bytes:
+        return f"{TOO_LARGE} {max_bytes // 2**20} MB ({size / 2**20:.0f} MB): not read"
+    return None
+
+
+def special_file(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str | None:
+    """Why ``path`` must not be read (a FIFO, device, socket, folder, or too large), or None.
+
+    Follows links (``x.jpg -> /dev/zero`` is a device); a stat never blocks, not even on a FIFO.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # missing or unreadable: the open that follows says why
+    return _refusal(info.st_mode, info.st_size, max_bytes)
+
+
+class _Capped(io.RawIOBase):
+    """A file read no further than ``limit`` bytes, whatever it grows to while being read."""
+
+    def __init__(self, fd: int, limit: int):
+        self._file, self._limit = io.FileIO(fd, "rb"), limit
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def readinto(self, buffer) -> int:
+        left = self._limit - self._file.tell()
+        return 0 if left <= 0 else self._file.readinto(memoryview(buffer).cast("B")[:left])
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def open_regular(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> io.BufferedReader:
+    """Opens a user's file for reading, only if it is a regular file (links followed) of at most
+    ``max_bytes``; never blocks (a FIFO, device or socket is refused before it is opened, and the
+    open itself is non-blocking), and never reads past ``max_bytes``.
+
+    Raises:
+        UnreadableFile: a FIFO, device, socket or folder, or a file over ``max_bytes``.
+        OSError: the file is missing or cannot be opened.
+    """
+    if reason := special_file(path, max_bytes):
+        raise UnreadableFile(reason)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)  # what was opened, should the path have changed since the check
+        if reason := _refusal(info.st_mode, info.st_size, max_bytes):
+            raise UnreadableFile(reason)
+        return io.BufferedReader(_Capped(fd, max_bytes))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextlib.contextmanager
+def open_image(path) -> Iterator[Image.Image]:
+    """``Image.open`` of a path (through ``open_regular``) or of a file object (uploads)."""
+    if isinstance(path, (str, os.PathLike)):
+        with open_regular(path) as handle, Image.open(handle) as image:
+            yield image
+    else:
+        with Image.open(path) as image:
+            yield image
 
 
 def is_image_file(path: Path) -> bool:
@@ -42,7 +138,7 @@ def read_image(path: str | Path, min_size: int | None = None) -> np.ndarray:
     Raises:
         OSError / ValueError: the file is unreadable or not a valid image.
     """
-    with Image.open(path) as image:
+    with open_image(path) as image:
         image.seek(0)  # first frame of animated GIF/WebP
         if min_size:
             image.draft("RGB", (min_size, min_size))
@@ -53,9 +149,11 @@ def read_image(path: str | Path, min_size: int | None = None) -> np.ndarray:
 def check_image(path: Path) -> str | None:
     """Cheap validity check (header + structure, no full decode). Returns a reason or None."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.verify()
         return None
+    except UnreadableFile as error:
+        return str(error)
     except Exception as error:  # PIL raises many types for bad files
         return f"{type(error).__name__}: {error}".strip()
 
@@ -115,6 +213,8 @@ def read_batch(paths: list[Path], size: int, mode: str = "stretch") -> tuple[lis
         try:
             images.append(resize(read_image(path, size), size, mode))
             ok.append(path)
+        except UnreadableFile as error:
+            failures.append((str(path), str(error)))
         except Exception as error:  # PIL raises many types for bad files
             failures.append((str(path), f"not a readable image ({type(error).__name__}: {error})"))
     return ok, images, failures

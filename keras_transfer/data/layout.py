@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from keras_transfer.base.errors import ConfigError, DatasetError
-from keras_transfer.data.images import is_image_file
+from keras_transfer.data.images import is_image_file, special_file
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "dev": "val", "test": "test", "testing": "test"}
@@ -40,7 +40,8 @@ def walk_files(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """Every file under ``folder``, following symlinks but never the same folder twice.
 
     Returns (files, problems): a symlink loop or a folder seen twice is reported once, a
-    broken link is reported, and system files are left out silently. Sorted by path.
+    broken link is reported, so is what is not a regular file (a FIFO, a device or socket, or a
+    link to one) or is too large to read, and system files are left out silently. Sorted by path.
     """
     files, problems, seen = [], [], set()
     for top, dirs, names in os.walk(folder, followlinks=True, onerror=lambda e: problems.append(
@@ -58,6 +59,8 @@ def walk_files(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
                 continue
             if path.is_symlink() and not path.exists():
                 problems.append((str(path), "a broken symbolic link"))
+            elif reason := special_file(path):  # a FIFO, device, socket: listed, never opened
+                problems.append((str(path), reason))
             else:
                 files.append(path)
     return files, problems
@@ -115,6 +118,8 @@ def collect_images(inputs: list[str | Path]) -> tuple[list[Path], list[tuple[str
                 problems.append((str(item), "folder holds no image files"))
         elif item.is_file():
             paths.append(item)
+        elif reason := special_file(item):  # a FIFO, device or socket is never opened
+            problems.append((str(item), reason))
         else:
             problems.append((str(item), "no such file or folder"))
     return paths, problems

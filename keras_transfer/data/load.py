@@ -14,6 +14,9 @@ from keras_transfer.data.dataset import BUILTIN_DATASETS, Dataset, Split, cap_pe
 from keras_transfer.data.folders import load_folder_tree
 from keras_transfer.data.labels_table import load_labels_table
 from keras_transfer.data.layout import parse_splits
+from keras_transfer.data.skipped import summarise
+
+SKIPPED_LIST = "dataset.json of the run (train) and audit.json (audit --out)"
 
 
 def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
@@ -55,8 +58,7 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
     for note in dataset.notes:
         log.warn(note)
     if dataset.skipped:
-        listing = "\n  ".join(f"{path}: {reason}" for path, reason in dataset.skipped)
-        log.warn(f"skipped {len(dataset.skipped)} file(s):\n  {listing}")
+        log.warn(summarise(dataset.skipped, "inputs", SKIPPED_LIST))
     return dataset
 
 

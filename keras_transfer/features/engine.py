@@ -12,6 +12,7 @@ import numpy as np
 from keras_transfer.base import log
 from keras_transfer.data.augment import view_name
 from keras_transfer.data.dataset import Split
+from keras_transfer.data.images import special_file
 from keras_transfer.features.cache import FeatureCache
 from keras_transfer.features.executor import Executor, LocalExecutor
 from keras_transfer.features.extract import Tag, Task, ViewMaker
@@ -118,7 +119,8 @@ class FeatureEngine:
             (image index, reason) for every image that could not be read or decoded.
         """
         contents = content_keys(split)
-        failures = [(i, "cannot read the file") for i, c in enumerate(contents) if c is None]
+        failures = [(i, special_file(split.items[i]) or "cannot read the file")
+                    for i, c in enumerate(contents) if c is None]
         groups = Groups.of(contents)
         del contents
         views = list(views)

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from keras_transfer.data.dataset import Split
+from keras_transfer.data.images import open_regular
 
 _READ_BLOCK = 1 << 20
 
@@ -19,9 +20,13 @@ def identity_hash(identity: dict) -> str:
 
 
 def file_hash(path) -> str:
-    """blake2b-128 of a file's bytes (read in blocks; hashing releases the GIL)."""
+    """blake2b-128 of a file's bytes (read in blocks; hashing releases the GIL).
+
+    Only a regular file is read, and no further than ``MAX_FILE_BYTES`` (``open_regular``): a FIFO
+    or a link to ``/dev/zero`` raises ``UnreadableFile`` instead of blocking or reading forever.
+    """
     digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while block := handle.read(_READ_BLOCK):
             digest.update(block)
     return digest.hexdigest()

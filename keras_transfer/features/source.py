@@ -11,6 +11,7 @@ import numpy as np
 from keras_transfer.base import log
 from keras_transfer.data.augment import FLIP
 from keras_transfer.data.dataset import Split
+from keras_transfer.data.skipped import summarise
 from keras_transfer.features.cache import FeatureCache
 from keras_transfer.features.engine import FeatureEngine
 from keras_transfer.features.executor import Executor, make_executor
@@ -134,8 +135,8 @@ class FeatureSource:
         failures = self.engine.fill(split, numbers, sink, desc=desc or f"features {split.name}")
         if failures:
             ids = split.ids()
-            listing = "\n  ".join(f"{ids[i]}: {reason}" for i, reason in failures)
-            log.warn(f"skipped {len(failures)} image(s) of {split.name} that could not be decoded:\n  {listing}")
+            log.warn(summarise([(ids[i], reason) for i, reason in failures], f"images of {split.name}",
+                               "dataset.json of a train run (undecodable_files), or the rows predict writes"))
             self.failed += [f for f in ((ids[i], reason) for i, reason in failures) if f not in self.failed]
         indices = np.flatnonzero(have.all(axis=0))
         if out is None:

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from scipy.ndimage import gaussian_filter1d
 
 from keras_transfer.base import log
 from keras_transfer.data.dataset import Dataset, Split, stratified_sample
-from keras_transfer.data.images import resize
+from keras_transfer.data.images import open_image, resize
 
 THUMBNAIL = 64
 EXIF_ORIENTATION, ROTATED = 0x0112, (5, 6, 7, 8)
@@ -60,7 +59,7 @@ def _header_size(ref: ImageRef) -> tuple[int, int]:
     if ref.split.is_array:
         height, width = ref.split.items[ref.index].shape[:2]
         return int(width), int(height)
-    with Image.open(ref.split.items[ref.index]) as image:
+    with open_image(ref.split.items[ref.index]) as image:
         width, height = image.size
         rotated = image.getexif().get(EXIF_ORIENTATION) in ROTATED
     return (height, width) if rotated else (width, height)
