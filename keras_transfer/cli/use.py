@@ -104,23 +104,20 @@ def _cmd_predict(args) -> int:
 
 
 def _write_predictions(path: Path, results: list[dict]) -> None:
-    """One row per image: ``.json`` as printed by --json, else CSV (path, label, confidence, top_k, error)."""
-    import csv
-    import io
-
+    """One row per image: ``.json`` as printed by --json, else CSV (path, label, confidence, top_k, error),
+    its cells safe to open in a spreadsheet."""
+    from keras_transfer.base.csv_cells import csv_text
     from keras_transfer.base.paths import atomic_file
 
     if path.suffix.lower() == ".json":
-        text = strict_json(results)
-    else:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["path", "label", "confidence", "unknown", "top_k", "error"])
+        text = strict_json(results)  # exact names
+    else:  # cells that would start a spreadsheet formula get a leading ' (csv_cells)
+        rows = []
         for r in results:
             top = r.get("predictions") or [{}]
-            writer.writerow([r["path"], top[0].get("label", ""), top[0].get("probability", ""), r.get("unknown", ""),
-                             json.dumps(r.get("predictions", [])), r.get("error", "")])
-        text = buffer.getvalue()
+            rows.append([r["path"], top[0].get("label", ""), top[0].get("probability", ""), r.get("unknown", ""),
+                         json.dumps(r.get("predictions", [])), r.get("error", "")])
+        text = csv_text(["path", "label", "confidence", "unknown", "top_k", "error"], rows)
     try:
         atomic_file(path, lambda tmp: Path(tmp).write_text(text, errors="surrogateescape"))  # names as on disk
     except OSError as error:
