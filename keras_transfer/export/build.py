@@ -81,7 +81,10 @@ def onnx_classifier(run_model: RunModel, info: dict[str, str]):
         if run_model.unknown is not None:
             unknown_score(model.graph, features, run_model.unknown)
     else:
+        features = model.graph.output[0].name  # kept by the merge: the backbone's features
         model = keras_head(model, head, temperature)
+        if run_model.unknown is not None:
+            unknown_score(model.graph, features, run_model.unknown)
     graph, pixels, size = model.graph, model.graph.input[0], source.size
     if flip:  # the batch and its mirror images through the backbone at once, as the run was evaluated
         with_mirror_images(graph, "image", pixels.name)
@@ -92,7 +95,7 @@ def onnx_classifier(run_model: RunModel, info: dict[str, str]):
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT,
                                                       ["batch", len(run_model.class_names)]))
-    if run_model.unknown is not None and run_model.solved:
+    if run_model.unknown is not None:
         graph.output.append(helper.make_tensor_value_info("unknown_score", TensorProto.FLOAT, ["batch"]))
     _set_metadata(model, info)
     onnx.checker.check_model(model)

@@ -177,14 +177,13 @@ def _save_model(result, source: FeatureSource, config: TrainConfig, out: Path, u
 
     if result.classifier is not None:
         result.classifier.save(out / Files.MODEL)
-        for stale in (Files.HEAD, Files.UNKNOWN):  # of an earlier default run into this folder
-            (out / stale).unlink(missing_ok=True)
-        return
-    from keras_transfer.run.classifier_file import ensure_template, write_linear_classifier
+        (out / Files.HEAD).unlink(missing_ok=True)  # of an earlier default run into this folder
+    else:
+        from keras_transfer.run.classifier_file import ensure_template, write_linear_classifier
 
-    template = ensure_template(source.extractor, source.identity, config.resize, result.head.kernel.shape[0])
-    write_linear_classifier(out / Files.MODEL, template, result.head.kernel, result.head.bias)
-    result.head.save(out / Files.HEAD)  # what the Keras-free RunModel reads
+        template = ensure_template(source.extractor, source.identity, config.resize, result.head.kernel.shape[0])
+        write_linear_classifier(out / Files.MODEL, template, result.head.kernel, result.head.bias)
+        result.head.save(out / Files.HEAD)  # what the Keras-free RunModel reads
     if unknown is not None:
         unknown.save(out / Files.UNKNOWN)
     else:
