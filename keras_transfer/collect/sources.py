@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keras_transfer.base.errors import DatasetError
+from keras_transfer.data.images import read_text
 from keras_transfer.data.labels_table import CLASS_COLUMNS, SPLIT_COLUMNS
 from keras_transfer.data.layout import split_role
 
@@ -35,7 +36,7 @@ def _looks_like_url(cell: str) -> bool:
 
 def _rows(path: Path) -> list[tuple[int, list[str]]]:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text(path)
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"cannot read the URL list {path}", "a UTF-8 text, CSV or TSV file",
                            f"{type(error).__name__}: {error}") from None

@@ -8,13 +8,12 @@ Every path is made here, from a content hash and a cleaned class name, and check
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
 from pathlib import Path
 
+from keras_transfer.base.csv_cells import csv_text
 from keras_transfer.base.errors import ConfigError
 from keras_transfer.base.paths import atomic_file, strict_json
 
@@ -105,9 +104,6 @@ class Store:
         atomic_file(self.out / STATE_DIR / "placed.json", lambda tmp: Path(tmp).write_text(text))
 
     def write_report(self, rows: list[dict]) -> Path:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
+        # a URL, class or reason that would start a spreadsheet formula gets a leading ' (csv_cells)
+        text = csv_text(list(COLUMNS), ([row.get(column, "") for column in COLUMNS] for row in rows))
         return atomic_file(self.inside(REPORT), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

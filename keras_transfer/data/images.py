@@ -96,6 +96,17 @@ def open_regular(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> io.Buffer
         raise
 
 
+def read_text(path: str | Path, max_bytes: int = 256 * 2**20) -> str:
+    """A user's UTF-8 text file (a labels table, a URL list), read through ``open_regular``.
+
+    Raises:
+        OSError (``UnreadableFile`` for a FIFO, device, socket, folder, or a file over ``max_bytes``),
+        UnicodeDecodeError.
+    """
+    with open_regular(path, max_bytes) as handle:
+        return handle.read().decode("utf-8-sig")
+
+
 @contextlib.contextmanager
 def open_image(path) -> Iterator[Image.Image]:
     """``Image.open`` of a path (through ``open_regular``) or of a file object (uploads)."""

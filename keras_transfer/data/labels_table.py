@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.data.dataset import Dataset, Split
-from keras_transfer.data.images import check_image, is_image_file
+from keras_transfer.data.images import check_image, is_image_file, read_text
 from keras_transfer.data.layout import split_role, walk_files
 from keras_transfer.base.errors import DatasetError
 
@@ -48,7 +48,7 @@ class _Images:
 
 def _read_rows(table: Path) -> list[list[str]]:
     try:
-        text = table.read_text(encoding="utf-8-sig")
+        text = read_text(table)
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"cannot read the labels table {table}", "a UTF-8 CSV or TSV file", str(error)) from None
     try:
