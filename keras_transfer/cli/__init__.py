@@ -1,7 +1,8 @@
 """Command-line interface: a thin layer over keras_transfer.run.
 
 Errors caused by the user, and the operating system refusing a write (disk full, read-only,
-no permission), print one message on stderr and exit 1 (or 2 for bad options); Ctrl-C exits 130;
+no permission), print one message on stderr and exit 1 (or 2 for bad options); Ctrl-C, SIGTERM and
+SIGHUP stop a command the same clean way (one line says what was kept) and exit 130;
 ``--json`` prints machine-readable output on stdout; ``--quiet`` silences progress. Each
 sub-command lives in one of ``train``, ``audit``, ``use``, ``deploy``, ``inspect`` and registers itself
 with ``cli.options.command``; nothing heavy is imported before the options are parsed.
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sys
+import threading
 
 from keras_transfer.base import log
 from keras_transfer.base.errors import KerasTransferError
@@ -43,14 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _refuse_empty_values(parser.commands[args.command], args)
     log.set_quiet(getattr(args, "quiet", False))
+    if args.command != "serve":  # uvicorn stops serve itself on SIGTERM (in-flight requests finish first)
+        _stop_on_signals()
     try:
         return args.handler(args)
     except KerasTransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: features extracted so far stay in the feature cache; "
-              "running the same command again resumes from there", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        by = f" by {error.args[0]}" if error.args and str(error.args[0]).startswith("SIG") else ""
+        kept = getattr(error, "kept", None)
+        print(f"interrupted{by}: features extracted so far stay in the feature cache"
+              + (f"; {kept}" if kept else "") + "; running the same command again resumes from there",
+              file=sys.stderr)
         return 130
     except OSError as error:  # the machine refused: disk full, read-only, no permission ...
         if error.errno is None:  # not the operating system's answer: a bug, keep its traceback
@@ -58,6 +66,20 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {error.filename}" if error.filename else ""
         print(f"error: {error.strerror or error}{where} — {_os_hint(error.errno)}", file=sys.stderr)
         return 1
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (docker stop, timeout, Kubernetes, systemd) and SIGHUP (a closed terminal) stop a command
+    as Ctrl-C does: a ``KeyboardInterrupt`` in the main thread, the clean stop every command has."""
+    if threading.current_thread() is not threading.main_thread():  # main() called from a thread
+        return
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupt)
 
 
 def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -20,6 +20,7 @@ from keras_transfer.features.keys import identity_hash
 from keras_transfer.inference.head import LinearHead
 from keras_transfer.run.folder import Files, Run
 from keras_transfer.run.model import RunModel
+from keras_transfer.run.writing import RunWriting
 
 
 def _checkpoints(config: TrainConfig, out: Path) -> Path:
@@ -61,26 +62,29 @@ def train(config: TrainConfig, out: str | Path) -> Run:
             config = dataclasses.replace(config, **{name: str(Path(getattr(config, name)).absolute())})
     dataset = _training_dataset(config)  # before the run folder exists: a bad dataset leaves none behind
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _cheap_audit(dataset, out)
-    context = TrainContext(config, dataset, get_backbone(config.backbone), feature_source(config, out),
-                           _checkpoints(config, out), lambda other: feature_source(other, out), started=start)
-    fit_start = time.perf_counter()
-    result = get_strategy(config.strategy).fit(context)
-    fit_seconds = time.perf_counter() - fit_start
-    config = result.config or config
-    source = result.features or context.features
-    if result.backbone_changed:
-        source = feature_source(config, out, result.classifier.get_layer("features"))
-    predictions, metrics, calibration, unknown = _evaluate_fit(result, dataset, source, config, out)
-    _save_model(result, source, config, out, unknown)
-    _save_run(out, config, {**dataset.summary(), "skipped_files": dataset.skipped,
-                            "undecodable_files": context.features.failed}, result, metrics, predictions)
-    write_json(out / Files.CALIBRATION, calibration)
-    write_json(out / Files.TIMING, {"total_seconds": time.perf_counter() - start, "fit_seconds": fit_seconds,
-                                     "feature_seconds": context.features.seconds + (
-                                         result.features.seconds if result.features else 0.0),
-                                     "epochs": len(result.history.get("loss", []))})
+    with RunWriting(out) as writing:  # complete, or removed (an interruption, an error)
+        audit = _cheap_audit(dataset, out)
+        context = TrainContext(config, dataset, get_backbone(config.backbone), feature_source(config, out),
+                               _checkpoints(config, out), lambda other: feature_source(other, out), started=start)
+        fit_start = time.perf_counter()
+        result = get_strategy(config.strategy).fit(context)
+        fit_seconds = time.perf_counter() - fit_start
+        config = result.config or config
+        source = result.features or context.features
+        if result.backbone_changed:
+            source = feature_source(config, out, result.classifier.get_layer("features"))
+        predictions, metrics, calibration, unknown = _evaluate_fit(result, dataset, source, config, out)
+        writing.commit()  # everything is computed: now the files, config.json last
+        write_json(out / Files.AUDIT, audit)
+        _save_model(result, source, config, out, unknown)
+        _save_run(out, config, {**dataset.summary(), "skipped_files": dataset.skipped,
+                                "undecodable_files": context.features.failed}, result, metrics, predictions)
+        write_json(out / Files.CALIBRATION, calibration)
+        write_json(out / Files.TIMING, {"total_seconds": time.perf_counter() - start, "fit_seconds": fit_seconds,
+                                         "feature_seconds": context.features.seconds + (
+                                             result.features.seconds if result.features else 0.0),
+                                         "epochs": len(result.history.get("loss", []))})
+        config.save(out / Files.CONFIG)  # last: Run.open needs it, so the run is complete only now
     return Run(out)
 
 
@@ -95,15 +99,15 @@ def _training_dataset(config: TrainConfig) -> Dataset:
     return dataset
 
 
-def _cheap_audit(dataset: Dataset, out: Path) -> None:
-    """Exact duplicates, leakage across splits, odd names and skipped files: ``audit.json``, one warning line."""
+def _cheap_audit(dataset: Dataset, out: Path) -> dict:
+    """Exact duplicates, leakage across splits, odd names and skipped files: ``audit.json``'s content, one warning line."""
     from keras_transfer.audit import cheap_audit
 
     result = cheap_audit(dataset)
-    write_json(out / Files.AUDIT, result.as_dict())
     if result.findings:
         log.warn(f"{result.line()} (listed in {out / Files.AUDIT}; `keras-transfer audit {dataset.source}` "
                  "also looks for near duplicates and label errors)")
+    return result.as_dict()
 
 
 def _evaluate_fit(result, dataset: Dataset, source: FeatureSource, config: TrainConfig, out: Path):
@@ -192,7 +196,6 @@ def _save_model(result, source: FeatureSource, config: TrainConfig, out: Path, u
 
 def _save_run(out: Path, config: TrainConfig, summary: dict, result, metrics: dict,
               predictions: Predictions) -> None:
-    config.save(out / Files.CONFIG)
     for name, note in result.notes.items():
         write_json(out / name, note)
     write_json(out / Files.CLASSES, summary["classes"])
