@@ -7,7 +7,7 @@ import json
 from keras_transfer.base import log
 from keras_transfer.backbones.registry import get_backbone, list_backbones
 from keras_transfer.backbones.spec import BackboneSpec
-from keras_transfer.base.paths import cache_dir
+from keras_transfer.base.paths import cache_dir, write_json
 
 
 def _count_key(spec: BackboneSpec) -> str:
@@ -25,8 +25,6 @@ def parameter_counts(specs: list[BackboneSpec]) -> dict[str, int]:
     ``<cache>/backbones/parameters.json``, keyed by name and library versions. Convolutional
     backbones have the same count at every input size, so the smallest allowed size is built.
     """
-    from keras_transfer.base.paths import write_json
-
     store = cache_dir("backbones") / "parameters.json"
     try:
         known = json.loads(store.read_text())

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from keras_transfer.data.images import RESIZE_MODES
 from keras_transfer.base.errors import ConfigError, unknown_choice
+from keras_transfer.base.paths import write_json
+from keras_transfer.backbones import DEFAULT_BACKBONE, DEFAULT_ENSEMBLE, get_backbone
 from keras_transfer.features.executor import check_executor
 from keras_transfer.features.runtime import RuntimeOptions
 
@@ -114,14 +116,11 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.backbone is None:  # the default depends on what the backbone is for
-            from keras_transfer.backbones import DEFAULT_BACKBONE, DEFAULT_ENSEMBLE
 
             object.__setattr__(self, "backbone", DEFAULT_ENSEMBLE if self.solved else DEFAULT_BACKBONE)
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self so calls can chain."""
-        from keras_transfer.backbones import get_backbone
-
         spec = get_backbone(self.backbone)
         if self.resize not in RESIZE_MODES:
             raise unknown_choice("resize mode", self.resize, RESIZE_MODES)
@@ -203,8 +202,6 @@ class TrainConfig:
     @property
     def size(self) -> int:
         """The input side used: ``input_size`` or the backbone's native size."""
-        from keras_transfer.backbones import get_backbone
-
         return self.input_size or get_backbone(self.backbone).input_size
 
     @property
@@ -221,13 +218,10 @@ class TrainConfig:
             return self.stages
         if not self.solved:
             return 1
-        from keras_transfer.backbones import get_backbone
 
         return get_backbone(self.backbone).default_stages
 
     def save(self, path: Path) -> None:
-        from keras_transfer.base.paths import write_json
-
         write_json(path, dataclasses.asdict(self))
 
     @classmethod

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from keras_transfer.data.dataset import stratified_folds
+from keras_transfer.evaluation.metrics import sample_losses
 
 @dataclass(frozen=True)
 class Calibration:
@@ -118,8 +120,6 @@ def cross_validated_temperature(labels: np.ndarray, probabilities: np.ndarray, f
     Returns:
         (temperature, mean out-of-fold log-loss gain over T = 1; <= 0 means T = 1 was kept).
     """
-    from keras_transfer.data.dataset import stratified_folds
-
     labels = np.asarray(labels)
     fold = stratified_folds(labels, min(folds, max(2, np.bincount(labels).min())), seed)
     logp = _log_probabilities(probabilities)
@@ -139,8 +139,6 @@ def calibration_record(held_out, fit=None, why: str = "") -> dict:
         held_out: ``Predictions`` of the held-out split (raw head output).
         fit: ``Predictions`` of the split the temperature is chosen on (None: no temperature, ``why``).
     """
-    from keras_transfer.evaluation.metrics import sample_losses
-
     temperature, record = 1.0, {"method": "none", "why": why}
     if fit is not None and len(fit.labels) < MIN_FIT_IMAGES:
         record["why"] = (f"{fit.split} has {len(fit.labels)} images, fewer than {MIN_FIT_IMAGES}: a temperature "

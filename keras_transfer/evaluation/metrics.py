@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_transfer.base.log import table
 
 def confusions(labels: np.ndarray, predicted: np.ndarray, samples: np.ndarray, num_classes: int) -> np.ndarray:
     """Confusion matrices (B, C, C) of B resamples, each given as a row of indices in ``samples``."""
@@ -81,8 +82,6 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_
 
 def format_metrics(metrics: dict) -> str:
     """A short human-readable table of the headline and per-class metrics."""
-    from keras_transfer.base.log import table
-
     def number(value, digits: int) -> str:  # null in the JSON: not defined on these images
         return "n/a" if value is None else f"{value:.{digits}f}"
 

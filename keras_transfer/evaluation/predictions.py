@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.base.paths import atomic_savez
+from keras_transfer.evaluation.calibration import apply_temperature
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,6 @@ class Predictions:
 
     def with_temperature(self, temperature: float) -> Predictions:
         """The same predictions with the head's logits divided by ``temperature`` (calibrated)."""
-        from keras_transfer.evaluation.calibration import apply_temperature
-
         return replace(self, probabilities=apply_temperature(self.probabilities, temperature))
 
     def save(self, path: Path) -> None:

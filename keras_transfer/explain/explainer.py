@@ -18,7 +18,7 @@ from keras_transfer.base.errors import ConfigError, DatasetError, unknown_choice
 from keras_transfer.explain.gradcam import GradCAM, Heatmaps
 from keras_transfer.explain.overlay import overlay, peak
 from keras_transfer.base.paths import atomic_file
-from keras_transfer.run import Run, RunModel
+from keras_transfer.run import Run, RunModel, collect_images
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,6 @@ def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | N
         >>> found[0].label, found[0].files["gradcam"]  # doctest: +SKIP
         ('bees', 'runs/ants/explain/bee_gradcam.png')
     """
-    from keras_transfer.run import collect_images
-
     run = Run.open(run)
     model = RunModel.open(run)
     if target is not None and target not in run.class_names:

@@ -13,7 +13,7 @@ from keras_transfer.base import log
 from keras_transfer.data.dataset import stratified_sample
 from keras_transfer.data.images import read_batch
 from keras_transfer.base.errors import ConfigError, DatasetError
-from keras_transfer.run import Run, RunModel
+from keras_transfer.run import Run, RunModel, collect_images, split_features
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -55,8 +55,6 @@ def similar(run: str | Path | Run, images: list[str | Path], k: int = 5, split: 
              query  rank                   path label     score
         0  bee.jpg     1  .../train/bees/1.jpg  bees  0.912...
     """
-    from keras_transfer.run import collect_images, split_features
-
     if k < 1:
         raise ConfigError("invalid k", "a positive number of neighbours", repr(k))
     run = Run.open(run)
@@ -112,8 +110,6 @@ class SimilarityMatrix:
 def similarity_matrix(run: str | Path | Run, sample: int = 100, split: str = "train",
                       seed: int = 0) -> SimilarityMatrix:
     """Cosine-similarity matrix of ``sample`` images of a split (spread over classes), grouped by class."""
-    from keras_transfer.run import split_features
-
     if sample < 2:
         raise ConfigError("invalid sample size", "at least 2 images", repr(sample))
     run = Run.open(run)

@@ -10,6 +10,7 @@ import numpy as np
 from keras_transfer.base import log
 from keras_transfer.base.paths import write_json
 from keras_transfer.config import dataset_of
+from keras_transfer.data.images import resize
 from keras_transfer.run import Files, Run, RunModel
 
 MAX_IMAGES = 256  # held-out images compared (all of them up to this many)
@@ -18,8 +19,6 @@ MAX_IMAGES = 256  # held-out images compared (all of them up to this many)
 def split_pixels(split, size: int, resize_mode: str, limit: int = MAX_IMAGES) -> tuple[np.ndarray, np.ndarray]:
     """(pixels, labels) of up to ``limit`` images spread evenly over ``split``, as the engine and the
     exported files see them (uint8, resized); undecodable files (listed at training time) are skipped."""
-    from keras_transfer.data.images import resize
-
     images, kept = [], []
     spread = np.unique(np.linspace(0, len(split) - 1, min(len(split), limit)).round().astype(int))
     for i in spread:  # evenly over the split: folder splits are stored class by class

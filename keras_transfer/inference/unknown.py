@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.base.paths import atomic_savez
 K = 10
 FALSE_REJECTION = 0.05
 MAX_REFERENCE = 5000  # training images kept as neighbours (a stratified-enough random subset beyond)
@@ -43,8 +44,6 @@ class KnnUnknown:
         return out
 
     def save(self, path: Path) -> None:
-        from keras_transfer.base.paths import atomic_savez
-
         atomic_savez(path, reference=self.reference.astype(np.float16), k=self.k, threshold=self.threshold)
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from keras_transfer.base.log import table
 from keras_transfer.run import Files, Run
 
 COLUMNS = ("run", "strategy", "backbone", "epochs", "s/epoch", "total s", "log loss", "accuracy", "kappa")
@@ -32,6 +33,4 @@ def compare_runs(paths: list[str | Path]) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """A plain-text table of ``compare_runs`` rows."""
-    from keras_transfer.base.log import table
-
     return table(list(COLUMNS), [[row[c] for c in COLUMNS] for row in rows])
