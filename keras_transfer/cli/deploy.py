@@ -38,6 +38,8 @@ def register(sub) -> None:
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
                    help="how long a waiting image waits for others to join its batch")
     p.add_argument("--max-queue", type=int, default=d.max_queue, help="requests waiting; beyond: 503 + Retry-After")
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on every API request (default: "
+                                    "$KERAS_TRANSFER_TOKEN; /v1/health stays open); the page asks for it once")
     p.add_argument("--quiet", "-q", action="store_true", help="log warnings only")
 
 
@@ -79,5 +81,5 @@ def _cmd_serve(args) -> int:
                               str(getattr(args, name)))
     limits = Limits(args.max_files, int(args.max_file_mb * 1e6), int(args.max_request_mb * 1e6),
                     int(args.max_megapixels * 1e6), args.max_batch, args.max_wait_ms, args.max_queue)
-    serve(args.runs, args.host, args.port, args.workers, limits, args.quiet)
+    serve(args.runs, args.host, args.port, args.workers, limits, args.quiet, args.token)
     return 0

@@ -4,11 +4,16 @@ Every answer that is not a success is JSON ``{"error": "...", "status": N}``: ba
 4xx saying what was wrong, a full queue 503 with ``Retry-After``, and anything unexpected a 500
 without a traceback (the traceback goes to the server log). FastAPI's own docs pages load their
 scripts from a CDN, so they are off; ``/openapi.json`` stays.
+
+With a token (``serve --token`` or ``$KERAS_TRANSFER_TOKEN``) every request but the page at ``/``
+(static, no data) and ``/v1/health`` (for load balancers and probes) must carry
+``Authorization: Bearer <token>``; without it: 401 in the same JSON shape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import io
 import logging
 import os
@@ -59,8 +64,30 @@ class _BodyLimit:
         return await self.app(scope, counted, send)
 
 
-def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
-    """The app serving ``run_paths`` (the first is the default model); models load in the background."""
+class _BearerToken:
+    """ASGI middleware: every request but ``OPEN`` paths must carry ``Authorization: Bearer <token>``."""
+
+    OPEN = ("/", "/v1/health")
+
+    def __init__(self, app, token: str):
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in self.OPEN:
+            return await self.app(scope, receive, send)
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if not hmac.compare_digest(given, self.expected):
+            why = "a wrong token" if given else "no token"
+            return await _error(401, f"this server needs a token: send the header 'Authorization: Bearer TOKEN' "
+                                     f"(the request had {why})", {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def create_app(run_paths: list[str], limits: Limits | None = None, token: str | None = None) -> FastAPI:
+    """The app serving ``run_paths`` (the first is the default model); models load in the background.
+
+    With ``token``, requests other than the page and ``/v1/health`` need ``Authorization: Bearer <token>``.
+    """
     limits = limits or Limits()
     models: dict[str, ServedModel] = {}
     batchers: dict[str, Batcher] = {}
@@ -94,6 +121,8 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
 
     app = FastAPI(title="keras-transfer", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)
+    if token:
+        app.add_middleware(_BearerToken, token=token)  # added last: runs first, before the body is read
 
     app.state.models, app.state.batchers, app.state.limits = models, batchers, limits
 
@@ -232,7 +261,8 @@ def create_app(run_paths: list[str], limits: Limits | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
-        return HTMLResponse(resources.files("keras_transfer.serve").joinpath("page.html").read_text())
+        html = resources.files("keras_transfer.serve").joinpath("page.html").read_text()
+        return HTMLResponse(html.replace("/*TOKEN_REQUIRED*/false", "true" if token else "false"))
 
     return app
 
