@@ -53,6 +53,33 @@ def test_predict_top_k_zero_is_refused(ants_run, capsys):
     assert "invalid --top-k" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("top_k", [0, -1, 2.5, True])
+def test_the_python_predict_refuses_what_the_cli_refuses(ants_run, top_k):
+    from keras_transfer.base.errors import ConfigError
+    from keras_transfer.run import predict
+
+    with pytest.raises(ConfigError, match="invalid --top-k"):
+        predict(ants_run, ["x.jpg"], top_k=top_k)
+
+
+@pytest.mark.parametrize("limits, port, message", [({"max_files": 0}, 8000, "invalid --max-files"),
+                                                   ({"max_wait_ms": -1.0}, 8000, "invalid --max-wait-ms"),
+                                                   ({"max_batch": 2.5}, 8000, "invalid --max-batch"),
+                                                   ({}, 0, "invalid --port"), ({}, 70000, "invalid --port")])
+def test_the_python_serve_refuses_what_the_cli_refuses(ants_run, limits, port, message, capsys):
+    """``serve()`` checks before uvicorn starts; the CLI's messages are the same ones."""
+    from keras_transfer.base.errors import ConfigError
+    from keras_transfer.serve import Limits, serve
+
+    with pytest.raises(ConfigError, match=message):
+        serve([str(ants_run.path)], port=port, limits=Limits(**limits))
+    if limits and "max_batch" not in limits:
+        flag = message.removeprefix("invalid ")
+        value = "0" if "files" in flag else "-1"
+        assert main(["serve", str(ants_run.path), flag, value]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_strict_json_turns_nan_and_infinity_into_null(tmp_path):
     from keras_transfer.base.paths import strict_json, write_json
 
