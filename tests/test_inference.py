@@ -72,17 +72,27 @@ def test_unknown_score_separates_flowers_from_ants_and_bees(ants_run, tmp_path):
     known = [r["unknown"] for r in predict(ants_run, [HYMENOPTERA / "val"])]
     assert np.mean(flagged) > 0.6 and np.mean(known) < 0.2  # stated rate 5%, set on training images
     assert np.mean(flagged) == report["knn"]["outliers_flagged"]
+    measured = selection["measured_false_rejection"]  # beside the promise: the held-out split's own rate
+    assert selection["promised_false_rejection"] == 0.05 and "cross-conformal" in selection["set_on"]
+    assert measured["images"] == 153 and measured["split"] == "val"
+    assert measured["rate"] == np.mean(known) == measured["rejected"] / 153
 
 
-def test_unknown_scorer_threshold_is_leave_one_out_on_training_images():
-    from keras_transfer.inference.unknown import auroc, fit_unknown
+def test_unknown_threshold_keeps_its_false_rejection_promise_on_new_images():
+    """Cross-conformal: on new images of the training distribution the rate is about the promised one
+    (averaged over 20 draws: within 1.5 points), never far above it."""
+    from keras_transfer.inference.unknown import auroc, conformal_quantile, fit_unknown
 
     rng = np.random.default_rng(0)
-    train = rng.normal(size=(400, 16)) + 3
-    scorer = fit_unknown(train, rate=0.1, k=5)
-    fresh = rng.normal(size=(400, 16)) + 3
-    rejected = np.mean(scorer.scores(fresh) > scorer.threshold)
-    assert 0.03 < rejected < 0.2  # about the stated 10% on new images of the same distribution
+    rates = []
+    for seed in range(20):
+        centres = rng.normal(size=(3, 16)) * 3
+        draw = lambda n: centres[rng.integers(0, 3, n)] + rng.normal(size=(n, 16))  # noqa: E731
+        scorer = fit_unknown(draw(300), rate=0.05, k=10, seed=seed)
+        rates.append(np.mean(scorer.scores(draw(2000)) > scorer.threshold))
+    assert abs(np.mean(rates) - 0.05) < 0.015 and max(rates) < 0.09, rates
+    assert conformal_quantile(np.arange(1.0, 20.0), 0.05) == 19.0  # ceil(20 * 0.95) = 19th of 19
+    assert conformal_quantile(np.arange(1.0, 100.0), 0.1) == 90.0  # ceil(100 * 0.9) = 90th
     assert auroc(np.array([0.1, 0.2]), np.array([0.3, 0.4])) == 1.0
     assert auroc(np.array([0.3, 0.4]), np.array([0.1, 0.2])) == 0.0
     assert auroc(np.array([0.2, 0.2]), np.array([0.2, 0.2])) == 0.5

@@ -2,15 +2,21 @@
 
 The score is the cosine distance from an image's L2-normalised backbone features to its k-th
 nearest training image (Sun et al., 2022, "Out-of-distribution detection with deep nearest
-neighbors"); an image farther than the threshold is flagged unknown. The threshold is set on
-the training images themselves, each scored against the *other* training images
-(leave-one-out, so no image is its own neighbour), at a stated false-rejection rate (5%).
+neighbors"); an image farther than the threshold is flagged unknown. The threshold promises a
+false-rejection rate (5%) on new images of the known classes: it is a cross-conformal quantile
+(Vovk 2015; split conformal, Papadopoulos et al. 2002) of out-of-fold scores. The training images
+are dealt into 5 folds, each fold's images are scored against the other folds only, and the
+threshold is the ``ceil((n + 1)(1 - rate)) / n`` quantile of those n scores. A fold's images are
+scored against fewer neighbours than a new image meets (the whole reference), so their distances
+are if anything larger: the promise errs on the side of fewer false rejections. (Leave-one-out on
+the same images, used before, flagged 7.2% of hymenoptera's held-out images instead of 5%.)
 ``evaluate --outliers`` and ``benchmarks/predict.py`` compare it with the energy score and the
 maximum softmax probability. Exported ONNX / OpenVINO files compute it too (``unknown_score``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +25,7 @@ import numpy as np
 from keras_transfer.base.paths import atomic_savez
 K = 10
 FALSE_REJECTION = 0.05
+FOLDS = 5
 MAX_REFERENCE = 5000  # training images kept as neighbours (a stratified-enough random subset beyond)
 
 
@@ -52,16 +59,37 @@ class KnnUnknown:
             return cls(saved["reference"].astype(np.float32), int(saved["k"]), float(saved["threshold"]))
 
 
-def fit_unknown(features: np.ndarray, rate: float = FALSE_REJECTION, k: int = K, seed: int = 0) -> KnnUnknown:
-    """The scorer of training ``features`` (N, D), its threshold at ``rate`` false rejections (leave-one-out)."""
+def conformal_quantile(scores: np.ndarray, rate: float) -> float:
+    """The ``ceil((n + 1)(1 - rate))``-th smallest of ``n`` scores: a new exchangeable score exceeds it
+    with probability at most ``rate`` (the largest score when n is too small to promise that)."""
+    n = len(scores)
+    if n == 0:
+        return float("inf")
+    rank = math.ceil((n + 1) * (1 - rate))
+    return float(np.sort(scores)[min(rank, n) - 1])
+
+
+def fit_unknown(features: np.ndarray, rate: float = FALSE_REJECTION, k: int = K, seed: int = 0,
+                folds: int = FOLDS) -> KnnUnknown:
+    """The scorer of training ``features`` (N, D), its threshold at ``rate`` false rejections
+    (cross-conformal: the conformal quantile of each image's score against the other ``folds - 1`` folds)."""
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.permutation(len(features))[:MAX_REFERENCE])
     reference = normalise(features[keep])
     k = max(1, min(k, len(reference) - 1))
-    sims = reference @ reference.T
-    np.fill_diagonal(sims, -np.inf)  # leave one out: an image is not its own neighbour
-    loo = 1 - np.partition(sims, -k, axis=1)[:, -k]
-    return KnnUnknown(reference, k, float(np.quantile(loo, 1 - rate)))
+    if len(reference) < 2:
+        return KnnUnknown(reference, k, float("inf"))
+    fold = rng.permutation(len(reference)) % max(2, min(folds, len(reference)))
+    scores = np.empty(len(reference), np.float32)
+    for number in np.unique(fold):
+        held = fold == number
+        others = reference[~held]
+        nearest = min(k, len(others))
+        scores[held] = 1 - np.partition(reference[held] @ others.T, -nearest, axis=1)[:, -nearest]
+    return KnnUnknown(reference, k, conformal_quantile(scores, rate))
+
+
+METHOD = f"{FOLDS}-fold cross-conformal quantile of out-of-fold k-NN distances"
 
 
 def auroc(known: np.ndarray, unknown: np.ndarray) -> float:

@@ -122,9 +122,18 @@ def _evaluate_fit(result, dataset: Dataset, source: FeatureSource, config: Train
         metrics["baseline"] = _baseline(config, dataset, fit_on, out)
     unknown = _unknown_scorer(result, source, fit_on, config.seed)
     if unknown is not None:
+        from keras_transfer.inference.unknown import FALSE_REJECTION, METHOD
+
+        held_out = unknown.scores(source(dataset.eval_split)[0]) > unknown.threshold  # reported, never used to choose
         metrics["selection"]["unknown"] = {
-            "method": f"k-NN cosine distance (k={unknown.k})", "threshold": unknown.threshold, "false_rejection": 0.05,
-            "set_on": f"leave-one-out on {len(unknown.reference)} training images"}
+            "method": f"k-NN cosine distance (k={unknown.k})", "threshold": unknown.threshold,
+            "false_rejection": FALSE_REJECTION, "promised_false_rejection": FALSE_REJECTION,
+            "set_on": f"{METHOD} on {len(unknown.reference)} training images",
+            "measured_false_rejection": {"rate": float(held_out.mean()) if len(held_out) else None,
+                                         "rejected": int(held_out.sum()), "images": len(held_out),
+                                         "split": dataset.eval_split.name,
+                                         "note": "held-out images of the known classes flagged unknown; measured "
+                                                 "after the threshold was set, never used to set it"}}
     return predictions, metrics, calibration, unknown
 
 
