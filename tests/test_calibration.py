@@ -19,7 +19,8 @@ def test_temperature_lowers_held_out_ece_of_an_overconfident_head_on_real_featur
     from keras_transfer.evaluation.calibration import calibration_record
     from keras_transfer.evaluation.predictions import Predictions
     from keras_transfer.data.dataset import stratified_folds
-    from keras_transfer.strategies.solver import _softmax, softmax_regression
+    from keras_transfer.inference.head import softmax
+    from keras_transfer.strategies.solver import softmax_regression
 
     train, x, rows = split_features(ants_run, "train")
     val, x_val, val_rows = split_features(ants_run, "val")
@@ -29,7 +30,7 @@ def test_temperature_lowers_held_out_ece_of_an_overconfident_head_on_real_featur
 
     def predictions(name, features, labels):
         return Predictions(name, np.arange(len(labels)).astype(str), np.arange(len(labels)), labels,
-                           _softmax(features @ w[:-1] + w[-1]))
+                           softmax(features @ w[:-1] + w[-1]))
 
     record = calibration_record(predictions("val", x_val, y_val), predictions("selection", x[selected], y[selected]))
     assert record["method"] == "temperature scaling" and record["temperature"] > 1.2  # softened
