@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--out", "-o", help="output folder (default: <run>/explain)")
     p.add_argument("--target", help="class to explain (default: the predicted class)")
+    p.add_argument("--boxes", action="store_true", help="also boxes from each Grad-CAM map, as localize draws and "
+                                                        "writes them (<image>_boxes.png, boxes.json)")
     add_common(p)
     p = command(sub, "similar", "nearest training images by cosine similarity of backbone embeddings",
                 ["keras-transfer similar runs/ants bee.jpg --k 5"], _cmd_similar)
@@ -59,6 +61,10 @@ def _cmd_explain(args) -> int:
     from keras_transfer.explain import explain
 
     results = explain(args.run, args.inputs, args.out or Path(args.run) / "explain", args.target)
+    if args.boxes:
+        from keras_transfer.explain.localize import explanation_boxes
+
+        explanation_boxes(args.run, results, args.out or Path(args.run) / "explain")
     if args.json:
         print(strict_json([r.as_dict() for r in results]))
     for r in [] if args.json else results:
