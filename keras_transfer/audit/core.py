@@ -113,8 +113,13 @@ def balance(counts: dict[str, dict[str, int]]) -> dict:
 
 
 def _counts(dataset: Dataset) -> dict[str, dict[str, int]]:
-    return {name: dict(zip(dataset.class_names, np.bincount(s.labels, minlength=len(dataset.class_names)).tolist()))
-            for name, s in dataset.splits.items()}
+    """Images per class (per label, for several labels per image) in each split."""
+    def count(labels: np.ndarray) -> list[int]:
+        if labels.ndim == 2:
+            return labels.sum(axis=0).astype(int).tolist()
+        return np.bincount(labels, minlength=len(dataset.class_names)).tolist()
+
+    return {name: dict(zip(dataset.class_names, count(s.labels))) for name, s in dataset.splits.items()}
 
 
 def cheap_audit(dataset: Dataset) -> AuditResult:

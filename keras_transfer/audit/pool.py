@@ -22,7 +22,8 @@ class Pool:
     Attributes:
         dataset: The dataset.
         ids: Printable id of every image (its path, or ``split[i]`` for arrays).
-        labels: Class index of every image.
+        labels: Class index of every image (several labels per image: the index of its label set
+            in ``class_names``, e.g. ``sea+sunset``).
         split_names: Split name of every image.
         index: Index of every image inside its split.
     """
@@ -32,6 +33,7 @@ class Pool:
     labels: np.ndarray
     split_names: np.ndarray
     index: np.ndarray
+    set_names: list[str] | None = None  # several labels per image: the name of each label set
 
     @classmethod
     def of(cls, dataset: Dataset) -> Pool:
@@ -40,6 +42,10 @@ class Pool:
         labels = np.concatenate([s.labels for s in splits]) if splits else np.zeros(0, np.int64)
         names = np.array([s.name for s in splits for _ in range(len(s))], dtype=object)
         index = np.concatenate([np.arange(len(s)) for s in splits]) if splits else np.zeros(0, np.int64)
+        if labels.ndim == 2:  # several labels per image: each distinct label set is one 'class' here
+            sets, labels = np.unique(labels, axis=0, return_inverse=True)
+            set_names = ["+".join(np.array(dataset.class_names)[row.astype(bool)]) or "(no label)" for row in sets]
+            return cls(dataset, ids, labels.reshape(-1).astype(np.int64), names, index, set_names)
         return cls(dataset, ids, labels.astype(np.int64), names, index)
 
     def __len__(self) -> int:
@@ -47,7 +53,7 @@ class Pool:
 
     @property
     def class_names(self) -> list[str]:
-        return self.dataset.class_names
+        return self.set_names or self.dataset.class_names
 
     @property
     def is_array(self) -> bool:

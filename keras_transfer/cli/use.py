@@ -64,10 +64,10 @@ def _cmd_evaluate(args) -> int:
     if args.json:
         print(strict_json(metrics))
         return 0
-    c = metrics["calibration"]
-    print(f"{format_metrics(metrics)}\n({metrics['split']} split)\n"
-          f"calibration: temperature {c['temperature']:.3f}; expected calibration error "
-          f"{c['ece_before']:.4f} before, {c['ece_after']:.4f} after")
+    print(f"{format_metrics(metrics)}\n({metrics['split']} split)")
+    if c := metrics.get("calibration"):  # single-label runs
+        print(f"calibration: temperature {c['temperature']:.3f}; expected calibration error "
+              f"{c['ece_before']:.4f} before, {c['ece_after']:.4f} after")
     return 0
 
 
@@ -95,6 +95,7 @@ def _cmd_predict(args) -> int:
     elif not args.output:
         for r in results:
             text = r.get("error") or "  ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"])
+            text = f"[{', '.join(r['labels']) or 'no label'}]  {text}" if "labels" in r else text
             text += "  (unknown: unlike every training image)" if r.get("unknown") else ""
             print(f"{r['path']}: {text}")
     errors = [r for r in results if "error" in r]
@@ -104,8 +105,9 @@ def _cmd_predict(args) -> int:
 
 
 def _write_predictions(path: Path, results: list[dict]) -> None:
-    """One row per image: ``.json`` as printed by --json, else CSV (path, label, confidence, top_k, error),
-    its cells safe to open in a spreadsheet."""
+    """One row per image: ``.json`` as printed by --json, else CSV (path, label, confidence, unknown,
+    labels (several-label runs: every label the image carries, ``;``-joined), top_k, error), its
+    cells safe to open in a spreadsheet."""
     from keras_transfer.base.csv_cells import csv_text
     from keras_transfer.base.paths import atomic_file
 
@@ -115,9 +117,10 @@ def _write_predictions(path: Path, results: list[dict]) -> None:
         rows = []
         for r in results:
             top = r.get("predictions") or [{}]
+            labels = r.get("labels", [top[0]["label"]] if "label" in top[0] else [])
             rows.append([r["path"], top[0].get("label", ""), top[0].get("probability", ""), r.get("unknown", ""),
-                         json.dumps(r.get("predictions", [])), r.get("error", "")])
-        text = csv_text(["path", "label", "confidence", "unknown", "top_k", "error"], rows)
+                         ";".join(labels), json.dumps(r.get("predictions", [])), r.get("error", "")])
+        text = csv_text(["path", "label", "confidence", "unknown", "labels", "top_k", "error"], rows)
     try:
         atomic_file(path, lambda tmp: Path(tmp).write_text(text, errors="surrogateescape"))  # names as on disk
     except OSError as error:

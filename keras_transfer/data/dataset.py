@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.data.images import array_to_rgb, read_image
+from keras_transfer.data.multilabel import iterative_stratify, label_strata
 from keras_transfer.base.errors import DatasetError
 
-BUILTIN_DATASETS = ("digits",)
+BUILTIN_DATASETS = ("flowers", "digits")  # by name; the first is the default (data/load.py)
+DEFAULT_DATASET = BUILTIN_DATASETS[0]
 
 
 @dataclass
@@ -70,6 +72,11 @@ class Dataset:
                        notes=self.notes)
 
     @property
+    def multi_label(self) -> bool:
+        """Whether an image may carry several labels (labels are (N, L) 0/1 matrices)."""
+        return self.train.labels.ndim == 2
+
+    @property
     def train(self) -> Split:
         return self.splits["train"]
 
@@ -103,13 +110,16 @@ class Dataset:
                                "val": f"selection split, cut from train ({fraction:.0%})"}, notes=self.notes)
 
     def summary(self) -> dict:
-        return {"source": self.source, "classes": self.class_names,
+        return {"source": self.source, "classes": self.class_names, "multi_label": self.multi_label,
                 "splits": {name: len(split) for name, split in self.splits.items()},
                 "layout": self.layout, "notes": self.notes, "skipped": len(self.skipped)}
 
 
 def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold number of each sample: every class dealt round-robin over the folds, in a seeded order."""
+    """Fold number of each sample: every class dealt round-robin over the folds, in a seeded order
+    (several labels per image, ``y`` (N, L): iterative stratification)."""
+    if np.ndim(y) == 2:
+        return iterative_stratify(y, [1.0] * folds, seed)
     rng = np.random.default_rng(seed)
     fold = np.empty(len(y), np.int64)
     offset = 0
@@ -123,8 +133,12 @@ def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministically splits indices per class; returns (kept, taken) sorted index arrays.
 
-    Each class with at least 2 images gives at least one image to the taken side.
+    Each class with at least 2 images gives at least one image to the taken side. Several labels
+    per image (``labels`` (N, L)): iterative stratification over the labels.
     """
+    if np.ndim(labels) == 2:
+        part = iterative_stratify(labels, [1 - fraction, fraction], seed)
+        return np.flatnonzero(part == 0), np.flatnonzero(part == 1)
     rng = np.random.default_rng(seed)
     kept, taken = [], []
     for label in np.unique(labels):
@@ -138,7 +152,9 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 def cap_per_class(labels: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices keeping at most ``limit`` randomly chosen items of each class."""
+    """Sorted indices keeping at most ``limit`` randomly chosen items of each class (of each label
+    set, for several labels per image)."""
+    labels = label_strata(labels) if np.ndim(labels) == 2 else labels
     rng = np.random.default_rng(seed)
     keep = [rng.permutation(np.flatnonzero(labels == label))[:limit] for label in np.unique(labels)]
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
@@ -153,6 +169,7 @@ def stratified_sample(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
         >>> labels[stratified_sample(labels, 4)].tolist()
         [0, 0, 1, 2]
     """
+    labels = label_strata(labels) if np.ndim(labels) == 2 else labels
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     chosen = []

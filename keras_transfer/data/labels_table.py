@@ -19,6 +19,7 @@ import numpy as np
 from keras_transfer.data.dataset import Dataset, Split
 from keras_transfer.data.images import check_image, is_image_file, read_text
 from keras_transfer.data.layout import split_role, walk_files
+from keras_transfer.data.multilabel import indicator, is_multi_label_cell, label_cell
 from keras_transfer.base.errors import DatasetError
 
 FILE_COLUMNS = ("file", "filename", "file_name", "fname", "image", "image_id", "image_name", "img", "id",
@@ -90,6 +91,7 @@ def load_labels_table(folder: Path, table: Path) -> Dataset:
     if not rows:
         raise DatasetError(f"the labels table {table} is empty", "a row per image: file name or id, class")
     has_header, file_col, class_col, split_col = _columns(rows, images)
+    onehot = _onehot_columns(rows, has_header, file_col, split_col)
     chosen: dict[Path, tuple[str, str]] = {}
     skipped = list(images.problems)
     conflicts: set[Path] = set()
@@ -97,6 +99,8 @@ def load_labels_table(folder: Path, table: Path) -> Dataset:
         where = f"{table}:{number}"
         cell = row[file_col] if len(row) > file_col else ""
         label = row[class_col] if len(row) > class_col else ""
+        if onehot:  # one 0/1 column per label: the row's labels joined (none: an all-negative image)
+            label = ";".join(name for name, c in onehot.items() if len(row) > c and row[c] == "1") or ";"
         matches = images.find(cell) if cell else []
         if len(matches) != 1 or not label:
             reason = ("no class in the row" if matches and not label else
@@ -124,18 +128,35 @@ def load_labels_table(folder: Path, table: Path) -> Dataset:
             valid[file] = value
         else:
             skipped.append((str(file), reason))
-    return _dataset(folder, table, valid, skipped)
+    return _dataset(folder, table, valid, skipped, multi_label=bool(onehot))
 
 
-def _dataset(folder: Path, table: Path, valid: dict[Path, tuple[str, str]], skipped) -> Dataset:
-    names = sorted({label for label, _ in valid.values()})
+def _onehot_columns(rows: list[list[str]], has_header: bool, file_col: int, split_col: int | None) -> dict[str, int]:
+    """{label: column} when every column but the file and split ones holds only 0 and 1 (and there
+    are two or more): the one-hot layout of a multi-label table; else {}."""
+    if not has_header:
+        return {}
+    body = rows[1:]
+    columns = [c for c in range(len(rows[0])) if c not in (file_col, split_col)]
+    binary = [c for c in columns if all(len(row) > c and row[c] in ("0", "1") for row in body)]
+    return {rows[0][c]: c for c in binary} if len(binary) == len(columns) >= 2 else {}
+
+
+def _dataset(folder: Path, table: Path, valid: dict[Path, tuple[str, str]], skipped,
+             multi_label: bool = False) -> Dataset:
+    """The dataset of the chosen files; several labels per image when a cell lists several
+    (``sea, sunset``) or the table is one-hot."""
+    multi_label = multi_label or any(is_multi_label_cell(label) for label, _ in valid.values())
+    sets = {file: label_cell(label) if multi_label else [label] for file, (label, _) in valid.items()}
+    names = sorted({name for labels in sets.values() for name in labels})
     counts = Counter(split for _, split in valid.values())
     roles = sorted(set(counts) - {"all"}) if "train" in counts else ["all"]  # unnamed splits train
     splits = {}
     for role in roles:
         files = [f for f, (_, split) in valid.items() if role == "all" or split == role
                  or (role == "train" and split == "all")]
-        labels = np.array([names.index(valid[f][0]) for f in files], dtype=np.int64)
+        labels = (indicator([sets[f] for f in files], names) if multi_label
+                  else np.array([names.index(valid[f][0]) for f in files], dtype=np.int64))
         splits[role] = Split(role, files, labels)
     dataset = Dataset(names, splits, str(folder), skipped)
     dataset.layout = {role: f"{table} ({'rows' if role == 'all' else role + ' rows'})" for role in roles}

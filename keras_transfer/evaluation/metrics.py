@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_transfer.base.log import table
+from keras_transfer.evaluation.multilabel import format_multilabel
 
 def confusions(labels: np.ndarray, predicted: np.ndarray, samples: np.ndarray, num_classes: int) -> np.ndarray:
     """Confusion matrices (B, C, C) of B resamples, each given as a row of indices in ``samples``."""
@@ -81,7 +82,10 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_
 
 
 def format_metrics(metrics: dict) -> str:
-    """A short human-readable table of the headline and per-class metrics."""
+    """A short human-readable table of the headline and per-class (per-label) metrics."""
+    if metrics.get("multi_label"):
+        return format_multilabel(metrics)
+
     def number(value, digits: int) -> str:  # null in the JSON: not defined on these images
         return "n/a" if value is None else f"{value:.{digits}f}"
 

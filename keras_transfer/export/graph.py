@@ -44,13 +44,15 @@ def mean_of_views(graph, probabilities: str, classes: int, out: str) -> None:
 
 
 def linear_head(graph, features: str, head, temperature: float, out: str = "probabilities") -> str:
-    """MatMul + Add + Softmax of a solved head, its logits divided by ``temperature``; the output name."""
+    """MatMul + Add + Softmax of a solved head (Sigmoid for several labels per image), its logits
+    divided by ``temperature``; the output name."""
     from onnx import helper, numpy_helper
 
     graph.initializer.extend([numpy_helper.from_array((head.kernel / temperature).astype(np.float32), "head_kernel"),
                               numpy_helper.from_array((head.bias / temperature).astype(np.float32), "head_bias")])
     graph.node.extend([helper.make_node("MatMul", [features, "head_kernel"], ["head_matmul"], name="head_matmul"),
                        helper.make_node("Add", ["head_matmul", "head_bias"], ["logits"], name="head_add"),
+                       helper.make_node("Sigmoid", ["logits"], [out], name="head_sigmoid") if head.multi_label else
                        helper.make_node("Softmax", ["logits"], [out], axis=1, name="head_softmax")])
     return out
 

@@ -15,7 +15,7 @@ from keras_transfer.report.context import ReportOptions, load_context
 from keras_transfer.report.figures import png_bytes
 from keras_transfer.report.html import render_html
 from keras_transfer.report.model import Report, Table
-from keras_transfer.report.sections import SECTIONS
+from keras_transfer.report.sections import MULTI_LABEL_SECTIONS, SECTIONS
 from keras_transfer.run import Run
 
 
@@ -44,7 +44,8 @@ def build_report(run: str | Path | Run, options: ReportOptions | None = None) ->
         0.031...
     """
     context = load_context(run, options)
-    sections = [build(context) for build in log.progress(SECTIONS, desc="report", unit="section")]
+    chosen = MULTI_LABEL_SECTIONS if context.dataset.multi_label else SECTIONS
+    sections = [build(context) for build in log.progress(chosen, desc="report", unit="section")]
     return Report(f"keras-transfer report: {context.run.path.name}", sections)
 
 

@@ -102,10 +102,11 @@ def curves_figure(history: dict[str, list[float]]) -> Figure:
 
 def cv_figure(cv: dict[str, dict[str, float]]) -> Figure:
     """Out-of-fold log loss and accuracy against the L2 strength C; the chosen C marked."""
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    shown = [m for m in ("log_loss", "accuracy") if m in next(iter(cv.values()))]  # several labels: log loss only
+    figure = Figure(figsize=(5 * len(shown), 3.8), layout="constrained")
     grid = [float(c) for c in cv]
     best = grid[int(np.argmin([cv[c]["log_loss"] for c in cv]))]
-    for ax, metric in zip(figure.subplots(1, 2), ("log_loss", "accuracy")):
+    for ax, metric in zip(figure.subplots(1, len(shown), squeeze=False).flat, shown):
         ax.plot(grid, [cv[c][metric] for c in cv], marker="o", color=VAL_COLOUR, label="out-of-fold (train)")
         ax.axvline(best, color="#777", ls="--", lw=1, label=f"chosen C = {best:g}")
         ax.set_xscale("log")

@@ -11,6 +11,7 @@ from keras_transfer.base import log
 from keras_transfer.evaluation.bootstrap import bootstrap_metrics
 from keras_transfer.evaluation.calibration import calibration
 from keras_transfer.report import exploration as explore
+from keras_transfer.report import multilabel
 from keras_transfer.report.audit_section import audit_section
 from keras_transfer.report.context import ReportContext
 from keras_transfer.report.exploration_figures import colors_figure, counts_figure, sizes_figure
@@ -171,3 +172,7 @@ def calibration_section(ctx: ReportContext) -> Section:
 
 SECTIONS = (summary_section, metrics_section, confusion_section, curves_section, mistakes_section,
             calibration_section, dataset_section, audit_section)
+# several labels per image: no confusion matrix or softmax calibration; the data and audit sections
+# count one class per image, so they are left out
+MULTI_LABEL_SECTIONS = (summary_section, multilabel.metrics_section, multilabel.co_occurrence_section, curves_section,
+                        multilabel.misses_section)

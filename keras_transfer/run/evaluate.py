@@ -12,6 +12,7 @@ from keras_transfer.config import dataset_of
 from keras_transfer.data.dataset import Split
 from keras_transfer.evaluation.calibration import calibration
 from keras_transfer.evaluation.metrics import classification_metrics
+from keras_transfer.evaluation.multilabel import multilabel_metrics
 from keras_transfer.evaluation.predictions import Predictions
 from keras_transfer.run.folder import Run
 from keras_transfer.run.model import RunModel
@@ -48,6 +49,9 @@ def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:
     """
     model = RunModel.open(run)
     raw = eval_predictions(model, data)
+    if model.multi_label:
+        metrics = multilabel_metrics(raw.labels, raw.probabilities, model.class_names, model.head.thresholds)
+        return {**metrics, "split": raw.split}
     predictions = raw.with_temperature(model.temperature)
     metrics = classification_metrics(predictions.labels, predictions.probabilities, model.class_names)
     metrics["split"] = predictions.split

@@ -175,11 +175,25 @@ class RunModel:
         return Predictions(split.name, np.array(split.ids(), dtype=str)[indices], indices, split.labels[indices],
                            self.raw_probabilities(features))
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether an image may carry several labels (one sigmoid per label, a threshold each)."""
+        return self.solved and self.head.multi_label
+
+    def labels_of(self, probabilities: np.ndarray) -> list[str]:
+        """The labels an image carries: at or above their thresholds (several-label runs), else the top class."""
+        if not self.multi_label:
+            return [self.class_names[int(np.argmax(probabilities))]]
+        return [name for name, p, t in zip(self.class_names, probabilities, self.head.thresholds) if p >= t]
+
     def top_k(self, probabilities: np.ndarray, score: float, k: int) -> dict:
-        """One image's answer as the API shows it: the top ``k`` classes, and the unknown flag."""
+        """One image's answer as the API shows it: the top ``k`` classes (several-label runs: also
+        the set of labels it carries), and the unknown flag."""
         order = np.argsort(-probabilities)[:k]
         result = {"predictions": [{"label": self.class_names[i], "index": int(i), "probability": float(probabilities[i])}
                                   for i in order]}
+        if self.multi_label:
+            result["labels"] = self.labels_of(probabilities)
         if self.unknown is not None:
             result.update(unknown=bool(score > self.unknown.threshold), unknown_score=float(score))
         return result

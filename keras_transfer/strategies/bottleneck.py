@@ -14,6 +14,7 @@ import numpy as np
 from keras_transfer.config import TrainConfig
 from keras_transfer.strategies.base import FitResult, TrainContext
 from keras_transfer.inference.head import LinearHead
+from keras_transfer.strategies.multilabel_solver import fit_multilabel_head
 from keras_transfer.strategies.solver import fit_linear_head
 
 
@@ -62,8 +63,12 @@ class BottleneckStrategy:
             features, indices = context.features.views(split, config.augment_views, config.flip)
             views.append(features)
             labels.append(split.labels[indices])
-        solved = fit_linear_head(np.concatenate(views, axis=1), np.concatenate(labels), len(dataset.class_names),
-                                 config.class_weight, config.seed)
+        if dataset.multi_label:
+            solved = fit_multilabel_head(np.concatenate(views, axis=1), np.concatenate(labels), config.seed,
+                                         config.threshold_metric)
+        else:
+            solved = fit_linear_head(np.concatenate(views, axis=1), np.concatenate(labels), len(dataset.class_names),
+                                     config.class_weight, config.seed)
         names = " + ".join(f"{s.name} ({len(s)})" for s in pools)
         return FitResult(None, solved.head, {}, selection={**solved.summary(), "fit_on": names}, fit_on=pools)
 

@@ -61,12 +61,14 @@ class SolverFit:
     oof_probabilities: np.ndarray | None = None
     oof_labels: np.ndarray | None = None
     cv_images: int = 0
+    thresholds: dict = field(default_factory=dict)  # several labels per image: how the thresholds were chosen
 
     def summary(self) -> dict:
         chosen_on = (f"{self.folds}-fold cross-validation on {self.cv_images} training images" if self.folds
                      else "default C (a class has fewer than two training images)")
         return {"solver": "lbfgs", "C": self.C, "folds": self.folds, "grid": list(C_GRID), "cv": self.cv,
-                "cv_images": self.cv_images, "chosen_on": chosen_on}
+                "cv_images": self.cv_images, "chosen_on": chosen_on,
+                **({"thresholds": self.thresholds} if self.thresholds else {})}
 
 
 def sample_weights(y: np.ndarray, n_classes: int, class_weight: str | None) -> np.ndarray:
