@@ -5,6 +5,7 @@ predicted, exported, served and reported with the commands a user already knows.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -142,3 +143,32 @@ def test_other_strategies_refuse_several_labels_clearly(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "several labels per image" in err and "--strategy bottleneck" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_labels_from_file_names_read_the_pets_layout(tmp_path, capsys):
+    """The Oxford-IIIT Pet layout: one folder, the class in the name; files that do not match are listed."""
+    from keras_transfer.base.errors import DatasetError
+
+    pets = DATASETS / "pets3" / "images"
+    regex = load_dataset(pets, labels_from_name=r"^(.+)_\d+\.jpg$")
+    short = load_dataset(pets, labels_from_name="prefix")
+    assert regex.class_names == short.class_names == ["Abyssinian", "Bengal", "american_bulldog"]
+    assert sum(len(s) for s in regex.splits.values()) == 600
+    assert np.array_equal(regex.train.labels, short.train.labels)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for image in sorted(pets.iterdir())[:6]:
+        (folder / image.name).write_bytes(image.read_bytes())
+    (folder / "holiday.jpg").write_bytes(next(pets.iterdir()).read_bytes())
+    dataset = load_named_files_of(folder)
+    assert [Path(f).name for f, _ in dataset.skipped] == ["holiday.jpg"]
+    with pytest.raises(DatasetError, match="needs a group"):
+        load_dataset(pets, labels_from_name=r"\d+")
+    assert main(["train", str(pets), "--labels-from-name", "([", "--out", str(tmp_path / "r"), "-q"]) == 1
+    assert "not a regular expression" in capsys.readouterr().err
+
+
+def load_named_files_of(folder):
+    from keras_transfer.data.names import load_named_files
+
+    return load_named_files(folder, r"^(.+)_\d+\.jpg$")
