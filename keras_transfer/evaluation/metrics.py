@@ -69,9 +69,14 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_
     predicted = probabilities.argmax(axis=1)
     matrix = confusions(labels, predicted, np.arange(len(labels))[None], len(class_names))[0]
     m = metrics_from_confusion(matrix)
+    support = matrix.sum(1)
+    present = support > 0
     return {
         "n": int(len(labels)),
         "accuracy": float(m["accuracy"]),
+        "balanced_accuracy": float(m["recall"][present].mean()) if present.any() else None,  # mean recall
+        "f1_macro": float(m["f1"][present].mean()) if present.any() else None,
+        "imbalance": float(support[present].max() / support[present].min()) if present.any() else None,
         "cohen_kappa": float(m["cohen_kappa"]),
         "log_loss": float(sample_losses(labels, probabilities).mean()),
         "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
@@ -79,6 +84,9 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_
         "confusion_matrix": matrix.tolist(),
         "class_names": list(class_names),
     }
+
+
+IMBALANCED = 3.0  # largest / smallest class support above which balanced figures lead
 
 
 def format_metrics(metrics: dict) -> str:
@@ -91,6 +99,9 @@ def format_metrics(metrics: dict) -> str:
 
     headline = (f"accuracy {number(metrics['accuracy'], 4)}   kappa {number(metrics['cohen_kappa'], 4)}   "
                 f"log loss {number(metrics['log_loss'], 4)}   (n={metrics['n']})")
+    if (metrics.get("imbalance") or 1) > IMBALANCED:  # accuracy alone would hide the small classes
+        headline = (f"balanced accuracy {number(metrics['balanced_accuracy'], 4)}   macro-F1 "
+                    f"{number(metrics['f1_macro'], 4)}   (imbalanced classes: {metrics['imbalance']:.1f}x)   " + headline)
     rows = [[name, number(m["precision"], 3), number(m["recall"], 3), number(m["f1"], 3), m["support"]]
             for name, m in metrics["per_class"].items()]
     return headline + "\n" + table(["class", "precision", "recall", "f1", "support"], rows)

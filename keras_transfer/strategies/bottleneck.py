@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_transfer.base import log
+
 from keras_transfer.config import TrainConfig
 from keras_transfer.strategies.base import FitResult, TrainContext
 from keras_transfer.inference.head import LinearHead
@@ -31,6 +33,27 @@ def keras_head(linear: LinearHead, config: TrainConfig, num_classes: int):
     head = build_head_for((linear.kernel.shape[0],), num_classes, config)
     head.get_layer("predictions").set_weights([linear.kernel, linear.bias])
     return head
+
+
+IMBALANCE = 3.0  # largest / smallest class above which the solved head balances the classes by default
+
+
+def class_weighting(choice: str | None, y: np.ndarray, n_classes: int) -> tuple[str | None, dict]:
+    """The solver's class weights (``"auto"``: balanced, or None) and how they were decided.
+
+    ``choice`` None balances when the largest training class holds more than ``IMBALANCE`` times
+    the images of the smallest (said on the terminal); ``"auto"`` always; ``"none"`` never.
+    """
+    counts = np.bincount(y, minlength=n_classes)
+    present = counts[counts > 0]
+    ratio = float(present.max() / present.min()) if len(present) else 1.0
+    weight = "auto" if choice == "auto" or (choice is None and ratio > IMBALANCE) else None
+    if choice is None and weight:
+        log.info(f"classes imbalanced (the largest has {ratio:.1f}x the images of the smallest): the head balances "
+                 "them (--class-weight none to turn it off)")
+    why = {"auto": "--class-weight auto", "none": "--class-weight none"}.get(choice, f"default: imbalance {ratio:.1f}x "
+                                                                                      f"{'>' if weight else '<='} {IMBALANCE:g}x")
+    return weight, {"class_weight": {"balanced": bool(weight), "imbalance": round(ratio, 3), "why": why}}
 
 
 class BottleneckStrategy:
@@ -66,11 +89,14 @@ class BottleneckStrategy:
         if dataset.multi_label:
             solved = fit_multilabel_head(np.concatenate(views, axis=1), np.concatenate(labels), config.seed,
                                          config.threshold_metric)
+            weighting = {}
         else:
-            solved = fit_linear_head(np.concatenate(views, axis=1), np.concatenate(labels), len(dataset.class_names),
-                                     config.class_weight, config.seed)
+            y = np.concatenate(labels)
+            weight, weighting = class_weighting(config.class_weight, y, len(dataset.class_names))
+            solved = fit_linear_head(np.concatenate(views, axis=1), y, len(dataset.class_names), weight, config.seed)
         names = " + ".join(f"{s.name} ({len(s)})" for s in pools)
-        return FitResult(None, solved.head, {}, selection={**solved.summary(), "fit_on": names}, fit_on=pools)
+        return FitResult(None, solved.head, {}, selection={**solved.summary(), "fit_on": names, **weighting},
+                         fit_on=pools)
 
     def _keras_loop(self, context: TrainContext) -> FitResult:
         import keras
