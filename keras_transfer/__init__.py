@@ -10,7 +10,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 __version__ = "0.2.0"
-_PUBLIC = {"train": "run", "evaluate": "run", "predict": "run", "Run": "run", "RunModel": "run", "TrainConfig": "config",
+_PUBLIC = {"train": "export.tracking", "evaluate": "run", "predict": "run", "Run": "run", "RunModel": "run", "TrainConfig": "config",
            "Dataset": "data.dataset", "load_dataset": "data.dataset", "KerasTransferError": "base.errors"}
 __all__ = sorted(_PUBLIC)
 

@@ -121,9 +121,10 @@ def test_keras_backend_is_torch():
     assert keras.backend.backend() == "torch"
 
 
-def test_train_without_dataset_argument_uses_embedded_digits():
+def test_train_without_dataset_argument_uses_the_bundled_flowers():
     from keras_transfer.cli import build_parser
 
     args = build_parser().parse_args(["train"])
-    assert args.data == "digits"
-    assert len(load_dataset(args.data).class_names) == 10
+    assert args.data == "flowers"
+    assert len(load_dataset(args.data).class_names) == 5
+    assert len(load_dataset("digits").class_names) == 10  # still there by name

@@ -77,6 +77,12 @@ class AuditResult:
         return {"counts": skipped_counts(skipped),
                 "inputs": [{"input": place, "reason": reason, "kind": kind_of(reason)} for place, reason in skipped]}
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the verdict, images per class and split, findings, thumbnails."""
+        from keras_transfer.audit.notebook import audit_html
+
+        return audit_html(self)
+
     def line(self) -> str:
         """One line for a terminal: what was found, or that nothing was."""
         found = self.summary()

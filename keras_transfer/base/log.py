@@ -112,12 +112,27 @@ class _PhaseLine:
         info(f"{self.desc}: {self.n} {self.unit} in {seconds:.1f} s{rate}" + (f" ({self.postfix})" if self.postfix else ""))
 
 
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (IPython loaded, its kernel app configured)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def progress(iterable=None, total: int | None = None, desc: str = "", unit: str = "img"):
-    """A tqdm bar (rate and ETA) on a terminal, a one-line summary elsewhere, nothing when quiet."""
-    from tqdm.auto import tqdm
+    """A tqdm bar (rate and ETA) on a terminal, a notebook widget bar in Jupyter (with ipywidgets),
+    a one-line summary elsewhere, nothing when quiet."""
+    from tqdm import tqdm
 
     if quiet():
         return tqdm(iterable, total=total, disable=True)
+    if in_notebook():
+        from tqdm.notebook import tqdm as notebook_tqdm
+
+        try:
+            return notebook_tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
+        except ImportError:  # no ipywidgets: tqdm.notebook cannot draw a widget
+            pass
     if not sys.stderr.isatty():
         return _PhaseLine(iterable if iterable is not None else (), total, desc, unit)
     return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False, file=sys.stderr)

@@ -34,17 +34,19 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                                 default=list(field.default), help=meta["help"])
         else:
             base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None -> X
+            optional = {"nargs": "?", "const": meta["const"], "metavar": "URI"} if meta.get("const") is not None else {}
             parser.add_argument(*names, dest=field.name, type=meta.get("parse") or base, default=field.default,
-                                help=meta["help"])
+                                help=meta["help"], **optional)
 
 
 def register(sub) -> None:
     p = command(sub, "train", "train a classifier on a dataset and write a run folder",
-                ["keras-transfer train                      # the embedded digits default",
+                ["keras-transfer train                      # the bundled flower photos (the demo)",
                  "keras-transfer train photos/ --out runs/photos",
                  "keras-transfer train photos/ --strategy auto --time-budget 120"], _cmd_train)
-    p.add_argument("data", nargs="?", default="digits",
-                   help="dataset folder, images.npy+labels.npy folder, .npz, or 'digits'")
+    p.add_argument("data", nargs="?", default="flowers",
+                   help="dataset folder, images.npy+labels.npy folder, .npz, or a built-in: 'flowers' (the "
+                        "bundled demo photos, the default) or 'digits'")
     p.add_argument("--out", "-o", help="run folder (default: runs/<dataset name>)")
     add_config_options(p)
     add_common(p)
@@ -62,7 +64,8 @@ def _splits_line(dataset: dict) -> str:
 
 
 def _cmd_train(args) -> int:
-    from keras_transfer.run import Files, train
+    from keras_transfer.export.tracking import train
+    from keras_transfer.run import Files
     from keras_transfer.config import TrainConfig
     from keras_transfer.evaluation.metrics import format_metrics
 
@@ -80,7 +83,8 @@ def _cmd_train(args) -> int:
               f"trained in {timing['total_seconds']:.1f} s (features {timing['feature_seconds']:.1f} s); "
               f"run saved to {run.path}")
         if "baseline" in metrics:
-            verdict = "transfer helped" if metrics["accuracy"] > metrics["baseline"]["accuracy"] else "transfer did NOT help"
+            gain = 100 * (metrics["accuracy"] - metrics["baseline"]["accuracy"])
+            verdict = f"transfer helped: {gain:+.1f} points" if gain > 0 else "transfer did NOT help"
             print(f"baseline: {metrics['baseline']['method']}: accuracy {metrics['baseline']['accuracy']:.4f} "
                   f"on the same images ({verdict})")
     return 0

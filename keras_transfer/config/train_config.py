@@ -37,11 +37,14 @@ def weights_choice(text: str) -> str | None:
     return None if text.lower() == "none" else text
 
 
-def option(default, help: str, flag: str | None = None, short: str | None = None, parse=None, cli: bool = True):
+def option(default, help: str, flag: str | None = None, short: str | None = None, parse=None, cli: bool = True,
+           const: str | None = None):
     """A ``TrainConfig`` field and its command-line option (``keras-transfer train`` is generated
     from these: ``--name-with-dashes`` unless ``flag``; the type from the annotation unless
-    ``parse``; a bool that defaults to True becomes ``--no-<name>``)."""
-    return field(default=default, metadata={"help": help, "flag": flag, "short": short, "parse": parse, "cli": cli})
+    ``parse``; a bool that defaults to True becomes ``--no-<name>``; with ``const`` the option's
+    value is optional, ``const`` when the flag is given alone)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "short": short, "parse": parse, "cli": cli,
+                                            "const": const})
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ class TrainConfig:
         5
     """
 
-    data: str = option("digits", "dataset folder, images.npy+labels.npy folder, .npz, or 'digits'", cli=False)
+    data: str = option("flowers", "dataset folder, images.npy+labels.npy folder, .npz, or a built-in: 'flowers' "
+                                  "(the bundled demo photos) or 'digits'", cli=False)
     labels: str | None = option(None, "CSV/TSV table of image file name (or id) and class, for a data folder of "
                                       "unsorted images; an optional split column assigns splits")
     splits: str | None = option(None, "which folder is each split, e.g. train=seg_train,test=seg_test (for "
@@ -113,6 +117,10 @@ class TrainConfig:
                                  "on a validation split)")
     baseline: bool = option(True, "report a logistic regression on raw 16x16 pixels of the same images beside "
                                   "the accuracy")
+    mlflow: str | None = option(None, "also log the run to MLflow: parameters, held-out metrics, report, model card, "
+                                      "model.keras, the ONNX export and a pyfunc model (`mlflow models predict`); "
+                                      "the tracking URI, e.g. sqlite:///mlflow.db (alone: $MLFLOW_TRACKING_URI or "
+                                      "MLflow's default); needs pip install 'keras-transfer[mlflow]'", const="")
 
     def __post_init__(self):
         if self.backbone is None:  # the default depends on what the backbone is for

@@ -16,6 +16,7 @@ from keras_transfer.data.labels_table import load_labels_table
 from keras_transfer.data.layout import parse_splits
 from keras_transfer.data.skipped import summarise
 
+DEMO_FLOWERS = Path(__file__).parent / "demo" / "flowers"  # installed with the package (package-data)
 SKIPPED_LIST = "dataset.json of the run (train) and audit.json (audit --out)"
 
 
@@ -27,7 +28,9 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
     Args:
         source: A folder with one sub-folder per class; a folder with ``train/`` (+ ``val/``,
             ``test/``) each holding class folders; a folder with ``images.npy`` + ``labels.npy``
-            (or a ``.npz`` with those keys); or ``"digits"`` / None for scikit-learn's digits.
+            (or a ``.npz`` with those keys); ``"flowers"`` / None for the bundled demo photos
+            (240 flower photos, 5 classes, CC BY 2.0: ``data/demo/flowers/LICENSE.txt``), or
+            ``"digits"`` for scikit-learn's 8x8 digits (a folder named like a built-in: ``./flowers``).
         val_fraction: Share of train cut off for validation when there is no val split.
         test_fraction: Share cut off for a test split when there is none (0 = no test split).
         seed: Seed of the stratified splits.
@@ -71,7 +74,7 @@ def _load_labelled(source, table) -> Dataset:
 
 def _load_raw(source: str | Path | None, chosen: dict[str, str]) -> Dataset:
     if source is None or str(source) in BUILTIN_DATASETS:
-        return _load_digits()
+        return _load_digits() if str(source) == "digits" else _load_demo_flowers()
     path = Path(source).expanduser()
     if not path.exists():
         raise DatasetError(f"dataset not found: {path}",
@@ -98,6 +101,13 @@ def _npz_member(archive, path: Path, key: str) -> np.ndarray:
         raise DatasetError(f"{path} has no array named {key!r}", "arrays 'images' and 'labels'",
                            f"arrays {sorted(archive.files)}")
     return archive[key]
+
+
+def _load_demo_flowers() -> Dataset:
+    """The bundled demo: 240 flower photos (48 per class, at most 192 px), each CC BY 2.0."""
+    dataset = load_folder_tree(DEMO_FLOWERS, {})
+    dataset.source = "flowers"
+    return dataset
 
 
 def _load_digits() -> Dataset:

@@ -31,6 +31,7 @@ from keras_transfer.export.graph import (first_view, keras_head, linear_head, me
 from keras_transfer.base.paths import atomic_file
 from keras_transfer.config import dataset_of
 from keras_transfer.run import Run, RunModel
+from keras_transfer.run.model_card import copy_model_card
 
 FORMATS = ("onnx", "openvino", "litert")
 SUFFIX = {"onnx": ".onnx", "openvino": ".xml", "litert": ".tflite"}
@@ -162,6 +163,7 @@ def export_run(run: str | Path | Run | RunModel, fmt: str = "onnx", out: str | P
     if path.suffix != SUFFIX[fmt]:
         raise ConfigError(f"an {fmt} file must end in {SUFFIX[fmt]}", SUFFIX[fmt], str(path))
     _write(run_model, fmt, path, int8)
+    copy_model_card(run, path.parent)  # what the exported file was trained on, its figures, its limits
     if parity:
         from keras_transfer.export.parity import write_parity
 

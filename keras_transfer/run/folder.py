@@ -34,6 +34,7 @@ class Files:
     DATASET = "dataset.json"
     TIMING = "timing.json"
     AUDIT = "audit.json"
+    MODEL_CARD = "MODEL_CARD.md"  # Hugging Face model card (run.model_card); export copies it
     EXPORT = "export"  # exported files and their parity table
     PARITY = "parity.json"  # in EXPORT
     FEATURES = "features"  # split feature files of this run
@@ -67,6 +68,12 @@ class Run:
             raise RunError(f"run folder {path} is incomplete", f"files {', '.join(Files.REQUIRED)}",
                            f"missing {', '.join(missing)}", hint="re-run train with --out pointing here")
         return cls(path)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: held-out accuracy and baseline, per-class table, confusion matrix, mistakes."""
+        from keras_transfer.run.notebook import run_html
+
+        return run_html(self)
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -20,6 +20,7 @@ from keras_transfer.features.keys import identity_hash
 from keras_transfer.inference.head import LinearHead
 from keras_transfer.run.folder import Files, Run
 from keras_transfer.run.model import RunModel
+from keras_transfer.run.model_card import write_model_card
 from keras_transfer.run.writing import RunWriting
 
 
@@ -85,6 +86,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
                                              result.features.seconds if result.features else 0.0),
                                          "epochs": len(result.history.get("loss", []))})
         config.save(out / Files.CONFIG)  # last: Run.open needs it, so the run is complete only now
+        write_model_card(out)  # from the files just written
     return Run(out)
 
 
