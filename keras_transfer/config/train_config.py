@@ -16,7 +16,8 @@ from keras_transfer.features.runtime import RuntimeOptions
 
 STRATEGIES = ("bottleneck", "frozen", "finetune", "scratch", "auto")
 TUNED_STRATEGIES = ("finetune", "scratch")  # strategies whose extractor weights move
-CLASS_WEIGHTS = ("auto",)
+CLASS_WEIGHTS = ("auto", "none")
+THRESHOLD_METRICS = ("f1", "f2", "f0.5")  # strategies.multilabel_solver.THRESHOLD_METRICS (F-beta)
 POOLINGS = ("avg", "max", "spatial")
 SOLVERS = ("auto", "lbfgs", "keras")
 HEAD_PRESETS = ("linear", "gap_dense_bn", "flatten_bn", "conv")  # keras_transfer.backbones.heads.HEADS (no keras import here)
@@ -60,6 +61,9 @@ class TrainConfig:
                                   "(the bundled demo photos) or 'digits'", cli=False)
     labels: str | None = option(None, "CSV/TSV table of image file name (or id) and class, for a data folder of "
                                       "unsorted images; an optional split column assigns splits")
+    labels_from_name: str | None = option(None, "classes read from file names: a regular expression whose first "
+                                                "group is the class, e.g. '^(.+)_\\d+\\.jpg$', or 'prefix' (the "
+                                                "name before its last underscore)")
     splits: str | None = option(None, "which folder is each split, e.g. train=seg_train,test=seg_test (for "
                                       "unusual names, or two folders claiming one split)")
     exclude: str | None = option(None, "file list of images to leave out (one path per line), or the keep list "
@@ -107,7 +111,8 @@ class TrainConfig:
     finetune_lr: float = option(1e-4, "finetune: learning rate of the unfrozen phase")
     finetune_views: int = option(2, "finetune: augmented views per image cached at the freeze point")
     mixup: float = option(0.0, "finetune (all blocks): mixup strength alpha, e.g. 0.4 (0: off)")
-    class_weight: str | None = option(None, "'auto': balance imbalanced classes")
+    class_weight: str | None = option(None, "'auto': balance the classes; 'none': never; default: balanced by the "
+                                            "solved head when the largest class is over 3x the smallest")
     label_smoothing: float | None = option(None, "default: 0.1 for --strategy finetune, else 0")
     time_budget: float | None = option(None, "auto: seconds to spend (default 300)")
     refit: bool = option(False, "bottleneck (Keras loop): after early stopping, train the head again on "
@@ -121,10 +126,11 @@ class TrainConfig:
                                       "model.keras, the ONNX export and a pyfunc model (`mlflow models predict`); "
                                       "the tracking URI, e.g. sqlite:///mlflow.db (alone: $MLFLOW_TRACKING_URI or "
                                       "MLflow's default); needs pip install 'keras-transfer[mlflow]'", const="")
+    threshold_metric: str = option("f1", "several labels per image: what each label's decision threshold "
+                                         "maximises on out-of-fold training images: f1 | f2 | f0.5")
 
     def __post_init__(self):
         if self.backbone is None:  # the default depends on what the backbone is for
-
             object.__setattr__(self, "backbone", DEFAULT_ENSEMBLE if self.solved else DEFAULT_BACKBONE)
 
     def validate(self) -> TrainConfig:
@@ -169,6 +175,8 @@ class TrainConfig:
                               "--strategy bottleneck or auto, --solver auto or lbfgs, --head linear, no --hidden, "
                               "--pooling avg or max, no --refit",
                               hint="--augment-views N adds random flips to the other heads")
+        if self.threshold_metric not in THRESHOLD_METRICS:
+            raise unknown_choice("threshold metric", self.threshold_metric, THRESHOLD_METRICS)
         if self.class_weight not in (None, *CLASS_WEIGHTS):
             raise unknown_choice("class weight", str(self.class_weight), CLASS_WEIGHTS)
         at_least_1, at_least_0, positive = "a whole number >= 1", "a whole number >= 0", "a number > 0"

@@ -14,6 +14,7 @@ from keras_transfer.data.dataset import BUILTIN_DATASETS, Dataset, Split, cap_pe
 from keras_transfer.data.folders import load_folder_tree
 from keras_transfer.data.labels_table import load_labels_table
 from keras_transfer.data.layout import parse_splits
+from keras_transfer.data.names import load_named_files
 from keras_transfer.data.skipped import summarise
 
 DEMO_FLOWERS = Path(__file__).parent / "demo" / "flowers"  # installed with the package (package-data)
@@ -22,7 +23,8 @@ SKIPPED_LIST = "dataset.json of the run (train) and audit.json (audit --out)"
 
 def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
                  test_fraction: float = 0.0, seed: int = 0, max_per_class: int | None = None,
-                 labels: str | Path | None = None, splits: str | None = None) -> Dataset:
+                 labels: str | Path | None = None, splits: str | None = None,
+                 labels_from_name: str | None = None) -> Dataset:
     """Loads a dataset from a folder, a NumPy folder/file, or a built-in name.
 
     Args:
@@ -40,6 +42,9 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
             that are not sorted into class folders (Kaggle style); see ``data/labels_table.py``.
         splits: Which folder is which split, e.g. ``"train=seg_train,test=seg_test"``, for
             split folders under unusual names or two folders claiming one split.
+        labels_from_name: A regular expression whose first group, found in a file's name, is its
+            class (or ``"prefix"``: the name before its last underscore), for a ``source`` folder
+            of unsorted images (the Oxford-IIIT Pet layout); see ``data/names.py``.
 
     Example:
         >>> ds = load_dataset("digits")
@@ -50,7 +55,12 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
         if not 0 <= fraction < 1:
             raise DatasetError(f"{name} out of range", "a number in [0, 1)", repr(fraction))
     chosen = parse_splits(splits)
-    dataset = _load_raw(source, chosen) if labels is None else _load_labelled(source, labels)
+    if labels is not None and labels_from_name is not None:
+        raise DatasetError("--labels and --labels-from-name both say where the classes are", "one of them")
+    if labels_from_name is not None:
+        dataset = load_named_files(source, labels_from_name)
+    else:
+        dataset = _load_raw(source, chosen) if labels is None else _load_labelled(source, labels)
     if max_per_class is not None:
         if max_per_class < 1:
             raise DatasetError("max_per_class out of range", "a positive number of images", repr(max_per_class))
@@ -172,6 +182,9 @@ def _check_dataset(dataset: Dataset) -> None:
         raise DatasetError(f"{dataset.source} leaves no image to test on",
                            "at least 2 images in some class (one to learn from, one held out)",
                            f"{len(dataset.train)} image(s) in all", hint="add images")
+    if dataset.multi_label:
+        _check_labels(dataset)
+        return
     missing = [dataset.class_names[i] for i in np.unique(dataset.train.labels)
                if not np.any(held_out.labels == i)]
     if missing:
@@ -182,3 +195,17 @@ def _check_dataset(dataset: Dataset) -> None:
         raise DatasetError(f"{dataset.source} has only {len(present)} class with images",
                            "at least two classes to tell apart",
                            f"classes {dataset.class_names}", hint="add a folder per class")
+
+
+def _check_labels(dataset: Dataset) -> None:
+    """Several labels per image: at least two labels to learn; labels that no training image (or
+    every one) carries are said, and left out of the figures that cannot be computed for them."""
+    train, held_out = dataset.train.labels, dataset.eval_split.labels
+    positives = train.sum(axis=0)
+    if int((positives > 0).sum()) < 2:
+        raise DatasetError(f"{dataset.source} has fewer than two labels on its training images",
+                           "at least two labels to tell apart", f"labels {dataset.class_names}")
+    for what, names in (("on no training image", positives == 0), ("on every training image", positives == len(train)),
+                        ("on no held-out image (its precision / recall are not measured)", held_out.sum(axis=0) == 0)):
+        if names.any():
+            dataset.notes.append(f"label(s) {what}: {', '.join(np.array(dataset.class_names)[names])}")

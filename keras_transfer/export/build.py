@@ -48,11 +48,13 @@ def metadata(model: RunModel, int8: bool = False) -> dict[str, str]:
     run, unknown = model.run, model.unknown
     return {"class_names": json.dumps(model.class_names), "input_size": str(model.size),
             "resize": model.resize_mode, "input": "uint8 RGB NHWC, resized to input_size x input_size",
-            "output": "class probabilities, calibrated (temperature applied)"
+            "output": ("one probability per label (sigmoid); a label is present at or above its entry of "
+                       "label_thresholds" if model.multi_label else "class probabilities, calibrated (temperature applied)")
                       + (", the mean of the image's and its mirror image's" if model.flip else "")
                       + (f"; without the {model.augmented} augmented test-time views the run's own evaluation "
                          "averages in" if model.augmented else ""),
             "temperature": str(model.temperature),
+            **({"label_thresholds": json.dumps([float(t) for t in model.head.thresholds])} if model.multi_label else {}),
             "unknown_threshold": "" if unknown is None else str(unknown.threshold),
             "unknown_score": "" if unknown is None else (f"output 'unknown_score': cosine distance to the {unknown.k}th "
                                                          "nearest training image; above unknown_threshold: unknown"),
@@ -270,7 +272,8 @@ def _save_litert(run_model: RunModel, path: Path, info: dict[str, str]) -> Path:
         def probabilities(self, pixels):
             features = self.extractor(pixels)
             if run_model.solved:
-                return torch.softmax(features @ self.kernel + self.bias, dim=-1)
+                logits = features @ self.kernel + self.bias
+                return torch.sigmoid(logits) if run_model.multi_label else torch.softmax(logits, dim=-1)
             probabilities = self.head(features)
             if temperature == 1.0:
                 return probabilities

@@ -10,10 +10,12 @@ import numpy as np
 
 from keras_transfer.base import log
 from keras_transfer.backbones import get_backbone
+from keras_transfer.base.errors import ConfigError
 from keras_transfer.base.paths import write_json
 from keras_transfer.config import TrainConfig, dataset_of, feature_source
 from keras_transfer.data.dataset import BUILTIN_DATASETS, Dataset, Split
 from keras_transfer.evaluation.metrics import classification_metrics
+from keras_transfer.evaluation.multilabel import multilabel_metrics
 from keras_transfer.evaluation.predictions import Predictions
 from keras_transfer.features import FeatureSource, view_numbers
 from keras_transfer.features.keys import identity_hash
@@ -93,6 +95,11 @@ def train(config: TrainConfig, out: str | Path) -> Run:
 def _training_dataset(config: TrainConfig) -> Dataset:
     """The dataset, with a selection split cut from train when the strategy makes choices on one."""
     dataset = dataset_of(config)
+    if dataset.multi_label and not (config.strategy == "bottleneck" and config.solved):
+        raise ConfigError(f"{config.data} has several labels per image, which the solved head learns "
+                          "(one sigmoid per label)", "--strategy bottleneck with the linear head (the default)",
+                          f"--strategy {config.strategy}" + (f" --head {config.head}" if config.head != "linear" else ""),
+                          hint="drop --strategy / --head / --solver keras for this dataset")
     if uses_validation(config):
         dataset = dataset.with_selection_split(config.val_fraction, config.seed)
     log.info(f"dataset {dataset.source}: {len(dataset.class_names)} classes, "
@@ -117,10 +124,11 @@ def _evaluate_fit(result, dataset: Dataset, source: FeatureSource, config: Train
     model = RunModel(dataset.class_names, source, result.head, tuple(view_numbers(config.tta_views, config.flip)))
     predictions = model.predict_split(dataset.eval_split)  # the run's own rule, before it is saved
     calibration = _calibrate(model, result, dataset, config, predictions)
-    metrics = _held_out_metrics(predictions.with_temperature(calibration["temperature"]), dataset, result.selection)
+    metrics = _held_out_metrics(predictions.with_temperature(calibration["temperature"]), dataset, result.selection,
+                                result.head)
     metrics["calibration"] = calibration
     fit_on = result.fit_on or [dataset.train]
-    if config.baseline:
+    if config.baseline and not dataset.multi_label:  # the pixel baseline is a softmax over classes
         metrics["baseline"] = _baseline(config, dataset, fit_on, out)
     unknown = _unknown_scorer(result, source, fit_on, config.seed)
     if unknown is not None:
@@ -139,9 +147,13 @@ def _evaluate_fit(result, dataset: Dataset, source: FeatureSource, config: Train
     return predictions, metrics, calibration, unknown
 
 
-def _held_out_metrics(predictions: Predictions, dataset: Dataset, selection: dict) -> dict:
+def _held_out_metrics(predictions: Predictions, dataset: Dataset, selection: dict, head=None) -> dict:
     """The metrics of the held-out split, saying which images they came from and how choices were made."""
-    metrics = classification_metrics(predictions.labels, predictions.probabilities, dataset.class_names)
+    if dataset.multi_label:
+        metrics = multilabel_metrics(predictions.labels, predictions.probabilities, dataset.class_names,
+                                     head.thresholds)
+    else:
+        metrics = classification_metrics(predictions.labels, predictions.probabilities, dataset.class_names)
     split = dataset.eval_split
     metrics.update(split=split.name, evaluated_on=split.name, held_out=True,
                    evaluated_images=f"{split.name}: {metrics['n']} images no choice was made on",
@@ -153,6 +165,9 @@ def _calibrate(model: RunModel, result, dataset: Dataset, config: TrainConfig, h
     """Temperature scaling of a Keras-trained head, fit on the selection split; a solved head keeps T = 1."""
     from keras_transfer.evaluation.calibration import calibration_record
 
+    if dataset.multi_label:
+        return {"method": "none", "temperature": 1.0, "why": "several labels per image: one sigmoid per label, "
+                "L2 strength by cross-validated log loss, each label's threshold chosen on out-of-fold images"}
     if config.refit:
         return calibration_record(held_out, why="--refit trained the head on the selection split too: no images "
                                                 "are left to fit a temperature on")
