@@ -70,7 +70,9 @@ def label_issues(pool: Pool, features: np.ndarray, rows: np.ndarray, seed: int =
     remap[dense] = np.arange(len(dense))
     probabilities = (out_of_fold(features, remap[labels], len(dense), seed) if key is None
                      else cached_out_of_fold(features, remap[labels], len(dense), key, seed))
-    ranked = find_label_issues(remap[labels], probabilities, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab's default forks a multiprocessing pool, and a fork beside the threads of
+    # Ray / OpenVINO / the decoders can inherit a held lock and hang forever (seen in test_ray)
+    ranked = find_label_issues(remap[labels], probabilities, return_indices_ranked_by="self_confidence", n_jobs=1)
     findings = []
     for r in ranked:
         given, suggested = int(remap[labels[r]]), int(np.argmax(probabilities[r]))
