@@ -16,6 +16,7 @@ from keras_transfer.evaluation.multilabel import multilabel_metrics
 from keras_transfer.evaluation.predictions import Predictions
 from keras_transfer.run.folder import Run
 from keras_transfer.run.model import RunModel
+from keras_transfer.run.notebook import Evaluation
 
 
 def eval_predictions(run: str | Path | Run | RunModel, data: str | Path | None = None) -> Predictions:
@@ -36,8 +37,9 @@ def eval_predictions(run: str | Path | Run | RunModel, data: str | Path | None =
     return model.predict_split(dataset.eval_split)
 
 
-def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:
-    """Metrics of a trained run on its held-out split (test, else val), or on another dataset.
+def evaluate(run: str | Path | Run, data: str | Path | None = None) -> Evaluation:
+    """Metrics of a trained run on its held-out split (test, else val), or on another dataset:
+    a plain dict that also displays itself in Jupyter.
 
     Args:
         run: The run folder.
@@ -51,14 +53,14 @@ def evaluate(run: str | Path | Run, data: str | Path | None = None) -> dict:
     raw = eval_predictions(model, data)
     if model.multi_label:
         metrics = multilabel_metrics(raw.labels, raw.probabilities, model.class_names, model.head.thresholds)
-        return {**metrics, "split": raw.split}
+        return Evaluation(metrics, split=raw.split)
     predictions = raw.with_temperature(model.temperature)
     metrics = classification_metrics(predictions.labels, predictions.probabilities, model.class_names)
     metrics["split"] = predictions.split
     metrics["calibration"] = {"temperature": model.temperature,
                               "ece_before": calibration(raw.labels, raw.probabilities).ece,
                               "ece_after": calibration(predictions.labels, predictions.probabilities).ece}
-    return metrics
+    return Evaluation(metrics)
 
 
 def split_features(run: str | Path | Run | RunModel, split: str = "train") -> tuple[Split, np.ndarray, np.ndarray]:
