@@ -89,11 +89,12 @@ def _throughput(run, pixels: np.ndarray, batch: int) -> float:
     return repeats * batch / (time.perf_counter() - start)
 
 
-def parity_table(model: RunModel, files: dict[str, Path]) -> list[dict]:
+def parity_table(model: RunModel | Run | str | Path, files: dict[str, Path]) -> list[dict]:
     """Per exported file: top-1 agreement and max |prob diff| vs the run's own answer (``RunModel``:
     what ``predict`` and ``serve`` give) and accuracy on the held-out images, images/s at batch 1
     and 32, file size; an int8 file also its accuracy cost in points and speed-up over the fp32
     file of its format, when exported too."""
+    model = RunModel.open(model)
     pixels, labels = held_out(model.run, model.size)
     reference = np.concatenate([model.predict_pixels(pixels[i:i + 32]).probabilities
                                 for i in range(0, len(pixels), 32)])
@@ -133,7 +134,7 @@ def format_parity(rows: list[dict]) -> str:
     return f"{text}\n(on {rows[0]['images']} held-out images, vs the run's own answer: predict)\n{files}"
 
 
-def write_parity(model: RunModel, files: dict[str, Path]) -> list[dict]:
+def write_parity(model: RunModel | Run | str | Path, files: dict[str, Path]) -> list[dict]:
     """The parity table of ``files``, merged into ``parity.json`` beside them (rows of other files kept)."""
     rows = parity_table(model, files)
     path = next(iter(files.values())).parent / Files.PARITY
