@@ -33,8 +33,10 @@ demo: $(STAMP)
 	@echo "  $(VENV)/bin/keras-transfer serve runs/flowers      # a web page at http://127.0.0.1:8000"
 	@echo "  $(VENV)/bin/keras-transfer train path/to/your/photos --out runs/mine"
 
+# Two pytest workers, a test file each at a time (module fixtures stay in one worker): most tests
+# wait on a child process, a server or Ray starting, so two overlap well on two cores.
 test: $(STAMP)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
