@@ -172,3 +172,22 @@ def load_named_files_of(folder):
     from keras_transfer.data.names import load_named_files
 
     return load_named_files(folder, r"^(.+)_\d+\.jpg$")
+
+
+def test_multi_label_class_folders_merge_copies_into_label_sets(tmp_path, capsys):
+    """``--multi-label``: the same photo in sea/ and sunset/ is one image labelled sea + sunset."""
+    table = load_dataset(IMAGES, labels=MIML / "labels.csv")
+    split = table.train
+    rows = sorted({int(r) for r in np.linspace(0, len(split) - 1, 80)})  # spread over every label
+    for row in rows:
+        for name in np.array(table.class_names)[split.labels[row].astype(bool)]:
+            (tmp_path / "tree" / name).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "tree" / name / split.items[row].name).write_bytes(split.items[row].read_bytes())
+    merged = load_dataset(tmp_path / "tree", multi_label=True, val_fraction=0.2)
+    assert merged.multi_label and merged.class_names == table.class_names
+    got = {Path(p).name: tuple(y) for s in merged.splits.values() for p, y in zip(s.items, s.labels)}
+    want = {split.items[r].name: tuple(split.labels[r]) for r in rows}
+    assert got == want
+    assert any("copies of images in other class folders merged" in note for note in merged.notes)
+    plain = load_dataset(tmp_path / "tree", val_fraction=0.2)
+    assert not plain.multi_label  # without the flag, class folders stay one label per image

@@ -16,6 +16,7 @@ def dataset_of(config: TrainConfig) -> Dataset:
     """The dataset ``config`` trains on, split as at training (same seed and fractions)."""
     dataset = load_dataset(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
                            seed=config.seed, max_per_class=config.max_per_class, labels=config.labels, labels_from_name=config.labels_from_name,
+                           multi_label=config.multi_label,
                            splits=config.splits)
     if config.exclude:
         dataset = exclude_files(dataset, config.exclude)

@@ -61,6 +61,8 @@ class TrainConfig:
                                   "(the bundled demo photos) or 'digits'", cli=False)
     labels: str | None = option(None, "CSV/TSV table of image file name (or id) and class, for a data folder of "
                                       "unsorted images; an optional split column assigns splits")
+    multi_label: bool = option(False, "class folders: an image lying in several of them (the same bytes) carries "
+                                      "each of those labels (several labels per image)")
     labels_from_name: str | None = option(None, "classes read from file names: a regular expression whose first "
                                                 "group is the class, e.g. '^(.+)_\\d+\\.jpg$', or 'prefix' (the "
                                                 "name before its last underscore)")

@@ -74,7 +74,7 @@ class Dataset:
     @property
     def multi_label(self) -> bool:
         """Whether an image may carry several labels (labels are (N, L) 0/1 matrices)."""
-        return self.train.labels.ndim == 2
+        return any(split.labels.ndim == 2 for split in self.splits.values())
 
     @property
     def train(self) -> Split:

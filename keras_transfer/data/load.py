@@ -14,6 +14,7 @@ from keras_transfer.data.dataset import BUILTIN_DATASETS, Dataset, Split, cap_pe
 from keras_transfer.data.folders import load_folder_tree
 from keras_transfer.data.labels_table import load_labels_table
 from keras_transfer.data.layout import parse_splits
+from keras_transfer.data.multilabel import merge_copies
 from keras_transfer.data.names import load_named_files
 from keras_transfer.data.skipped import summarise
 
@@ -24,7 +25,7 @@ SKIPPED_LIST = "dataset.json of the run (train) and audit.json (audit --out)"
 def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
                  test_fraction: float = 0.0, seed: int = 0, max_per_class: int | None = None,
                  labels: str | Path | None = None, splits: str | None = None,
-                 labels_from_name: str | None = None) -> Dataset:
+                 labels_from_name: str | None = None, multi_label: bool = False) -> Dataset:
     """Loads a dataset from a folder, a NumPy folder/file, or a built-in name.
 
     Args:
@@ -45,6 +46,8 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
         labels_from_name: A regular expression whose first group, found in a file's name, is its
             class (or ``"prefix"``: the name before its last underscore), for a ``source`` folder
             of unsorted images (the Oxford-IIIT Pet layout); see ``data/names.py``.
+        multi_label: Class folders where an image lying in several of them (the same bytes)
+            carries each of those labels; see ``data/multilabel.merge_copies``.
 
     Example:
         >>> ds = load_dataset("digits")
@@ -61,6 +64,11 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
         dataset = load_named_files(source, labels_from_name)
     else:
         dataset = _load_raw(source, chosen) if labels is None else _load_labelled(source, labels)
+    if multi_label and not dataset.multi_label:
+        try:
+            dataset = merge_copies(dataset)
+        except ValueError as error:
+            raise DatasetError(str(error), "a folder of class folders") from None
     if max_per_class is not None:
         if max_per_class < 1:
             raise DatasetError("max_per_class out of range", "a positive number of images", repr(max_per_class))

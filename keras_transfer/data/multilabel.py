@@ -71,3 +71,42 @@ def iterative_stratify(y: np.ndarray, proportions: list[float], seed: int) -> np
 def label_strata(y: np.ndarray) -> np.ndarray:
     """One stratum per distinct label set (for helpers that need 1-D classes, e.g. sampling)."""
     return np.unique(np.asarray(y), axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def merge_copies(dataset):
+    """``--multi-label`` on class folders: an image lying in several class folders (the same bytes)
+    becomes one image carrying each of those labels; every split's labels become (N, L) 0/1.
+
+    Copies are found by a hash of the file's bytes, within each split (copies across splits are
+    the audit's leakage finding, not labels)."""
+    import hashlib
+
+    from keras_transfer.data.dataset import Split
+    from keras_transfer.data.images import open_regular
+
+    def digest(path) -> str:
+        with open_regular(path) as handle:
+            return hashlib.blake2b(handle.read(), digest_size=16).hexdigest()
+
+    merged, copies = {}, 0
+    for name, split in dataset.splits.items():
+        if split.is_array:
+            raise ValueError("--multi-label reads copies of files in class folders, not arrays")
+        first: dict[str, int] = {}
+        items, sets = [], []
+        for path, label in zip(split.items, split.labels):
+            key = digest(path)
+            if key in first:
+                sets[first[key]].add(int(label))
+                copies += 1
+            else:
+                first[key] = len(items)
+                items.append(path)
+                sets.append({int(label)})
+        y = np.zeros((len(items), len(dataset.class_names)), np.uint8)
+        for row, labels in enumerate(sets):
+            y[row, sorted(labels)] = 1
+        merged[name] = Split(split.name, items, y)
+    dataset.splits = merged
+    dataset.notes.append(f"--multi-label: {copies} copies of images in other class folders merged into label sets")
+    return dataset
