@@ -65,10 +65,7 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
     else:
         dataset = _load_raw(source, chosen) if labels is None else _load_labelled(source, labels)
     if multi_label and not dataset.multi_label:
-        try:
-            dataset = merge_copies(dataset)
-        except ValueError as error:
-            raise DatasetError(str(error), "a folder of class folders") from None
+        dataset = _label_sets_of_copies(dataset)
     if max_per_class is not None:
         if max_per_class < 1:
             raise DatasetError("max_per_class out of range", "a positive number of images", repr(max_per_class))
@@ -217,3 +214,18 @@ def _check_labels(dataset: Dataset) -> None:
                         ("on no held-out image (its precision / recall are not measured)", held_out.sum(axis=0) == 0)):
         if names.any():
             dataset.notes.append(f"label(s) {what}: {', '.join(np.array(dataset.class_names)[names])}")
+
+
+def _label_sets_of_copies(dataset: Dataset) -> Dataset:
+    """``--multi-label`` on class folders: copies (the same bytes) in several class folders of a
+    split merge into one image carrying each label (copies across splits are the audit's leakage)."""
+    merged = 0
+    for name, split in list(dataset.splits.items()):
+        if split.is_array:
+            raise DatasetError("--multi-label reads copies of files in class folders", "a folder of class folders",
+                               f"arrays ({dataset.source})")
+        items, y, copies = merge_copies(split.items, split.labels, len(dataset.class_names))
+        dataset.splits[name] = Split(split.name, items, y)
+        merged += copies
+    dataset.notes.append(f"--multi-label: {merged} copies of images in other class folders merged into label sets")
+    return dataset

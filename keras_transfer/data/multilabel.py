@@ -73,40 +73,25 @@ def label_strata(y: np.ndarray) -> np.ndarray:
     return np.unique(np.asarray(y), axis=0, return_inverse=True)[1].reshape(-1)
 
 
-def merge_copies(dataset):
-    """``--multi-label`` on class folders: an image lying in several class folders (the same bytes)
-    becomes one image carrying each of those labels; every split's labels become (N, L) 0/1.
-
-    Copies are found by a hash of the file's bytes, within each split (copies across splits are
-    the audit's leakage finding, not labels)."""
+def merge_copies(items: list, labels: np.ndarray, n_classes: int) -> tuple[list, np.ndarray, int]:
+    """Files of class folders -> (distinct files, their label sets (M, L), copies merged): an image
+    lying in several class folders (the same bytes) becomes one image carrying each of those labels."""
     import hashlib
 
-    from keras_transfer.data.dataset import Split
     from keras_transfer.data.images import open_regular
 
-    def digest(path) -> str:
+    first: dict[str, int] = {}
+    kept, sets = [], []
+    for path, label in zip(items, labels):
         with open_regular(path) as handle:
-            return hashlib.blake2b(handle.read(), digest_size=16).hexdigest()
-
-    merged, copies = {}, 0
-    for name, split in dataset.splits.items():
-        if split.is_array:
-            raise ValueError("--multi-label reads copies of files in class folders, not arrays")
-        first: dict[str, int] = {}
-        items, sets = [], []
-        for path, label in zip(split.items, split.labels):
-            key = digest(path)
-            if key in first:
-                sets[first[key]].add(int(label))
-                copies += 1
-            else:
-                first[key] = len(items)
-                items.append(path)
-                sets.append({int(label)})
-        y = np.zeros((len(items), len(dataset.class_names)), np.uint8)
-        for row, labels in enumerate(sets):
-            y[row, sorted(labels)] = 1
-        merged[name] = Split(split.name, items, y)
-    dataset.splits = merged
-    dataset.notes.append(f"--multi-label: {copies} copies of images in other class folders merged into label sets")
-    return dataset
+            key = hashlib.blake2b(handle.read(), digest_size=16).hexdigest()
+        if key in first:
+            sets[first[key]].add(int(label))
+        else:
+            first[key] = len(kept)
+            kept.append(path)
+            sets.append({int(label)})
+    y = np.zeros((len(kept), n_classes), np.uint8)
+    for row, chosen in enumerate(sets):
+        y[row, sorted(chosen)] = 1
+    return kept, y, len(items) - len(kept)
