@@ -46,14 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _refuse_empty_values(parser.commands[args.command], args)
     log.set_quiet(getattr(args, "quiet", False))
-    if args.command != "serve":  # uvicorn stops serve itself on SIGTERM (in-flight requests finish first)
-        _stop_on_signals()
     try:
+        if args.command != "serve":  # uvicorn stops serve itself on SIGTERM (in-flight requests finish first)
+            _stop_on_signals()
         return args.handler(args)
     except KerasTransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt as error:
+        _stop_listening()  # one stop is enough: a second signal must not interrupt the clean exit
         by = f" by {error.args[0]}" if error.args and str(error.args[0]).startswith("SIG") else ""
         kept = getattr(error, "kept", None)
         print(f"interrupted{by}: features extracted so far stay in the feature cache"
@@ -80,6 +81,13 @@ def _stop_on_signals() -> None:
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _interrupt)
+
+
+def _stop_listening() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def _refuse_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -4,4 +4,8 @@ import sys
 
 from keras_transfer.cli import main
 
-sys.exit(main())
+try:
+    code = main()
+except KeyboardInterrupt:  # a stop that reached here past main's own handling: still the clean exit code
+    code = 130
+sys.exit(code)
