@@ -21,6 +21,7 @@ LAYERS = {
     "audit": {"audit"},
     "run": {"run"},
     "deploy": {"export", "serve", "report", "explain"},
+    "studio": {"studio"},
     "cli": {"cli"},
 }
 RANK = {room: rank for rank, rooms in enumerate(LAYERS.values()) for room in rooms}
