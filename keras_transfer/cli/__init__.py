@@ -23,7 +23,7 @@ from keras_transfer.cli.options import Help
 
 def build_parser() -> argparse.ArgumentParser:
     from keras_transfer import __version__
-    from keras_transfer.cli import audit, collect, deploy, inspect, localize, train, use
+    from keras_transfer.cli import audit, collect, deploy, inspect, localize, queue, train, use
 
     parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0],
                                      formatter_class=Help,
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"keras-transfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     parser.commands = sub.choices  # name -> sub-command parser, for checks after parsing
-    for module in (train, audit, use, deploy, inspect, collect, localize):
+    for module in (train, audit, use, deploy, inspect, collect, localize, queue):
         module.register(sub)
     return parser
 

@@ -1,0 +1,219 @@
+"""Which unlabelled image to label next: ranking strategies on cached features (NumPy only).
+
+A pool of unlabelled images, each with the run's calibrated probabilities (N, C) and its
+cached features (N, D), and the features of the images already labelled (L, D), become one
+order, by ``rank``:
+
+- ``uncertainty``: smallest margin between the two most probable classes first;
+- ``diversity``: k-center greedy on L2-normalised features, each pick the image farthest
+  from everything labelled or picked before it;
+- ``mixed`` (the default): batch by batch, the ``POOL_FACTOR`` x batch most uncertain images,
+  then k-center greedy inside them (uncertain, and unlike each other and the labelled images);
+- ``random``: a seeded permutation.
+
+The first ``depth`` images are picked that way (the queue a user labels before re-ranking);
+the rest follow in the strategy's own score order. An image whose cosine similarity to a
+labelled image, or to an image queued before it, is above ``DUPLICATE_COSINE`` is skipped and
+listed with its twin. Distances of the k-center steps are taken on the features projected to
+their ``PROJECTION`` first principal components (fitted on a subsample), so a re-rank of
+5,000 images takes a fraction of a second (``benchmarks/active.py``); duplicates are judged
+on the full features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+STRATEGIES = ("mixed", "uncertainty", "diversity", "random")
+# Near-duplicate cut on centred, L2-normalised features. Measured by benchmarks/active.py on
+# flowers5 (lite0): re-encoded / resized / 10%-cropped copies of an image are at >= 0.95 cosine to
+# it, while 99.9% of the distinct images' nearest neighbours are below it (docs/labelling.md).
+DUPLICATE_COSINE = 0.95
+POOL_FACTOR = 5  # mixed: k-center greedy picks a batch among this many times as many uncertain images
+BATCH = 20  # images picked per batch (the simulation's labelling batch)
+DEPTH = 500  # images ordered by the strategy itself; the rest by its score
+PROJECTION = 128  # principal components the k-center distances are computed on
+PROJECTION_SAMPLE = 2000  # images the components are fitted on
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A labelling order of a pool of N images.
+
+    Attributes:
+        order: Pool indices, first to label first (near duplicates left out).
+        uncertainty: Per pool image, 1 - (top probability - second), in [0, 1].
+        reasons: Per ranked image (aligned with ``order``), why it is there.
+        duplicates: Pool index -> (``"labelled"`` or ``"queued"``, index of its twin among the
+            labelled images or the pool) for the images skipped as near duplicates.
+    """
+
+    order: np.ndarray
+    uncertainty: np.ndarray
+    reasons: list[str]
+    duplicates: dict[int, tuple[str, int]] = field(default_factory=dict)
+
+
+def margin_uncertainty(probabilities: np.ndarray) -> np.ndarray:
+    """1 - (highest - second highest probability) per row: 1 for a tie, 0 for a sure answer."""
+    p = np.asarray(probabilities, np.float64)
+    if p.shape[1] < 2:
+        return np.zeros(len(p))
+    top = -np.partition(-p, 1, axis=1)[:, :2]
+    return 1.0 - (top[:, 0] - top[:, 1])
+
+
+def entropy_uncertainty(probabilities: np.ndarray) -> np.ndarray:
+    """Entropy of each row divided by log(C): 1 for uniform probabilities, 0 for a sure answer."""
+    p = np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=1) / np.log(p.shape[1])
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (cosine = dot product)."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def normalise(features: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Features centred on ``mean`` and scaled to unit length."""
+    return unit(np.asarray(features, np.float32) - mean)
+
+
+def projection(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(D, k) principal directions of the rows of ``x`` (at most ``PROJECTION``), on a subsample."""
+    rows = np.random.default_rng(seed).permutation(len(x))[:PROJECTION_SAMPLE]
+    sample = x[rows] - x[rows].mean(axis=0)
+    _, _, vt = np.linalg.svd(sample, full_matrices=False)
+    return vt[:PROJECTION].T.astype(np.float32)
+
+
+def nearest(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``a``: (highest dot product with a row of ``b``, its index); (-inf, -1) if ``b`` is empty."""
+    best, where = np.full(len(a), -np.inf, np.float32), np.full(len(a), -1)
+    if len(b) == 0:
+        return best, where
+    for start in range(0, len(a), chunk):
+        sims = a[start:start + chunk] @ b.T
+        where[start:start + chunk] = sims.argmax(axis=1)
+        best[start:start + chunk] = sims[np.arange(len(sims)), where[start:start + chunk]]
+    return best, where
+
+
+def k_center(points: np.ndarray, distance: np.ndarray, k: int) -> list[int]:
+    """k-center greedy: ``k`` rows of ``points`` (unit vectors), each the one farthest from the
+    centres so far; ``distance`` holds each row's distance to the existing centres (updated in place)."""
+    picks = []
+    for _ in range(min(k, len(points))):
+        i = int(np.argmax(distance))
+        if distance[i] == -np.inf:
+            break
+        picks.append(i)
+        distance[:] = np.minimum(distance, np.linalg.norm(points - points[i], axis=1))
+        distance[i] = -np.inf
+    return picks
+
+
+def rank(probabilities: np.ndarray, features: np.ndarray, labelled: np.ndarray, strategy: str = "mixed",
+         seed: int = 0, depth: int = DEPTH, batch: int = BATCH) -> Ranking:
+    """Orders a pool of unlabelled images for labelling.
+
+    Args:
+        probabilities: Calibrated probabilities of the pool images (N, C).
+        features: Their cached features (N, D).
+        labelled: Features of the images already labelled (L, D).
+        strategy: One of ``STRATEGIES``.
+        seed: Seed of ``random`` (and of the projection's subsample).
+        depth: Images placed by the strategy itself; the rest follow by its score.
+        batch: Images per k-center batch (``mixed``).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> p = rng.dirichlet([1, 1, 1], 50)
+        >>> ranking = rank(p, rng.normal(size=(50, 8)), rng.normal(size=(5, 8)), "uncertainty")
+        >>> bool(ranking.uncertainty[ranking.order[0]] == ranking.uncertainty.max())
+        True
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
+    features, labelled = np.asarray(features, np.float32), np.asarray(labelled, np.float32).reshape(-1, features.shape[1])
+    uncertainty = margin_uncertainty(probabilities)
+    mean = np.concatenate([features, labelled]).mean(axis=0)
+    pool, known = normalise(features, mean), normalise(labelled, mean)
+    similarity, twin = nearest(pool, known)
+    duplicates = {int(i): ("labelled", int(twin[i])) for i in np.flatnonzero(similarity > DUPLICATE_COSINE)}
+    alive = np.ones(len(pool), bool)
+    alive[list(duplicates)] = False
+    if strategy == "random":
+        score = np.random.default_rng(seed).random(len(pool))
+        head = list(np.argsort(-np.where(alive, score, -np.inf))[:min(depth, int(alive.sum()))])
+    elif strategy == "uncertainty":
+        score = uncertainty
+        head = list(np.argsort(-np.where(alive, score, -np.inf), kind="stable")[:min(depth, int(alive.sum()))])
+    else:
+        basis = projection(np.concatenate([pool, known]), seed)
+        points, centres = unit(pool @ basis), unit(known @ basis)
+        distance = (np.sqrt(np.maximum(2 - 2 * nearest(points, centres)[0], 0)) if len(centres)
+                    else np.full(len(points), 2.0, np.float32))  # nothing labelled: every image as far
+        score = uncertainty if strategy == "mixed" else distance.copy()
+        head = _greedy(points, distance, uncertainty, alive, strategy, min(depth, int(alive.sum())), batch)
+    head = _drop_queued_twins(pool, head, duplicates)
+    placed = np.zeros(len(pool), bool)
+    placed[head] = True
+    tail = [int(i) for i in np.argsort(-score, kind="stable") if alive[i] and not placed[i] and i not in duplicates]
+    reasons = _reasons(strategy, head, tail, uncertainty, probabilities)
+    return Ranking(np.array(head + tail, np.int64), uncertainty, reasons, duplicates)
+
+
+def _greedy(points: np.ndarray, distance: np.ndarray, uncertainty: np.ndarray, alive: np.ndarray, strategy: str,
+            count: int, batch: int) -> list[int]:
+    """``diversity``: k-center greedy over the whole pool; ``mixed``: per batch, among the most uncertain."""
+    distance = np.where(alive, distance, -np.inf)
+    if strategy == "diversity":
+        return k_center(points, distance, count)
+    picks: list[int] = []
+    left = alive.copy()
+    while len(picks) < count and left.any():
+        take = min(batch, count - len(picks))
+        candidates = np.flatnonzero(left)
+        candidates = candidates[np.argsort(-uncertainty[candidates], kind="stable")[:POOL_FACTOR * take]]
+        chosen = candidates[k_center(points[candidates], distance[candidates].copy(), take)]
+        for i in chosen:  # later batches measure their distance to these too
+            distance = np.minimum(distance, np.linalg.norm(points - points[i], axis=1))
+        left[chosen] = False
+        distance[chosen] = -np.inf
+        picks += [int(i) for i in chosen]
+    return picks
+
+
+def _drop_queued_twins(pool: np.ndarray, head: list[int], duplicates: dict) -> list[int]:
+    """``head`` without the images whose cosine to an image placed before them is above the cut."""
+    if not head:
+        return head
+    chosen = pool[head]
+    sims = np.triu(chosen @ chosen.T, k=1)  # [i, j]: image i placed before image j
+    kept = []
+    for j, index in enumerate(head):
+        earlier = np.flatnonzero(sims[:j, j] > DUPLICATE_COSINE)
+        if len(earlier):
+            duplicates[index] = ("queued", int(head[earlier[0]]))
+        else:
+            kept.append(index)
+    return kept
+
+
+def _reasons(strategy: str, head: list[int], tail: list[int], uncertainty: np.ndarray,
+             probabilities: np.ndarray) -> list[str]:
+    def margin(i: int) -> str:
+        return f"margin {1 - uncertainty[i]:.3f} between its two likeliest classes"
+
+    first = {"random": lambda i: "random order",
+             "uncertainty": lambda i: f"uncertain: {margin(i)}",
+             "diversity": lambda i: "unlike every labelled or queued image (k-center greedy)",
+             "mixed": lambda i: f"uncertain ({margin(i)}) and unlike the labelled and queued images"}[strategy]
+    rest = {"random": "random order", "uncertainty": "by uncertainty", "diversity": "by distance to the labelled images",
+            "mixed": "by uncertainty"}[strategy]
+    return [first(i) for i in head] + [f"after the first {len(head)}: {rest}" + (f" ({margin(i)})" if rest ==
+                                                                                "by uncertainty" else "")
+                                       for i in tail]
