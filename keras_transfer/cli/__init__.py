@@ -23,7 +23,7 @@ from keras_transfer.cli.options import Help
 
 def build_parser() -> argparse.ArgumentParser:
     from keras_transfer import __version__
-    from keras_transfer.cli import audit, collect, deploy, inspect, localize, queue, train, use
+    from keras_transfer.cli import audit, collect, deploy, inspect, localize, queue, studio, train, use
 
     parser = argparse.ArgumentParser(prog="keras-transfer", description=__doc__.splitlines()[0],
                                      formatter_class=Help,
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"keras-transfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     parser.commands = sub.choices  # name -> sub-command parser, for checks after parsing
-    for module in (train, audit, use, deploy, inspect, collect, localize, queue):
+    for module in (train, audit, use, deploy, inspect, collect, localize, queue, studio):
         module.register(sub)
     return parser
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     _refuse_empty_values(parser.commands[args.command], args)
     log.set_quiet(getattr(args, "quiet", False))
     try:
-        if args.command != "serve":  # uvicorn stops serve itself on SIGTERM (in-flight requests finish first)
+        if args.command not in ("serve", "studio"):  # uvicorn stops these on SIGTERM (in-flight requests finish)
             _stop_on_signals()
         return args.handler(args)
     except KerasTransferError as error:
