@@ -70,6 +70,10 @@ class TrainConfig:
                                       "unusual names, or two folders claiming one split)")
     exclude: str | None = option(None, "file list of images to leave out (one path per line), or the keep list "
                                        "`keras-transfer audit --write-clean LIST` writes (trains on those only)")
+    unlabelled: str | None = option(None, "folder of unlabelled images for self-training: the head's confident "
+                                          "predictions join the training images as labels, at a threshold chosen "
+                                          "by cross-validation inside the training images, and only where that "
+                                          "cross-validation says they help (metrics.json says how many were used)")
     backbone: str | None = option(None, "registered backbone (keras-transfer backbones lists them), or several "
                                         "joined by + (their pooled features side by side); default: "
                                         "lite0+lite2 on the solved default path (bottleneck or auto, linear head), "
@@ -210,6 +214,10 @@ class TrainConfig:
             if not ok:
                 flag = fields_by_name[name].metadata.get("flag") or "--" + name.replace("_", "-")
                 raise ConfigError(f"invalid {flag}", expected, repr(getattr(self, name)))
+        if self.unlabelled and not self.solved:
+            raise ConfigError("--unlabelled adds pseudo-labels to the solved linear head", "--strategy bottleneck or "
+                              "auto, --head linear, no --hidden, --pooling avg or max, --solver auto or lbfgs",
+                              f"--strategy {self.strategy} --head {self.head} --solver {self.solver}")
         if self.refit and self.strategy != "bottleneck":
             raise ConfigError("--refit is for the bottleneck strategy", "--strategy bottleneck",
                               f"--strategy {self.strategy}")

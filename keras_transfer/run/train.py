@@ -60,7 +60,7 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     config.validate()
     if config.data not in BUILTIN_DATASETS and Path(config.data).exists():  # stored absolute: the run never
         config = dataclasses.replace(config, data=str(Path(config.data).absolute()))  # depends on the cwd
-    for name in ("labels", "exclude"):
+    for name in ("labels", "exclude", "unlabelled"):
         if getattr(config, name) and Path(getattr(config, name)).exists():
             config = dataclasses.replace(config, **{name: str(Path(getattr(config, name)).absolute())})
     dataset = _training_dataset(config)  # before the run folder exists: a bad dataset leaves none behind
@@ -71,6 +71,10 @@ def train(config: TrainConfig, out: str | Path) -> Run:
                                _checkpoints(config, out), lambda other: feature_source(other, out), started=start)
         fit_start = time.perf_counter()
         result = get_strategy(config.strategy).fit(context)
+        if config.unlabelled:  # self-training, kept only where cross-validation inside train says it helps
+            from keras_transfer.run.pseudo_labels import with_pseudo_labels
+
+            result = with_pseudo_labels(result, context)
         fit_seconds = time.perf_counter() - fit_start
         config = result.config or config
         source = result.features or context.features
