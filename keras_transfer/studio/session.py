@@ -40,6 +40,7 @@ class Session:
         self.data, self.run_path, self.root, self.jobs, self.token = Path(data), Path(run), root, jobs, token
         self.ws = None
         self._views: Views | None = None
+        self._thumbs: Thumbnails | None = None
         self.server = None  # a serve.process.ServerProcess once "serve" ran
         if self.run_path.is_dir() and (self.run_path / "config.json").exists():
             self._open(Run.open(self.run_path))
@@ -76,7 +77,7 @@ class Session:
         if image_id not in self.views().images():
             raise UnknownImage(f"unknown image {image_id!r}", f"an image id of {self.data} (a path relative to it)",
                                image_id)
-        if not (self.data / image_id).is_file():
+        if not Path(self.ws.path_of(image_id)).is_file():
             raise VanishedImage(f"the file of image {image_id!r} vanished from {self.data}",
                                 "the image file in the data folder", "nothing at that path",
                                 hint="restore it, or reload the studio to drop it")
@@ -86,8 +87,9 @@ class Session:
         return self.views().detail(self.known(image_id))
 
     def thumbnail(self, image_id: str) -> bytes:
-        cache = Path(self.ws.root if self.ws is not None else self.run_path / "studio") / "thumbnails"
-        return Thumbnails(self.data, cache).jpeg(image_id)
+        if self._thumbs is None:
+            self._thumbs = Thumbnails(Path(self.views().ws.root) / "thumbnails")
+        return self._thumbs.jpeg(image_id, self.ws.path_of(self.known(image_id)))
 
     def cam(self, image_id: str) -> bytes:
         return self.ws.cam_png(self.known(image_id))
@@ -99,8 +101,8 @@ class Session:
             raise ConfigError("no images to fix", "'ids': a non-empty list of image ids", repr(ids)[:80])
         if action not in FIX_ACTIONS:
             raise ConfigError(f"unknown fix {action!r}", f"'action': one of {', '.join(FIX_ACTIONS)}", repr(action))
-        if action == "relabel" and label not in self.ws.run.class_names:
-            raise ConfigError(f"unknown class {label!r}", f"one of {', '.join(self.ws.run.class_names)}",
+        if action == "relabel" and label not in self.ws.class_names():
+            raise ConfigError(f"unknown class {label!r}", f"one of {', '.join(self.ws.class_names())}",
                               repr(label), hint="add a new class with 'add a class' first")
         for image_id in ids:
             self.known(image_id)
@@ -153,7 +155,7 @@ class Session:
         name, folder = body.get("name"), body.get("folder")
         if not isinstance(name, str) or not name.strip() or "/" in name:
             raise ConfigError("a new class needs a name", "'name': a class name without '/'", repr(name))
-        if name in self.ws.run.class_names:
+        if name in self.ws.class_names():
             raise ConfigError(f"class {name!r} exists already", "a new class name", name)
         if not isinstance(folder, str) or not Path(folder).expanduser().is_dir():
             raise DatasetError(f"folder not found: {folder}", "'folder': a folder of images of the new class",

@@ -12,25 +12,16 @@ SIZE = 192  # pixels of the longer side: sharp in a grid cell on a HiDPI screen,
 
 
 class Thumbnails:
-    """JPEG thumbnails of files under ``data``, cached in ``folder``."""
+    """JPEG thumbnails cached in ``folder``."""
 
-    def __init__(self, data: Path, folder: Path, size: int = SIZE):
-        self.data, self.folder, self.size = Path(data), Path(folder), size
+    def __init__(self, folder: Path, size: int = SIZE):
+        self.folder, self.size = Path(folder), size
 
-    def file_of(self, image_id: str) -> Path:
-        """The image file of an id, refused when the id leaves the data folder (``..``, absolute paths)."""
-        path = (self.data / image_id).resolve()
-        root = self.data.resolve()
-        if image_id.startswith(("/", "\\")) or root not in path.parents:
-            raise FileNotFoundError(image_id)
-        return path
-
-    def jpeg(self, image_id: str) -> bytes:
-        """The thumbnail's bytes (made and cached on first use)."""
+    def jpeg(self, image_id: str, source: Path) -> bytes:
+        """The thumbnail of image ``image_id`` (file ``source``), made and cached on first use."""
         from PIL import Image
 
-        source = self.file_of(image_id)
-        stat = source.stat()  # FileNotFoundError for a vanished file
+        stat = Path(source).stat()  # FileNotFoundError for a vanished file
         key = hashlib.sha1(f"{image_id}\0{stat.st_size}\0{stat.st_mtime_ns}\0{self.size}".encode(
             "utf-8", "surrogateescape")).hexdigest()
         cached = self.folder / key[:2] / f"{key}.jpg"

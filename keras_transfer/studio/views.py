@@ -92,6 +92,7 @@ class Views:
         changed = [i for i in images if i["excluded"] or i["label"] != i["original"]]
         baseline = metrics.get("baseline") or {}
         return {"run": str(run.path), "data": str(self.ws.data), "classes": run.class_names,
+                "labels": self.ws.class_names(),
                 "accuracy": metrics.get("accuracy"), "baseline": baseline.get("accuracy"),
                 "baseline_method": baseline.get("method"), "evaluated": metrics.get("evaluated_images"),
                 "split": metrics.get("split"), "n": metrics.get("n"),
