@@ -38,7 +38,7 @@ def uses_validation(config: TrainConfig) -> bool:
     return not (config.strategy == "bottleneck" and uses_solver(config))
 
 
-def train(config: TrainConfig, out: str | Path) -> Run:
+def train(config: TrainConfig, out: str | Path, dataset: Dataset | None = None) -> Run:
     """Trains a classifier and writes a run folder.
 
     Every choice (L2 strength, epochs, backbone, strategy) is made on training images or a
@@ -48,6 +48,8 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     Args:
         config: What to train (dataset, backbone, strategy, head, ...).
         out: The run folder to write (created; files in it are replaced).
+        dataset: What ``dataset_of(config)`` gives, already loaded (the studio passes the folder it
+            holds with its fixes applied); default: loaded from ``config``.
 
     Example:
         >>> run = train(TrainConfig(data="digits"), "runs/digits")  # doctest: +SKIP
@@ -60,10 +62,10 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     config.validate()
     if config.data not in BUILTIN_DATASETS and Path(config.data).exists():  # stored absolute: the run never
         config = dataclasses.replace(config, data=str(Path(config.data).absolute()))  # depends on the cwd
-    for name in ("labels", "exclude", "unlabelled"):
+    for name in ("labels", "exclude", "unlabelled", "corrections"):
         if getattr(config, name) and Path(getattr(config, name)).exists():
             config = dataclasses.replace(config, **{name: str(Path(getattr(config, name)).absolute())})
-    dataset = _training_dataset(config)  # before the run folder exists: a bad dataset leaves none behind
+    dataset = _training_dataset(config, dataset)  # before the run folder exists: a bad dataset leaves none behind
     out = Path(out)
     with RunWriting(out) as writing:  # complete, or removed (an interruption, an error)
         audit = _cheap_audit(dataset, out)
@@ -96,9 +98,9 @@ def train(config: TrainConfig, out: str | Path) -> Run:
     return Run(out)
 
 
-def _training_dataset(config: TrainConfig) -> Dataset:
+def _training_dataset(config: TrainConfig, dataset: Dataset | None = None) -> Dataset:
     """The dataset, with a selection split cut from train when the strategy makes choices on one."""
-    dataset = dataset_of(config)
+    dataset = dataset_of(config) if dataset is None else dataset
     if dataset.multi_label and not (config.strategy == "bottleneck" and config.solved):
         raise ConfigError(f"{config.data} has several labels per image, which the solved head learns "
                           "(one sigmoid per label)", "--strategy bottleneck with the linear head (the default)",

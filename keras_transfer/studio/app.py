@@ -115,6 +115,11 @@ def create_app(data: str | Path, run: str | Path, token: str | None = None, root
         html = resources.files("keras_transfer.studio").joinpath("page.html").read_text()
         return HTMLResponse(html.replace("/*TOKEN_REQUIRED*/false", "true" if token else "false"))
 
+    @app.get("/v1/health", include_in_schema=False)
+    async def health():
+        """200 once the studio listens (open without a token, as serve's: for probes and scripts)."""
+        return {"status": "ok"}
+
     @app.get("/api/state")
     async def state():
         return await off_loop(session.state)

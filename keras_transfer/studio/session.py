@@ -24,10 +24,9 @@ class VanishedImage(DatasetError):
 
 
 def _progress(lines):
-    """A progress callback for the workspace's long calls: whatever it reports becomes one line."""
-    def report(*args, **kwargs) -> None:
-        parts = [str(a) for a in args] + [f"{k} {v}" for k, v in kwargs.items()]
-        lines(" ".join(parts))
+    """The workspace's progress callback, ``(step, fraction done)``, as one line per call."""
+    def report(step, fraction=None) -> None:
+        lines(f"{step} ({fraction:.0%})" if isinstance(fraction, (int, float)) else str(step))
     return report
 
 
