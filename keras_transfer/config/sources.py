@@ -8,6 +8,7 @@ from keras_transfer.backbones import get_backbone
 from keras_transfer.config.train_config import TUNED_STRATEGIES, TrainConfig
 from keras_transfer.data.dataset import Dataset
 from keras_transfer.data.load import load_dataset
+from keras_transfer.data.corrections import apply_corrections
 from keras_transfer.data.exclude import exclude_files
 from keras_transfer.features import Deferred, FeatureSource, RuntimeOptions, make_executor
 
@@ -20,6 +21,8 @@ def dataset_of(config: TrainConfig) -> Dataset:
                            splits=config.splits)
     if config.exclude:
         dataset = exclude_files(dataset, config.exclude)
+    if config.corrections:
+        dataset = apply_corrections(dataset, config.corrections, config.data, config.val_fraction, config.seed)
     return dataset
 
 

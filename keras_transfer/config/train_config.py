@@ -74,6 +74,10 @@ class TrainConfig:
                                           "predictions join the training images as labels, at a threshold chosen "
                                           "by cross-validation inside the training images, and only where that "
                                           "cross-validation says they help (metrics.json says how many were used)")
+    corrections: str | None = option(None, "corrections table (CSV: path relative to DATA, action relabel | "
+                                           "exclude, label) of fixes applied after the splits are cut: relabelled "
+                                           "images take their new class, excluded ones are left out and listed "
+                                           "(the studio writes it)")
     backbone: str | None = option(None, "registered backbone (keras-transfer backbones lists them), or several "
                                         "joined by + (their pooled features side by side); default: "
                                         "lite0+lite2 on the solved default path (bottleneck or auto, linear head), "
@@ -126,6 +130,8 @@ class TrainConfig:
     solver: str = option("auto", "bottleneck head: auto (L-BFGS with L2 by cross-validation on the training "
                                  "images, for the linear head) | lbfgs | keras (the epoch loop, early-stopped "
                                  "on a validation split)")
+    solver_c: float | None = option(None, "solved head: use this inverse L2 strength C instead of choosing it by "
+                                          "cross-validation (the studio's refit reuses its run's)", flag="--solver-c")
     baseline: bool = option(True, "report a logistic regression on raw 16x16 pixels of the same images beside "
                                   "the accuracy")
     mlflow: str | None = option(None, "also log the run to MLflow: parameters, held-out metrics, report, model card, "
@@ -208,6 +214,7 @@ class TrainConfig:
                    "--val-fraction + --test-fraction below 1 (images must be left to train on)"),
                   ("max_per_class", self.max_per_class is None or self.max_per_class >= 1, at_least_1),
                   ("input_size", self.input_size is None or self.input_size <= 4096, "at most 4096 pixels"),
+                  ("solver_c", self.solver_c is None or 0 < self.solver_c < float("inf"), positive),
                   ("seed", 0 <= self.seed < 2**32, "a whole number from 0 to 2**32 - 1")]
         fields_by_name = {f.name: f for f in dataclasses.fields(self)}
         for name, ok, expected in checks:

@@ -93,9 +93,11 @@ class BottleneckStrategy:
         else:
             y = np.concatenate(labels)
             weight, weighting = class_weighting(config.class_weight, y, len(dataset.class_names))
-            solved = fit_linear_head(np.concatenate(views, axis=1), y, len(dataset.class_names), weight, config.seed)
+            solved = fit_linear_head(np.concatenate(views, axis=1), y, len(dataset.class_names), weight, config.seed,
+                                     config.solver_c)
         names = " + ".join(f"{s.name} ({len(s)})" for s in pools)
-        return FitResult(None, solved.head, {}, selection={**solved.summary(), "fit_on": names, **weighting},
+        given = {"chosen_on": f"--solver-c {config.solver_c:g} (given: no cross-validation)"} if config.solver_c else {}
+        return FitResult(None, solved.head, {}, selection={**solved.summary(), **given, "fit_on": names, **weighting},
                          fit_on=pools)
 
     def _keras_loop(self, context: TrainContext) -> FitResult:
