@@ -68,3 +68,52 @@ class ImageNormalization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "std": self.std, "bgr": self.bgr}
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class OnnxFeatures(keras.layers.Layer):
+    """The feature graph of an ``onnx:`` encoder (``onnx_encoder``) run by ONNX Runtime inside Keras.
+
+    Pixels (N, S, S, 3) in [0, 255] -> pooled features (N, D). The layer holds the encoder's
+    content hash, not its bytes: the encoder is read from the store (``<cache>/encoders``). It
+    has no gradient (an ONNX Runtime session), so Grad-CAM and fine-tuning are not available; the
+    feature engine compiles the same graph (``write_features_onnx``) with OpenVINO.
+    """
+
+    def __init__(self, encoder: str, feature_dim: int, pooling: str = "avg", **kwargs):
+        kwargs["trainable"] = False
+        super().__init__(**kwargs)
+        self.encoder, self.feature_dim, self.pooling = encoder, int(feature_dim), pooling
+        self._session = None
+
+    def write_features_onnx(self, target: str) -> None:
+        from keras_transfer.backbones.onnx_encoder import write_features_graph
+
+        write_features_graph(self.encoder, self.pooling, target)
+
+    def call(self, inputs):
+        import tempfile
+
+        import numpy as np
+        import onnxruntime as ort
+
+        from keras_transfer.backbones.onnx_encoder import INPUT
+
+        if self._session is None:
+            with tempfile.TemporaryDirectory() as folder:
+                self.write_features_onnx(f"{folder}/features.onnx")
+                self._session = ort.InferenceSession(f"{folder}/features.onnx", providers=["CPUExecutionProvider"])
+        pixels = np.asarray(ops.convert_to_numpy(inputs), np.float32)
+        return ops.convert_to_tensor(self._session.run(None, {INPUT: pixels})[0])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.feature_dim)
+
+    def get_config(self):
+        return {**super().get_config(), "encoder": self.encoder, "feature_dim": self.feature_dim, "pooling": self.pooling}
+
+
+def onnx_features_model(encoder: str, size: int, feature_dim: int, pooling: str = "avg") -> keras.Model:
+    """The extractor of an ``onnx:`` backbone: pixels (size, size, 3) -> :class:`OnnxFeatures`."""
+    inputs = keras.Input((size, size, 3), name="pixels")
+    return keras.Model(inputs, OnnxFeatures(encoder, feature_dim, pooling, name="onnx_encoder")(inputs), name="features")

@@ -29,6 +29,8 @@ def build_extractor(spec: BackboneSpec, size: int, weights: str | None, pooling:
     Each backbone stays one nested model named like it (Grad-CAM and fine-tuning look up its
     layers there); with several stages it has one output per pooled stage.
     """
+    if spec.build_features is not None:  # a whole graph of its own (onnx:), normalisation and pooling inside
+        return spec.build_features(size, pooling, stages)
     inputs = keras.Input((size, size, 3), name="pixels")
     maps = []
     for i, part in enumerate(spec.parts):

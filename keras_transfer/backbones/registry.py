@@ -36,7 +36,12 @@ def _key(name: str) -> str:
 
 def get_backbone(name: str) -> BackboneSpec:
     """Returns the spec registered under ``name`` (case-insensitive, '-' same as '_', ``lite0``
-    for ``efficientnet_lite0``); ``a+b`` is the ensemble of a and b (:func:`ensemble_spec`)."""
+    for ``efficientnet_lite0``); ``a+b`` is the ensemble of a and b (:func:`ensemble_spec`);
+    ``onnx:PATH`` is an ONNX image encoder (``onnx_encoder``)."""
+    if name.startswith("onnx:"):
+        from keras_transfer.backbones.onnx_encoder import onnx_spec
+
+        return onnx_spec(name)
     if "+" in name:
         return ensemble_spec([get_backbone(part) for part in name.split("+")])
     return _FACTORIES[_key(name)]()

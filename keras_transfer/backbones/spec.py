@@ -53,6 +53,10 @@ class BackboneSpec:
             channels): ``--stages N`` pools the last map and the first N - 1 of these, concatenated.
         default_stages: Stages pooled by default (measured: ``benchmarks/feature_variants``).
         members: The backbones of an ensemble (``lite0+lite2``); empty for a single backbone.
+        build_features: For a backbone that is not a Keras feature map (``onnx:``):
+            ``build_features(size, pooling, stages) -> keras.Model``, the whole extractor,
+            pixels in [0, 255] to pooled features, normalisation inside.
+        license: The weights' licence, as their publisher states it.
     """
 
     name: str
@@ -70,6 +74,8 @@ class BackboneSpec:
     stages: tuple[tuple[str, int], ...] = ()
     default_stages: int = 1
     members: tuple[BackboneSpec, ...] = ()
+    build_features: Callable[..., Any] | None = None
+    license: str = ""
 
     @property
     def parts(self) -> tuple[BackboneSpec, ...]:

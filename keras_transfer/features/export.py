@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -28,6 +29,11 @@ def _keras_to_onnx(extractor, tmp: str) -> None:
     from keras_transfer.features.extractor import resolve
 
     extractor = resolve(extractor)
+    writer = next((layer.write_features_onnx for layer in getattr(extractor, "layers", ())
+                   if hasattr(layer, "write_features_onnx")), None)
+    if writer is not None:  # a backbone that is an ONNX graph already (onnx:): written, not traced
+        writer(tmp)
+        return
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), log.silenced():
         warnings.simplefilter("ignore")
         extractor.predict_on_batch(np.zeros((1, *extractor.input_shape[1:]), np.float32))  # export needs a call
@@ -45,7 +51,8 @@ def _optimise_onnx(source: Path, tmp: str) -> None:
 
 def _cached(identity: dict) -> Path:
     """Where the exported file of ``identity`` is cached."""
-    stem = f"{identity.get('backbone', 'model')}-{identity_hash({**identity, 'export': EXPORT_VERSION})}"
+    name = re.sub(r"[^\w.+-]", "_", str(identity.get("backbone", "model")))  # onnx:enc -> onnx_enc
+    stem = f"{name}-{identity_hash({**identity, 'export': EXPORT_VERSION})}"
     return cache_dir("onnx") / f"{stem}.onnx"
 
 

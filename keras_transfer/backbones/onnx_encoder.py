@@ -1,0 +1,294 @@
+"""``onnx:PATH``: any ONNX image encoder as a backbone, run by the same feature engine and cache.
+
+What the encoder needs is read, last one winning, from: what its graph says (input layout and
+side when they are static), its ``metadata_props``, then a JSON file beside it (``enc.json``
+for ``enc.onnx``). Keys (metadata values are strings, JSON for lists):
+
+- ``input_size`` (int), ``layout`` (``NCHW`` or ``NHWC``);
+- ``mean`` and ``std``: three per-channel values applied to RGB pixels scaled to [0, 1] (the
+  timm / Hugging Face convention; the default is ImageNet's, with a warning);
+- ``interpolation``: recorded only: the engine resizes as for every backbone (bilinear, antialiased);
+- ``token_pooling`` for a (N, tokens, D) output: ``cls`` (token 0, the default) or ``mean`` (the
+  mean of the tokens after ``prefix_tokens``, default 1); a (N, C, h, w) or (N, h, w, C) map is
+  averaged (``--pooling max``: maximum) over space; a (N, D) output is used as it is;
+- ``license``: the weights' licence, shown in ``keras-transfer backbones`` and kept with the run.
+
+The encoder is copied once into a content-addressed store (``<cache>/encoders/<sha>.onnx`` with
+its resolved settings), and the path it was read from is recorded there: a run trained on it keeps
+working when the original file moves or is deleted (a reference by content; the run folder itself
+holds the path and the hash in its feature keys). The feature graph the engine compiles is the
+encoder with the normalisation and layout change in front and the pooling behind, all standard
+ONNX operators, built here with ``onnx.helper`` (no converter prepends preprocessing to a graph).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from keras_transfer.backbones.spec import BackboneSpec, Preprocessing
+from keras_transfer.backbones.weights import file_sha256
+from keras_transfer.base import log
+from keras_transfer.base.errors import ConfigError, WeightsError
+from keras_transfer.base.paths import atomic_file, cache_dir, write_json
+
+PREFIX = "onnx:"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+INPUT = "kt_pixels"  # the feature graph's input: float RGB pixels in [0, 255], (N, S, S, 3)
+OUTPUT = "kt_features"
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """How to feed an ONNX encoder and pool its output (see the module docstring)."""
+
+    input_size: int = 224
+    layout: str = "NCHW"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    token_pooling: str = "cls"
+    prefix_tokens: int = 1
+    license: str = "unknown"
+
+    def check(self) -> EncoderSettings:
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ConfigError("invalid encoder layout", "NCHW or NHWC", repr(self.layout))
+        if self.token_pooling not in ("cls", "mean"):
+            raise ConfigError("invalid token_pooling", "cls or mean", repr(self.token_pooling))
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError("invalid encoder mean/std", "three means and three positive stds",
+                              f"mean {list(self.mean)}, std {list(self.std)}")
+        return self
+
+
+def _encoder_input(graph):
+    initialised = {t.name for t in graph.initializer}
+    return next(i for i in graph.input if i.name not in initialised)
+
+
+def _dims(value_info) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
+
+
+def _from_graph(model) -> dict:
+    dims = _dims(_encoder_input(model.graph))
+    if len(dims) != 4:
+        raise ConfigError("the ONNX encoder's input is not an image batch", "a 4-D input (N, 3, H, W) or (N, H, W, 3)",
+                          f"input of shape {dims}")
+    layout = "NHWC" if dims[3] == 3 and dims[1] != 3 else "NCHW"
+    side = dims[2] if layout == "NCHW" else dims[1]
+    return {"layout": layout, **({"input_size": side} if side else {})}
+
+
+def _parse(values: dict) -> dict:
+    """Metadata strings (or JSON values) -> typed settings fields; unknown keys are ignored."""
+    known = EncoderSettings.__dataclass_fields__
+    out = {}
+    for key, value in values.items():
+        if key not in known:
+            continue
+        if isinstance(value, str) and key in ("input_size", "mean", "std", "prefix_tokens"):
+            try:
+                value = json.loads(value)
+            except ValueError as error:
+                raise ConfigError(f"invalid encoder setting {key}", "a number or a JSON list", repr(value)) from error
+        out[key] = tuple(float(v) for v in value) if key in ("mean", "std") else value
+    return out
+
+
+def read_settings(path: Path, model) -> EncoderSettings:
+    """The encoder's settings: its graph, then its ``metadata_props``, then ``<stem>.json`` beside it."""
+    fields = _from_graph(model)
+    fields.update(_parse({p.key: p.value for p in model.metadata_props}))
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            fields.update(_parse(json.loads(sidecar.read_text())))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"cannot read {sidecar}", "a JSON object of encoder settings", str(error)) from error
+    if "mean" not in fields or "std" not in fields:
+        log.warn(f"{path.name} names no mean/std (metadata or {sidecar.name}): using ImageNet's")
+    return EncoderSettings(**fields).check()
+
+
+def _store() -> Path:
+    return cache_dir("encoders")
+
+
+def _known_paths() -> dict:
+    try:
+        return json.loads((_store() / "paths.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _stored(path: Path) -> tuple[str, Path]:
+    """(sha, stored copy) of the encoder at ``path``, or of the one last seen there if it moved."""
+    if path.is_file():
+        sha = file_sha256(path)[:16]
+        copy = _store() / f"{sha}.onnx"
+        if not copy.exists():
+            atomic_file(copy, lambda tmp: shutil.copyfile(path, tmp))
+        known = _known_paths()
+        if known.get(str(path.resolve())) != sha:
+            write_json(_store() / "paths.json", {**known, str(path.resolve()): sha})
+        return sha, copy
+    sha = _known_paths().get(str(path.resolve()))
+    if sha and (_store() / f"{sha}.onnx").is_file():
+        log.info(f"{path} is gone; using the stored copy of the encoder trained on ({sha})")
+        return sha, _store() / f"{sha}.onnx"
+    raise WeightsError(f"ONNX encoder {str(path)!r} not found", "onnx:PATH of an existing .onnx file",
+                       str(path), hint="a run keeps its encoder in the store only once it has been read on this machine")
+
+
+def encoder(path: str) -> tuple[str, EncoderSettings, int]:
+    """(content sha, settings, pooled feature size) of the encoder at ``path`` (cached in the store)."""
+    try:
+        stat = Path(path).expanduser().stat()
+        return _encoder(path, stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        return _encoder(path, 0, 0)
+
+
+@functools.lru_cache(maxsize=16)
+def _encoder(path: str, _size: int, _mtime: int) -> tuple[str, EncoderSettings, int]:
+    sha, copy = _stored(Path(path).expanduser())
+    record = _store() / f"{sha}.json"
+    try:
+        data = json.loads(record.read_text())
+        return sha, EncoderSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["settings"].items()}), \
+            int(data["feature_dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    import onnx
+
+    try:
+        model = onnx.load(str(copy))
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise WeightsError(f"{path} is not a readable ONNX file", "an ONNX model", f"{type(error).__name__}") from error
+    settings = read_settings(Path(path).expanduser(), model)
+    dim = _feature_dim(features_graph(model, settings, "avg"), settings.input_size)
+    write_json(record, {"settings": asdict(settings), "feature_dim": dim, "source": str(Path(path).resolve())})
+    return sha, settings, dim
+
+
+def _feature_dim(graph, size: int) -> int:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = session.run(None, {INPUT: np.zeros((1, size, size, 3), np.float32)})[0]
+    return int(np.prod(out.shape[1:]))
+
+
+def _opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+
+
+def _reduce(op: str, source: str, axes: list[int], out: str, opset: int, graph) -> None:
+    """ReduceMean / ReduceMax over ``axes``, without keeping them (axes an input from opset 18)."""
+    from onnx import helper, numpy_helper
+
+    if opset >= 18:
+        graph.initializer.append(numpy_helper.from_array(np.array(axes, np.int64), f"{out}_axes"))
+        graph.node.append(helper.make_node(op, [source, f"{out}_axes"], [out], keepdims=0, name=out))
+    else:
+        graph.node.append(helper.make_node(op, [source], [out], axes=axes, keepdims=0, name=out))
+
+
+def _pool(graph, settings: EncoderSettings, pooling: str, opset: int) -> None:
+    """The encoder's first output -> (N, D) ``OUTPUT``."""
+    from onnx import helper, numpy_helper
+
+    output = graph.output[0]
+    rank, name = len(_dims(output)), output.name
+    op = "ReduceMax" if pooling == "max" else "ReduceMean"
+    if rank == 2:
+        graph.node.append(helper.make_node("Identity", [name], [OUTPUT], name=OUTPUT))
+    elif rank == 4:
+        _reduce(op, name, [2, 3] if settings.layout == "NCHW" else [1, 2], OUTPUT, opset, graph)
+    elif rank == 3 and settings.token_pooling == "cls":
+        graph.initializer.append(numpy_helper.from_array(np.array(0, np.int64), "kt_cls_index"))
+        graph.node.append(helper.make_node("Gather", [name, "kt_cls_index"], [OUTPUT], axis=1, name=OUTPUT))
+    elif rank == 3:
+        graph.initializer.extend(numpy_helper.from_array(np.array([v], np.int64), n) for n, v in
+                                 (("kt_tok_start", settings.prefix_tokens), ("kt_tok_end", 2**62), ("kt_tok_axis", 1)))
+        graph.node.append(helper.make_node("Slice", [name, "kt_tok_start", "kt_tok_end", "kt_tok_axis"],
+                                           ["kt_patch_tokens"], name="kt_patch_tokens"))
+        _reduce(op, "kt_patch_tokens", [1], OUTPUT, opset, graph)
+    else:
+        raise ConfigError("the ONNX encoder's first output has an unusable shape",
+                          "(N, D) features, (N, tokens, D) tokens or a (N, C, h, w) map", f"rank {rank}: {_dims(output)}")
+
+
+def features_graph(model, settings: EncoderSettings, pooling: str = "avg"):
+    """The engine's feature graph: float RGB (N, S, S, 3) in [0, 255] -> normalise -> [NHWC -> NCHW]
+    -> the encoder -> pooled (N, D). ``model`` is changed in place and returned."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if pooling not in ("avg", "max"):
+        raise ConfigError(f"--pooling {pooling} is not available for an onnx: backbone", "avg or max", pooling)
+    graph, size = model.graph, settings.input_size
+    source = _encoder_input(graph)
+    mean = np.asarray(settings.mean, np.float32) * 255
+    std = np.asarray(settings.std, np.float32) * 255
+    graph.initializer.extend([numpy_helper.from_array(mean, "kt_mean"), numpy_helper.from_array(std, "kt_std")])
+    front = [helper.make_node("Sub", [INPUT, "kt_mean"], ["kt_centred"], name="kt_centred"),
+             helper.make_node("Div", ["kt_centred", "kt_std"], ["kt_normalised"], name="kt_normalised")]
+    last, element = "kt_normalised", source.type.tensor_type.elem_type
+    if settings.layout == "NCHW":
+        front.append(helper.make_node("Transpose", [last], ["kt_nchw"], perm=[0, 3, 1, 2], name="kt_nchw"))
+        last = "kt_nchw"
+    front.append(helper.make_node("Cast", [last], [source.name], to=element, name="kt_to_encoder")
+                 if element != TensorProto.FLOAT else helper.make_node("Identity", [last], [source.name], name="kt_in"))
+    for node in reversed(front):
+        graph.node.insert(0, node)
+    _pool(graph, settings, pooling, _opset(model))
+    graph.input.remove(source)
+    graph.input.insert(0, helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", size, size, 3]))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", None]))
+    return model
+
+
+def write_features_graph(sha: str, pooling: str, target: str) -> None:
+    """Writes the feature graph of the stored encoder ``sha`` to ``target``."""
+    import onnx
+
+    copy = _store() / f"{sha}.onnx"
+    if not copy.is_file():
+        raise WeightsError(f"the encoder {sha} is not in the store {_store()}", "a run trained on this machine",
+                           str(copy), hint="train again with --backbone onnx:PATH")
+    record = json.loads((_store() / f"{sha}.json").read_text())
+    settings = EncoderSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["settings"].items()})
+    onnx.save(features_graph(onnx.load(str(copy)), settings, pooling), target)
+
+
+def onnx_spec(reference: str) -> BackboneSpec:
+    """The spec of ``onnx:PATH`` (the encoder is read and stored on first use)."""
+    path = reference[len(PREFIX):].strip()
+    sha, settings, dim = encoder(path)
+
+    def build(*_, **__):
+        raise ConfigError(f"{reference} is an ONNX encoder: it has no Keras feature map to fine-tune",
+                          "--strategy bottleneck, frozen or auto", hint="fine-tune a Keras backbone instead")
+
+    def build_features(size: int, pooling: str = "avg", stages: int = 1):
+        from keras_transfer.backbones.layers import onnx_features_model
+
+        if size != settings.input_size or stages != 1:
+            raise ConfigError(f"{reference} takes {settings.input_size} px images, one stage",
+                              f"--input-size {settings.input_size} --stages 1", f"size {size}, stages {stages}")
+        return onnx_features_model(sha, size, dim, pooling)
+
+    return BackboneSpec(
+        name=f"onnx:{Path(path).stem}", input_size=settings.input_size, feature_dim=dim,
+        preprocessing=Preprocessing(tuple(m * 255 for m in settings.mean), tuple(s * 255 for s in settings.std)),
+        build=build, weights_identity=lambda _weights: f"sha256:{sha}", gradcam_layer="",
+        offline_weights=lambda: True, min_input_size=settings.input_size, build_features=build_features,
+        license=settings.license, description=f"ONNX encoder {path} ({settings.layout}, licence {settings.license})")
