@@ -3,7 +3,8 @@
 A job submitted while another runs waits in the queue (two refits are never mixed: the second
 starts from the first one's result). Each job's progress is a list of lines the page polls: the
 lines the job reports itself, and the ``keras_transfer`` log messages (phase summaries such as
-``features train: 245 img in 14.0 s``) written by the job's thread while it runs.
+``features train: 245 img in 14.0 s``) written while it runs, from any thread (the feature
+extraction logs from its own); one job runs at a time, so they are the job's.
 """
 
 from __future__ import annotations
@@ -43,15 +44,14 @@ class Job:
 
 
 class _Lines(logging.Handler):
-    """Copies the log messages of one thread into a job's lines."""
+    """Copies the log messages written while a job runs into its lines."""
 
-    def __init__(self, job: Job, thread: int):
+    def __init__(self, job: Job):
         super().__init__(logging.INFO)
-        self.job, self.thread = job, thread
+        self.job = job
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
-            self.job.lines.append(record.getMessage().splitlines()[0][:300])
+        self.job.lines.append(record.getMessage().splitlines()[0][:300])
 
 
 class Jobs:
@@ -102,7 +102,7 @@ class Jobs:
         while True:
             job, work, then = self._queue.get()
             job.state, job.started = "running", time.perf_counter()
-            handler = _Lines(job, threading.get_ident())
+            handler = _Lines(job)
             package = logging.getLogger("keras_transfer")
             package.addHandler(handler)
             try:

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from keras_transfer.base.errors import ConfigError, DatasetError, RunError
-from keras_transfer.run.folder import Run
+from keras_transfer.run.folder import Files, Run
 from keras_transfer.studio.thumbs import Thumbnails
 from keras_transfer.studio.views import Views
 
@@ -141,8 +141,11 @@ class Session:
         config.validate()  # a bad backbone is said now, not in the job
 
         def work(progress):
-            progress(f"training {self.data.name} with {config.backbone} into {self.run_path}")
+            progress(f"training on {self.data.name} with {config.backbone}: features, head, evaluation")
             run = train(config, self.run_path)
+            timing = run.read(Files.TIMING) or {}
+            if "total_seconds" in timing:
+                progress(f"trained in {timing['total_seconds']:.1f} s (features {timing.get('feature_seconds', 0):.1f} s)")
             self._open(run)
             return {"run": str(run.path), "accuracy": run.metrics.get("accuracy")}
         return work
