@@ -27,8 +27,8 @@ import numpy as np
 
 from keras_transfer.base.errors import DatasetError
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.corrections import Correction, added_splits, write_corrections
-from keras_transfer.data.dataset import Split
+from keras_transfer.data.corrections import Correction, added_splits, apply_corrections, write_corrections
+from keras_transfer.data.dataset import Dataset, Split
 from keras_transfer.data.images import is_image_file
 from keras_transfer.evaluation.metrics import classification_metrics
 from keras_transfer.run.folder import Run
@@ -74,12 +74,21 @@ def refit(ws, progress: Progress | None = None) -> dict:
     shutil.rmtree(out, ignore_errors=True)  # of an earlier refit that did not finish
     before = ws.run
     report("head", 0.1)
-    run = train(config, out)
+    run = train(config, out, corrected_dataset(ws, config))
     report("evaluation", 0.9)
     ws.update_state(current_run=str(out), refits=number)
     result = compare(ws, before, run)
     report("done", 1.0)
     return {"run": str(out), **result, "seconds": round(time.perf_counter() - start, 3)}
+
+
+def corrected_dataset(ws, config: TrainConfig) -> Dataset:
+    """The folder as the workspace read it (a copy: the listing is not re-read from disk), with
+    ``config``'s corrections applied: what ``dataset_of(config)`` gives."""
+    folder = ws.folder_dataset
+    copy = dataclasses.replace(folder, class_names=list(folder.class_names), splits=dict(folder.splits),
+                               skipped=list(folder.skipped), notes=list(folder.notes), layout=dict(folder.layout))
+    return apply_corrections(copy, config.corrections, config.data, config.val_fraction, config.seed)
 
 
 def compare(ws, before: Run, after: Run) -> dict:
