@@ -18,14 +18,22 @@ from studio_helpers import BACKBONE, PLANTED, hashes, planted_copy
 TOKEN = "studio-Token_7"
 
 
+def get(url, **options):
+    return httpx.get(url, timeout=120, **options)  # a slow machine is not a failure: no timed asserts
+
+
+def post(url, **options):
+    return httpx.post(url, timeout=120, **options)
+
+
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     """The studio of the planted copy, its run trained from the API (module-wide: every test reads it)."""
     root = tmp_path_factory.mktemp("studio")
     data, planted = planted_copy(root)
     with StudioProcess(data, ["--run", str(root / "run")]) as server:
-        assert httpx.get(server.url + "/api/state").json()["ready"] is False
-        job = _finish(server.url, httpx.post(server.url + "/api/train", json={"backbone": BACKBONE}).json())
+        assert get(server.url + "/api/state").json()["ready"] is False
+        job = _finish(server.url, post(server.url + "/api/train", json={"backbone": BACKBONE}).json())
         assert job["state"] == "done", job
         server.root, server.data, server.planted = root, data, planted
         server.train_job = job
@@ -36,14 +44,14 @@ def _finish(url: str, job: dict, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while job["state"] in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.2)
-        job = httpx.get(f"{url}/api/jobs/{job['id']}").json()
+        job = get(f"{url}/api/jobs/{job['id']}").json()
     return job
 
 
 def test_trained_from_the_api_with_progress_then_the_first_screen(studio):
     lines = " ".join(studio.train_job["lines"])
     assert "features train" in lines and "features val" in lines, studio.train_job["lines"]
-    state = httpx.get(studio.url + "/api/state").json()
+    state = get(studio.url + "/api/state").json()
     summary = state["ready"] and state["summary"]
     assert summary["classes"] == ["ants", "bees"] and summary["split"] == "val" and summary["n"] == 28 + PLANTED
     assert 0.5 < summary["accuracy"] <= 1 and 0 < summary["baseline"] < 1
@@ -54,51 +62,51 @@ def test_trained_from_the_api_with_progress_then_the_first_screen(studio):
 
 
 def test_grids_show_the_planted_images_in_their_confusion_cell(studio):
-    cell = httpx.get(studio.url + "/api/grid", params={"view": "cell", "true": "ants", "predicted": "bees"}).json()
+    cell = get(studio.url + "/api/grid", params={"view": "cell", "true": "ants", "predicted": "bees"}).json()
     ids = [item["id"] for item in cell["items"]]
     assert set(studio.planted) <= set(ids), (ids, studio.planted)  # the model sees bees where the folder says ants
     assert all(i["label"] == "ants" and i["predicted"] == "bees" for i in cell["items"])
-    losses = httpx.get(studio.url + "/api/grid", params={"view": "losses", "limit": 5}).json()
+    losses = get(studio.url + "/api/grid", params={"view": "losses", "limit": 5}).json()
     assert losses["total"] == 28 + PLANTED and len(losses["items"]) == 5
     assert losses["items"][0]["predicted"] != losses["items"][0]["label"]  # the worst loss is a mistake
-    page = httpx.get(studio.url + "/api/grid", params={"view": "class", "name": "bees", "offset": 10, "limit": 7}).json()
+    page = get(studio.url + "/api/grid", params={"view": "class", "name": "bees", "offset": 10, "limit": 7}).json()
     assert page["total"] == 44 and len(page["items"]) == 7 and page["offset"] == 10
-    finding = httpx.get(studio.url + "/api/grid", params={"view": "finding", "name": "label_errors"}).json()
-    assert finding["total"] == httpx.get(studio.url + "/api/state").json()["summary"]["findings"]["label_errors"]["count"]
+    finding = get(studio.url + "/api/grid", params={"view": "finding", "name": "label_errors"}).json()
+    assert finding["total"] == get(studio.url + "/api/state").json()["summary"]["findings"]["label_errors"]["count"]
 
 
 def test_one_image_thumbnail_cam_and_neighbours(studio):
     image = studio.planted[0]
-    detail = httpx.get(f"{studio.url}/api/image/{image}").json()
+    detail = get(f"{studio.url}/api/image/{image}").json()
     assert detail["label"] == "ants" and detail["predicted"] == "bees" and detail["held_out"]
     assert abs(sum(p["p"] for p in detail["probabilities"]) - 1) < 1e-3
     assert len(detail["neighbours"]) == 8 and all(n["label"] in ("ants", "bees") for n in detail["neighbours"])
     assert all(n["id"].startswith("train/") for n in detail["neighbours"])  # training images only
-    thumb = httpx.get(f"{studio.url}/api/thumb/{image}")
+    thumb = get(f"{studio.url}/api/thumb/{image}")
     assert thumb.headers["content-type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
-    cam = httpx.get(f"{studio.url}/api/cam/{image}", timeout=60)
+    cam = get(f"{studio.url}/api/cam/{image}")
     assert cam.status_code == 200 and cam.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_input_gets_a_clear_4xx(studio):
     url = studio.url
-    answer = httpx.get(f"{url}/api/image/val/ants/no-such.jpg")
+    answer = get(f"{url}/api/image/val/ants/no-such.jpg")
     assert answer.status_code == 404 and "unknown image" in answer.json()["error"]
-    assert httpx.get(f"{url}/api/thumb/../../etc/passwd").status_code == 404
-    answer = httpx.post(f"{url}/api/fix", json={"ids": [studio.planted[0]], "action": "relabel", "label": "wasps"})
+    assert get(f"{url}/api/thumb/../../etc/passwd").status_code == 404
+    answer = post(f"{url}/api/fix", json={"ids": [studio.planted[0]], "action": "relabel", "label": "wasps"})
     assert answer.status_code == 422 and "unknown class 'wasps'" in answer.json()["error"]
     for body in ({"ids": [], "action": "exclude"}, {"ids": [studio.planted[0]], "action": "burn"}, [1, 2]):
-        answer = httpx.post(f"{url}/api/fix", json=body)
+        answer = post(f"{url}/api/fix", json=body)
         assert answer.status_code == 422 and answer.json()["error"], body
-    assert httpx.post(f"{url}/api/fix", content=b"{not json").status_code == 422
-    assert httpx.get(f"{url}/api/grid", params={"view": "cell", "true": "ants", "predicted": "9"}).status_code == 422
-    assert httpx.get(f"{url}/api/grid", params={"view": "nope"}).status_code == 422
-    assert httpx.post(f"{url}/api/add_class", json={"name": "wasps", "folder": "/no/such/folder"}).status_code == 422
-    assert httpx.post(f"{url}/api/launch", json={}).status_code == 404
+    assert post(f"{url}/api/fix", content=b"{not json").status_code == 422
+    assert get(f"{url}/api/grid", params={"view": "cell", "true": "ants", "predicted": "9"}).status_code == 422
+    assert get(f"{url}/api/grid", params={"view": "nope"}).status_code == 422
+    assert post(f"{url}/api/add_class", json={"name": "wasps", "folder": "/no/such/folder"}).status_code == 422
+    assert post(f"{url}/api/launch", json={}).status_code == 404
     victim = sorted((studio.data / "train" / "bees").iterdir())[-1]
     moved = victim.rename(studio.root / victim.name)  # the file vanishes behind the studio's back
     try:
-        answer = httpx.post(f"{url}/api/fix", json={"ids": [f"train/bees/{victim.name}"], "action": "exclude"})
+        answer = post(f"{url}/api/fix", json={"ids": [f"train/bees/{victim.name}"], "action": "exclude"})
         assert answer.status_code == 409 and "vanished" in answer.json()["error"]
     finally:
         moved.rename(victim)
@@ -106,12 +114,12 @@ def test_bad_input_gets_a_clear_4xx(studio):
 
 def test_fixes_two_refits_queued_apply_and_undo(studio):
     url, before = studio.url, hashes(studio.data)
-    fixed = httpx.post(f"{url}/api/fix", json={"ids": studio.planted, "action": "relabel", "label": "bees"}).json()
+    fixed = post(f"{url}/api/fix", json={"ids": studio.planted, "action": "relabel", "label": "bees"}).json()
     assert fixed["summary"]["corrections"] == PLANTED and sorted(fixed["result"]["ids"]) == sorted(studio.planted)
     group = [f"train/ants/{p.name}" for p in sorted((studio.data / "train" / "ants").iterdir())[:2]]
-    kept = httpx.post(f"{url}/api/keep_one", json={"group": group, "keep": group[0]}).json()
+    kept = post(f"{url}/api/keep_one", json={"group": group, "keep": group[0]}).json()
     assert kept["kept"] == group[0] and kept["summary"]["corrections"] == PLANTED + 1
-    first, second = (httpx.post(f"{url}/api/refit", json={}).json() for _ in range(2))
+    first, second = (post(f"{url}/api/refit", json={}).json() for _ in range(2))
     assert second["state"] == "queued"  # one job at a time: the second waits for the first
     first, second = _finish(url, first), _finish(url, second)
     assert first["state"] == second["state"] == "done", (first, second)
@@ -122,10 +130,10 @@ def test_fixes_two_refits_queued_apply_and_undo(studio):
     assert result["accuracy"]["after"] > result["accuracy"]["before"]  # the planted labels are fixed
     assert {r["class"] for r in result["per_class"]} == {"ants", "bees"}
     assert hashes(studio.data) == before  # nothing was written into the data folder
-    applied = _finish(url, httpx.post(f"{url}/api/apply", json={}).json())
+    applied = _finish(url, post(f"{url}/api/apply", json={}).json())
     assert applied["state"] == "done" and hashes(studio.data) != before
     assert all((studio.data / "val" / "bees" / p.rsplit("/", 1)[1]).is_file() for p in studio.planted)
-    undone = _finish(url, httpx.post(f"{url}/api/undo", json={}).json())
+    undone = _finish(url, post(f"{url}/api/undo", json={}).json())
     assert undone["state"] == "done" and hashes(studio.data) == before  # byte for byte
 
 
@@ -134,16 +142,16 @@ def test_add_class_export_and_serve(studio):
     wasps.mkdir()
     for path in sorted((studio.data / "train" / "bees").iterdir())[:6]:  # any images do: this checks the flow
         shutil.copyfile(path, wasps / f"w_{path.name}")
-    added = _finish(url, httpx.post(f"{url}/api/add_class", json={"name": "wasps", "folder": str(wasps)}).json())
+    added = _finish(url, post(f"{url}/api/add_class", json={"name": "wasps", "folder": str(wasps)}).json())
     assert added["state"] == "done", added
-    assert "wasps" in httpx.get(f"{url}/api/state").json()["summary"]["classes"]
-    exported = _finish(url, httpx.post(f"{url}/api/export", json={"formats": ["onnx"]}).json())
+    assert "wasps" in get(f"{url}/api/state").json()["summary"]["classes"]
+    exported = _finish(url, post(f"{url}/api/export", json={"formats": ["onnx"]}).json())
     assert exported["state"] == "done", exported
     row = exported["result"]["rows"][0]
     assert row["format"] == "onnx" and row["top1_agreement"] > 0.95
-    served = _finish(url, httpx.post(f"{url}/api/serve", json={}).json())
+    served = _finish(url, post(f"{url}/api/serve", json={}).json())
     assert served["state"] == "done", served
-    models = httpx.get(served["result"]["url"] + "v1/models").json()["models"]
+    models = get(served["result"]["url"] + "v1/models").json()["models"]
     assert models[0]["classes"] == ["ants", "bees", "wasps"]
 
 
@@ -154,11 +162,11 @@ def test_token_rule(studio):
     with StudioProcess(studio.data, ["--run", str(studio.root / "run"), "--token", TOKEN]) as guarded:
         for path in ("/api/state", f"/api/thumb/{studio.planted[0]}", "/api/jobs/1"):
             for headers in ({}, {"Authorization": "Bearer wrong"}):
-                assert httpx.get(guarded.url + path, headers=headers).status_code == 401, (path, headers)
-        assert httpx.post(guarded.url + "/api/refit", json={}).status_code == 401
+                assert get(guarded.url + path, headers=headers).status_code == 401, (path, headers)
+        assert post(guarded.url + "/api/refit", json={}).status_code == 401
         bearer = {"Authorization": f"Bearer {TOKEN}"}
-        assert httpx.get(guarded.url + "/api/state", headers=bearer).json()["ready"] is True
-        cookie = httpx.get(f"{guarded.url}/api/thumb/{studio.planted[0]}", cookies={"kt_studio_token": TOKEN})
+        assert get(guarded.url + "/api/state", headers=bearer).json()["ready"] is True
+        cookie = get(f"{guarded.url}/api/thumb/{studio.planted[0]}", cookies={"kt_studio_token": TOKEN})
         assert cookie.status_code == 200  # <img> tags send the page's cookie, not a header
-        page = httpx.get(guarded.url + "/")
+        page = get(guarded.url + "/")
         assert page.status_code == 200 and "TOKEN_REQUIRED = true" in page.text and TOKEN not in page.text

@@ -1,7 +1,9 @@
 """The studio's background jobs: train, refit, add a class, export — one at a time, in order.
 
 A job submitted while another runs waits in the queue (two refits are never mixed: the second
-starts from the first one's result). Each job's progress is a list of lines the page polls: the
+starts from the first one's result). Every call that reads the workspace's features (neighbours,
+heat maps, label errors) runs on the same worker thread (``call``), ahead of queued jobs: the
+feature cache's SQLite connection belongs to the thread that opened it. Each job's progress is a list of lines the page polls: the
 lines the job reports itself, and the ``keras_transfer`` log messages (phase summaries such as
 ``features train: 245 img in 14.0 s``) written while it runs, from any thread (the feature
 extraction logs from its own); one job runs at a time, so they are the job's.
@@ -14,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -65,7 +68,8 @@ class Jobs:
     """
 
     def __init__(self):
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()  # (0 call | 1 job, order, item)
+        self._order = itertools.count()
         self._jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -79,8 +83,14 @@ class Jobs:
         with self._lock:
             job = Job(next(self._ids), kind)
             self._jobs[job.id] = job
-        self._queue.put((job, work, then))
+        self._queue.put((1, next(self._order), (job, work, then)))
         return job
+
+    def call(self, function: Callable, *args) -> Future:
+        """``function(*args)`` on the worker thread, before any queued job (after the running one)."""
+        future: Future = Future()
+        self._queue.put((0, next(self._order), (future, function, args)))
+        return future
 
     def get(self, job_id: int) -> Job | None:
         return self._jobs.get(job_id)
@@ -100,7 +110,15 @@ class Jobs:
 
     def _work(self) -> None:
         while True:
-            job, work, then = self._queue.get()
+            priority, _, item = self._queue.get()
+            if priority == 0:
+                future, function, args = item
+                try:
+                    future.set_result(function(*args))
+                except BaseException as error:  # raised again in the caller's thread
+                    future.set_exception(error)
+                continue
+            job, work, then = item
             job.state, job.started = "running", time.perf_counter()
             handler = _Lines(job)
             package = logging.getLogger("keras_transfer")

@@ -48,7 +48,7 @@ class Session:
         from keras_transfer.studio.workspace import Workspace
 
         self.ws = Workspace.open(self.data, run, root=self.root)
-        self._views = Views(self.ws)
+        self._views = Views(self.ws, self.jobs.call)
 
     @asynccontextmanager
     async def lifespan(self, app):
@@ -91,7 +91,7 @@ class Session:
         return self._thumbs.jpeg(image_id, self.ws.path_of(self.known(image_id)))
 
     def cam(self, image_id: str) -> bytes:
-        return self.ws.cam_png(self.known(image_id))
+        return self.jobs.call(self.ws.cam_png, self.known(image_id)).result()
 
     # --- fixes --------------------------------------------------------------------------------------
     def fix(self, body: dict) -> dict:

@@ -8,8 +8,10 @@ relative to the data folder, ``/``-separated).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import numpy as np
 from keras_transfer.base.errors import ConfigError
 from keras_transfer.run.folder import Files
 
+logger = logging.getLogger("keras_transfer.studio")
 VIEWS = ("all", "cell", "losses", "class", "finding", "corrected")
 FINDINGS = {"duplicates": "exact duplicate groups", "leakage": "duplicates across splits",
             "label_errors": "likely label errors", "odd_files": "odd, damaged or skipped files"}
@@ -25,9 +28,11 @@ FINDINGS = {"duplicates": "exact duplicate groups", "leakage": "duplicates acros
 class Views:
     """Reads of one workspace, cached until the run or the corrections change (``forget``)."""
 
-    def __init__(self, workspace):
-        self.ws = workspace
+    def __init__(self, workspace, on_worker):
+        self.ws, self.on_worker = workspace, on_worker  # on_worker(f, *args) -> Future: f on the jobs' thread
         self._cache: dict = {}
+        self._lock = threading.Lock()
+        self._errors: tuple = (None, None)  # (run, Future of {id: error})
 
     def forget(self) -> None:
         self._cache.clear()
@@ -62,14 +67,30 @@ class Views:
                     zip(saved.ids, saved.labels, saved.probabilities)}
         return self._cached("predictions", make)
 
-    def label_errors(self) -> dict[str, dict]:
-        return self._cached("label_errors", lambda: {e["id"]: e for e in self.ws.likely_label_errors()})
+    def label_errors(self, wait: bool = False) -> dict[str, dict] | None:
+        """Likely label errors of the current run by id; None while they are computed (out-of-fold
+        heads: seconds, so the first screen does not wait for them)."""
+        run = str(self.ws.run.path)
+        with self._lock:
+            if self._errors[0] != run:
+                self._errors = (run, self.on_worker(self._find_errors))
+            future = self._errors[1]
+        if not (wait or future.done()):
+            return None
+        return future.result()
+
+    def _find_errors(self) -> dict[str, dict]:
+        try:
+            return {e["id"]: e for e in self.ws.likely_label_errors()}
+        except Exception:  # logged; the rest of the studio works without them
+            logger.exception("likely label errors failed")
+            return {}
 
     def findings(self) -> dict[str, list[list[str]]]:
         """Audit finding name -> groups of image ids (a group per duplicate set, one image per label error)."""
         def make():
             audit = self.ws.run.read(Files.AUDIT) or {}
-            found = {name: [] for name in FINDINGS}
+            found = {name: [] for name in FINDINGS if name != "label_errors"}
             for finding in audit.get("findings", []):
                 ids = [self.image_id(m["file"]) for m in finding.get("images", []) if "file" in m]
                 if finding.get("kind") in ("exact_duplicate", "near_duplicate"):
@@ -80,9 +101,10 @@ class Views:
                     found["odd_files"].append(ids)
             for place in audit.get("skipped_inputs", {}).get("inputs", []):
                 found["odd_files"].append([self.image_id(str(place.get("input", "")))])
-            found["label_errors"] = [[i] for i in self.label_errors()]
             return found
-        return self._cached("findings", make)
+        errors = self.label_errors()
+        return {**self._cached("findings", make),
+                "label_errors": None if errors is None else [[i] for i in errors if i]}
 
     # --- the first screen -------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -99,7 +121,7 @@ class Views:
                 "per_class": [{"class": name, **{k: row.get(k) for k in ("precision", "recall", "f1", "support")}}
                               for name, row in (metrics.get("per_class") or {}).items()],
                 "confusion": metrics.get("confusion_matrix"),
-                "findings": {name: {"count": len(groups), "title": FINDINGS[name]}
+                "findings": {name: {"count": None if groups is None else len(groups), "title": FINDINGS[name]}
                              for name, groups in self.findings().items()},
                 "images": len(self.images()), "corrections": len(changed)}
 
@@ -133,6 +155,8 @@ class Views:
             if name not in FINDINGS:
                 raise ConfigError(f"unknown audit finding {name!r}", f"one of {', '.join(FINDINGS)}", str(name))
             ids = []
+            if name == "label_errors":
+                self.label_errors(wait=True)
             for number, group in enumerate(self.findings()[name]):
                 for i in group:
                     if i not in groups:
@@ -172,8 +196,9 @@ class Views:
             _, probabilities = self.predictions()[image_id]
             best = int(probabilities.argmax())
             item.update(predicted=self.ws.run.class_names[best], confidence=round(float(probabilities[best]), 4))
-        if image_id in self.label_errors():
-            item["suggested"] = self.label_errors()[image_id].get("suggested")
+        errors = self.label_errors() or {}
+        if image_id in errors:
+            item["suggested"] = errors[image_id].get("suggested")
         return item
 
     # --- one image --------------------------------------------------------------------------------
@@ -184,7 +209,7 @@ class Views:
             item["probabilities"] = sorted(({"class": c, "p": round(float(p), 4)} for c, p in
                                             zip(self.ws.run.class_names, probabilities)), key=lambda r: -r["p"])
             item["held_out"] = True
-        error = self.label_errors().get(image_id)
+        error = (self.label_errors() or {}).get(image_id)
         item["label_error"] = {"score": error.get("score"), "suggested": error.get("suggested")} if error else None
-        item["neighbours"] = self.ws.neighbours(image_id, k=neighbours)
+        item["neighbours"] = self.on_worker(self.ws.neighbours, image_id, neighbours).result()
         return item
