@@ -37,7 +37,6 @@ from keras_transfer.data.dataset import Dataset, Split, stratified_split
 
 ACTIONS = ("relabel", "exclude", "add")
 COLUMNS = ("path", "action", "label")
-EXCLUDED = "excluded by the corrections table"  # the reason listed in dataset.json's skipped files
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def relative_id(item: str | Path, root: Path) -> str | None:
 def apply_corrections(dataset: Dataset, table_path: str | Path, data: str | Path | None = None,
                       held_out_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """``dataset`` with the table's fixes: relabelled images take their new class (in the split
-    they are in), excluded ones are left out and listed in ``dataset.skipped``, added images join
+    they are in), excluded ones are left out and listed in ``dataset.notes`` (dataset.json), added images join
     their class (new classes after the folder's, so the old class indices stay).
 
     Args:
@@ -164,7 +163,7 @@ def apply_corrections(dataset: Dataset, table_path: str | Path, data: str | Path
             seen.add(image)
             if fix.action == "exclude":
                 keep[i] = False
-                excluded.append((str(split.items[i]), EXCLUDED))
+                excluded.append(image)
             else:
                 relabelled += int(labels[i] != names.index(fix.label))
                 labels[i] = names.index(fix.label)
@@ -175,10 +174,11 @@ def apply_corrections(dataset: Dataset, table_path: str | Path, data: str | Path
                            "paths of images of the data folder, relative to it (or absolute for added ones)",
                            ", ".join(missing[:5]), hint="a file that was moved or deleted: remove its row")
     dataset.class_names, dataset.splits = names, _with_added(splits, added, names, held_out_fraction, seed)
-    dataset.skipped = [*dataset.skipped, *excluded]
-    dataset.notes.append(f"--corrections {table_path}: {relabelled} image(s) relabelled, {len(excluded)} excluded "
-                         f"(dataset.json lists them with the skipped files), {len(added)} added")
+    dataset.notes.append(f"--corrections {table_path}: {relabelled} image(s) relabelled, {len(excluded)} excluded, "
+                         f"{len(added)} added")
     log.info(dataset.notes[-1])
+    if excluded:
+        dataset.notes.append(f"excluded by --corrections: {', '.join(sorted(excluded))}")
     return dataset
 
 

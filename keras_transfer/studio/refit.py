@@ -32,6 +32,7 @@ from keras_transfer.data.dataset import Dataset, Split
 from keras_transfer.data.images import is_image_file
 from keras_transfer.evaluation.metrics import classification_metrics
 from keras_transfer.run.folder import Run
+from keras_transfer.run.model import RunModel
 
 Progress = Callable[[str, float], None]  # (step: "features" | "head" | "evaluation" | "done", fraction done)
 
@@ -99,6 +100,12 @@ def compare(ws, before: Run, after: Run) -> dict:
     added = {str(Path(fix.path)): fix.label for fix in table.values() if fix.action == "add"}
     position = {str(path): i for i, path in enumerate(old.ids)}
     rows = [(position[str(path)], j) for j, path in enumerate(new.ids) if str(path) in position]
+    fresh = [j for j, path in enumerate(new.ids) if str(path) not in position and str(path) in added]
+    if fresh:  # added images held out: what the model before (which never saw their class) answers
+        answer, _ = RunModel.open(before).predict_files([Path(new.ids[j]) for j in fresh], desc="before")
+        old = dataclasses.replace(old, ids=np.concatenate([old.ids, new.ids[fresh]]),
+                                  probabilities=np.concatenate([old.probabilities, answer.probabilities]))
+        rows += [(len(position) + k, j) for k, j in enumerate(fresh)]
     ids = [_image_id(ws, str(new.ids[j]), added) for _, j in rows]
     corrected = np.array([names.index(_label(table, folder, image, added, path=str(new.ids[j])))
                           for image, (_, j) in zip(ids, rows)], np.int64)
@@ -111,10 +118,11 @@ def compare(ws, before: Run, after: Run) -> dict:
     touched = sorted(image for image, fix in table.items() if fix.action != "add" and image in folder
                      and folder[image][0] == old.split)
     figures = _figures(corrected, old_p, new_p, names, before.class_names)
-    left_out = len(old.ids) - len(rows)
+    left_out = len(position) - (len(rows) - len(fresh))
     result = {**figures, "held_out_touched": touched,
               "held_out": f"{new.split}: {len(rows)} images held out from both fits, the same before and after, "
                           "scored with the corrected labels"
+                          + (f", {len(fresh)} of them images of an added class" if fresh else "")
                           + (f" ({left_out} held-out image(s) excluded by fixes left out of both)" if left_out else "")}
     if touched:
         result["original_labels"] = {**_figures(original, old_p, new_p, names, before.class_names),
