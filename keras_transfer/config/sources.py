@@ -55,5 +55,18 @@ def feature_source(config: TrainConfig, out: Path, extractor=None, executor=None
         extractor = Deferred(build, config.size, None if config.pooling == "spatial" else (spec.pooled_dim(stages),))
     if executor is None:
         executor = make_executor(config.executor, config.ray_address)
-    return FeatureSource(extractor, identity, out / "features", config.resize,
-                         RuntimeOptions(config.runtime, config.precision), config.seed, executor=executor)
+    return FeatureSource(extractor, identity, out / "features", config.resize, runtime_options(config), config.seed,
+                         executor=executor)
+
+
+def runtime_options(config: TrainConfig) -> RuntimeOptions:
+    """The runtime and the resolved precision of ``config``; int8 calibrates on a seeded subset of its
+    training images (loaded only if the int8 model or a feature is not cached yet)."""
+    options = RuntimeOptions(config.runtime, config.precision).resolved()
+    if options.precision != "int8":
+        return options
+    from dataclasses import replace
+
+    from keras_transfer.features.quantize import Calibration
+
+    return replace(options, calibration=Calibration(lambda: dataset_of(config).train, config.resize, config.seed))

@@ -111,7 +111,9 @@ class TrainConfig:
                                    "shear, colour)")
     tta_views: int = option(0, "augmented views averaged at evaluation")
     runtime: str = option("auto", "feature runtime: auto | openvino | onnx | keras")
-    precision: str = option("fp32", "fp32 | bf16 (OpenVINO on CPUs with bf16: faster, less exact)")
+    precision: str = option("auto", "auto | fp32 | bf16 | int8: auto is the measured choice for this CPU (fp32 where "
+                                    "nothing faster keeps the accuracy); bf16 (CPUs with AMX / AVX512-BF16) and int8 "
+                                    "(NNCF, calibrated on training images) are faster, less exact")
     executor: str = option("local", "where cache misses are extracted: local | ray (a Ray Data actor pool; "
                                     "same features; needs pip install 'keras-transfer[ray]')")
     ray_address: str | None = option(None, "--executor ray: cluster address, e.g. ray://head:10001 or auto "

@@ -85,7 +85,7 @@ class FeatureEngine:
     @property
     def identity(self) -> dict:
         """Everything the features depend on except the image and the view."""
-        return {**self.model_identity, "resize": self.maker.resize_mode, "precision": self.options.precision}
+        return {**self.model_identity, "resize": self.maker.resize_mode, **self.options.key()}
 
     @cached_property
     def identity_key(self) -> str:

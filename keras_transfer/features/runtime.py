@@ -7,10 +7,11 @@ OpenVINO keeps several inference requests in flight so the cores never wait on P
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,48 @@ from keras_transfer.features.export import discard_if_damaged, export_onnx
 from keras_transfer.base.paths import cache_dir
 
 RUNTIMES = ("auto", "openvino", "onnx", "keras")
-PRECISIONS = ("fp32", "bf16")
-_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the quantized layers run in int8 anyway
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})  # /proc/cpuinfo, or OpenVINO's capability name
+# The measured choice per CPU kind (python -m benchmarks.precision; docs/performance.md "Precision per CPU"):
+# the fastest precision whose held-out accuracy is within 0.3 points of fp32 on CIFAR-10, flowers5 and
+# hymenoptera. Neither int8 (NNCF, both recipes) nor bf16 met it where measured: fp32 on every kind.
+CHOICE_BF16_CPU = "fp32"  # AMX / AVX512-BF16: bf16 costs 1 point on flowers5; bf16 with fp32 taps not measured
+CHOICE_OTHER_CPU = "fp32"  # AVX2: int8 measured (see the docs), bf16 emulated (slower)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_capabilities() -> frozenset[str]:
+    """The CPU's instruction-set flags (lower case): /proc/cpuinfo's, else OpenVINO's
+    ``OPTIMIZATION_CAPABILITIES`` (e.g. ``bf16``, ``int8``) where there is no /proc/cpuinfo.
+
+    The one place that reads the CPU for the choice of precision (tests replace only this).
+    """
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    try:
+        import openvino as ov
+
+        return frozenset(c.lower() for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception:  # no OpenVINO: nothing known, fp32
+        return frozenset()
+
+
+def choose_precision(runtime: str = "auto") -> str:
+    """The precision ``auto`` means on this CPU for ``runtime``: the measured decision table above."""
+    if runtime in ("onnx", "keras"):
+        return "fp32"
+    return CHOICE_BF16_CPU if cpu_capabilities() & BF16_FLAGS else CHOICE_OTHER_CPU
+
+
+def resolve_precision(precision: str, runtime: str = "auto") -> str:
+    """``precision`` itself, or what ``auto`` means here (what a run records and keys its features by)."""
+    return choose_precision(runtime) if precision == "auto" else precision
 
 
 @dataclass(frozen=True)
@@ -31,29 +72,56 @@ class RuntimeOptions:
 
     Attributes:
         runtime: auto (OpenVINO, else ONNX Runtime, else Keras), openvino, onnx or keras.
-        precision: fp32 (default, matches Keras to 1e-4) or bf16 (OpenVINO on CPUs with
-            bf16 support: about 1.7x faster; ~7% relative feature error on AVX512-BF16).
+        precision: auto (the default: the measured choice for this CPU, ``choose_precision``),
+            fp32 (matches Keras to 1e-4), bf16 (OpenVINO on CPUs with bf16 support: about 2x
+            faster, less exact) or int8 (OpenVINO, NNCF post-training quantization on
+            ``calibration``).
         batch_size: Images per OpenVINO inference request (ONNX Runtime and Keras use
             ``4 * batch_size``).
         streams: OpenVINO streams (parallel requests); None lets OpenVINO choose.
         threads: Inference threads; None uses every core.
+        calibration: int8 only: the training images NNCF calibrates on (``features.quantize.Calibration``).
     """
 
     runtime: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     batch_size: int = 4  # measured best with 2 streams on 2 cores (python -m benchmarks.run --sweep)
     streams: int | None = None
     threads: int | None = None
+    calibration: Any = field(default=None, compare=False, repr=False)
 
     def validate(self) -> RuntimeOptions:
         if self.runtime not in RUNTIMES:
             raise unknown_choice("runtime", self.runtime, RUNTIMES)
         if self.precision not in PRECISIONS:
             raise unknown_choice("precision", self.precision, PRECISIONS)
-        if self.precision != "fp32" and self.runtime in ("onnx", "keras"):
+        if self.precision not in ("fp32", "auto") and self.runtime in ("onnx", "keras"):
             raise ConfigError(f"precision {self.precision} needs the openvino runtime",
                               "--runtime auto or openvino", f"--runtime {self.runtime}")
         return self
+
+    def resolved(self) -> RuntimeOptions:
+        """These options with ``auto`` precision replaced by this CPU's choice."""
+        return replace(self, precision=resolve_precision(self.precision, self.runtime))
+
+    def key(self) -> dict:
+        """What the precision adds to a feature identity: the resolved precision (never "auto"),
+        and for int8 the quantization recipe and the calibration set's hash."""
+        precision = resolve_precision(self.precision, self.runtime)
+        if precision != "int8":
+            return {"precision": precision}
+        from keras_transfer.features.quantize import INT8_RECIPE, QUANTIZE_VERSION
+
+        return {"precision": precision, "int8": f"{INT8_RECIPE}-v{QUANTIZE_VERSION}",
+                "calibration": _calibration(self).key}
+
+
+def _calibration(options: RuntimeOptions):
+    if options.calibration is None:
+        raise ConfigError("--precision int8 needs training images to calibrate on",
+                          "a training run on the local executor", "no calibration set",
+                          hint="use --precision fp32")
+    return options.calibration
 
 
 @dataclass
@@ -119,11 +187,16 @@ def openvino_runtime(path, size: int, options: RuntimeOptions) -> OpenVinoRuntim
     import openvino as ov
     from openvino.preprocess import PrePostProcessor
 
+    options = options.resolved()
     core = ov.Core()
     core.set_property({"CACHE_DIR": str(cache_dir("openvino"))})
     if options.precision == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         raise ConfigError("this CPU has no bf16 support", "a CPU with AVX512-BF16 or AMX",
-                          hint="use --precision fp32")
+                          hint="use --precision fp32 (or auto)")
+    if options.precision == "int8":
+        from keras_transfer.features.quantize import INT8_RECIPE, quantize_model
+
+        path = quantize_model(path, size, _calibration(options), INT8_RECIPE)
     model = core.read_model(str(path))
     model.reshape([-1, size, size, 3])  # dynamic batch: one image runs as one (serve), measured as fast as static
     ppp = PrePostProcessor(model)
@@ -181,7 +254,7 @@ def make_runtime(extractor, model_identity: dict, options: RuntimeOptions, size:
 
     An explicitly requested runtime that fails raises; ``auto`` warns and falls back.
     """
-    options.validate()
+    options = options.validate().resolved()
     if options.runtime == "keras":
         return keras_runtime(extractor, options)
     order = ["openvino", "onnx"] if options.runtime == "auto" else [options.runtime]

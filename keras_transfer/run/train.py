@@ -19,6 +19,7 @@ from keras_transfer.evaluation.multilabel import multilabel_metrics
 from keras_transfer.evaluation.predictions import Predictions
 from keras_transfer.features import FeatureSource, view_numbers
 from keras_transfer.features.keys import identity_hash
+from keras_transfer.features.runtime import resolve_precision
 from keras_transfer.inference.head import LinearHead
 from keras_transfer.run.folder import Files, Run
 from keras_transfer.run.model import RunModel
@@ -59,7 +60,7 @@ def train(config: TrainConfig, out: str | Path, dataset: Dataset | None = None) 
     from keras_transfer.strategies import TrainContext, get_strategy
 
     start = time.perf_counter()
-    config.validate()
+    config = dataclasses.replace(config.validate(), precision=resolve_precision(config.precision, config.runtime))
     if config.data not in BUILTIN_DATASETS and Path(config.data).exists():  # stored absolute: the run never
         config = dataclasses.replace(config, data=str(Path(config.data).absolute()))  # depends on the cwd
     for name in ("labels", "exclude", "unlabelled", "corrections"):
