@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.features.quantize import require_nncf  # one owner: the int8 feature engine needs it too
 from keras_transfer.base import log
 from keras_transfer.base.errors import ConfigError, KerasTransferError, RunError, unknown_choice
 from keras_transfer.export.graph import (first_view, keras_head, linear_head, mean_of_views, unknown_score,
@@ -114,15 +115,6 @@ def calibration_pixels(run: Run, size: int, count: int = CALIBRATION_IMAGES) -> 
     folds = max(1, -(-len(train) // count))  # one fold of about ``count`` images, every class dealt into it
     chosen = np.flatnonzero(stratified_folds(train.labels, folds, run.config.seed) == 0)
     return split_pixels(train.subset(chosen), size, run.config.resize, count)[0]
-
-
-def require_nncf():
-    try:
-        import nncf
-    except ImportError as error:
-        raise ConfigError("--int8 needs NNCF, which is not installed", "pip install nncf (or -e '.[int8]')",
-                          f"{type(error).__name__}: {error}") from error
-    return nncf
 
 
 def quantize(model, run: Run, size: int, fmt: str):

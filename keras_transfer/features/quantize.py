@@ -88,8 +88,8 @@ def require_nncf():
     try:
         import nncf
     except ImportError as error:
-        raise ConfigError("int8 needs NNCF, which is not installed", "pip install nncf (or -e '.[int8]')",
-                          f"{type(error).__name__}: {error}", hint="use --precision fp32") from error
+        raise ConfigError("--int8 needs NNCF, which is not installed (so does --precision int8)",
+                          "pip install nncf (or -e '.[int8]')", f"{type(error).__name__}: {error}") from error
     return nncf
 
 
