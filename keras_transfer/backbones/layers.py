@@ -87,7 +87,7 @@ class OnnxFeatures(keras.layers.Layer):
         self._session = None
 
     def write_features_onnx(self, target: str) -> None:
-        from keras_transfer.backbones.onnx_encoder import write_features_graph
+        from keras_transfer.backbones.onnx_graph import write_features_graph
 
         write_features_graph(self.encoder, self.pooling, target)
 
@@ -97,7 +97,7 @@ class OnnxFeatures(keras.layers.Layer):
         import numpy as np
         import onnxruntime as ort
 
-        from keras_transfer.backbones.onnx_encoder import INPUT
+        from keras_transfer.backbones.onnx_graph import INPUT
 
         if self._session is None:
             with tempfile.TemporaryDirectory() as folder:

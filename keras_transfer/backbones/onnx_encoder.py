@@ -26,58 +26,24 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.backbones.onnx_graph import (INPUT, EncoderSettings, dims_of, encoder_input, features_graph,
+                                                 stored_settings, store)
 from keras_transfer.backbones.spec import BackboneSpec, Preprocessing
 from keras_transfer.backbones.weights import file_sha256
 from keras_transfer.base import log
 from keras_transfer.base.errors import ConfigError, WeightsError
-from keras_transfer.base.paths import atomic_file, cache_dir, write_json
+from keras_transfer.base.paths import atomic_file, write_json
 
 PREFIX = "onnx:"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-INPUT = "kt_pixels"  # the feature graph's input: float RGB pixels in [0, 255], (N, S, S, 3)
-OUTPUT = "kt_features"
-
-
-@dataclass(frozen=True)
-class EncoderSettings:
-    """How to feed an ONNX encoder and pool its output (see the module docstring)."""
-
-    input_size: int = 224
-    layout: str = "NCHW"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"
-    token_pooling: str = "cls"
-    prefix_tokens: int = 1
-    license: str = "unknown"
-
-    def check(self) -> EncoderSettings:
-        if self.layout not in ("NCHW", "NHWC"):
-            raise ConfigError("invalid encoder layout", "NCHW or NHWC", repr(self.layout))
-        if self.token_pooling not in ("cls", "mean"):
-            raise ConfigError("invalid token_pooling", "cls or mean", repr(self.token_pooling))
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ConfigError("invalid encoder mean/std", "three means and three positive stds",
-                              f"mean {list(self.mean)}, std {list(self.std)}")
-        return self
-
-
-def _encoder_input(graph):
-    initialised = {t.name for t in graph.initializer}
-    return next(i for i in graph.input if i.name not in initialised)
-
-
-def _dims(value_info) -> list[int | None]:
-    return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
 
 
 def _from_graph(model) -> dict:
-    dims = _dims(_encoder_input(model.graph))
+    dims = dims_of(encoder_input(model.graph))
     if len(dims) != 4:
         raise ConfigError("the ONNX encoder's input is not an image batch", "a 4-D input (N, 3, H, W) or (N, H, W, 3)",
                           f"input of shape {dims}")
@@ -117,13 +83,9 @@ def read_settings(path: Path, model) -> EncoderSettings:
     return EncoderSettings(**fields).check()
 
 
-def _store() -> Path:
-    return cache_dir("encoders")
-
-
 def _known_paths() -> dict:
     try:
-        return json.loads((_store() / "paths.json").read_text())
+        return json.loads((store() / "paths.json").read_text())
     except (OSError, ValueError):
         return {}
 
@@ -132,17 +94,17 @@ def _stored(path: Path) -> tuple[str, Path]:
     """(sha, stored copy) of the encoder at ``path``, or of the one last seen there if it moved."""
     if path.is_file():
         sha = file_sha256(path)[:16]
-        copy = _store() / f"{sha}.onnx"
+        copy = store() / f"{sha}.onnx"
         if not copy.exists():
             atomic_file(copy, lambda tmp: shutil.copyfile(path, tmp))
         known = _known_paths()
         if known.get(str(path.resolve())) != sha:
-            write_json(_store() / "paths.json", {**known, str(path.resolve()): sha})
+            write_json(store() / "paths.json", {**known, str(path.resolve()): sha})
         return sha, copy
     sha = _known_paths().get(str(path.resolve()))
-    if sha and (_store() / f"{sha}.onnx").is_file():
+    if sha and (store() / f"{sha}.onnx").is_file():
         log.info(f"{path} is gone; using the stored copy of the encoder trained on ({sha})")
-        return sha, _store() / f"{sha}.onnx"
+        return sha, store() / f"{sha}.onnx"
     raise WeightsError(f"ONNX encoder {str(path)!r} not found", "onnx:PATH of an existing .onnx file",
                        str(path), hint="a run keeps its encoder in the store only once it has been read on this machine")
 
@@ -159,11 +121,9 @@ def encoder(path: str) -> tuple[str, EncoderSettings, int]:
 @functools.lru_cache(maxsize=16)
 def _encoder(path: str, _size: int, _mtime: int) -> tuple[str, EncoderSettings, int]:
     sha, copy = _stored(Path(path).expanduser())
-    record = _store() / f"{sha}.json"
+    record = store() / f"{sha}.json"
     try:
-        data = json.loads(record.read_text())
-        return sha, EncoderSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["settings"].items()}), \
-            int(data["feature_dim"])
+        return sha, stored_settings(sha), int(json.loads(record.read_text())["feature_dim"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
     import onnx
@@ -184,89 +144,6 @@ def _feature_dim(graph, size: int) -> int:
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     out = session.run(None, {INPUT: np.zeros((1, size, size, 3), np.float32)})[0]
     return int(np.prod(out.shape[1:]))
-
-
-def _opset(model) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-
-
-def _reduce(op: str, source: str, axes: list[int], out: str, opset: int, graph) -> None:
-    """ReduceMean / ReduceMax over ``axes``, without keeping them (axes an input from opset 18)."""
-    from onnx import helper, numpy_helper
-
-    if opset >= 18:
-        graph.initializer.append(numpy_helper.from_array(np.array(axes, np.int64), f"{out}_axes"))
-        graph.node.append(helper.make_node(op, [source, f"{out}_axes"], [out], keepdims=0, name=out))
-    else:
-        graph.node.append(helper.make_node(op, [source], [out], axes=axes, keepdims=0, name=out))
-
-
-def _pool(graph, settings: EncoderSettings, pooling: str, opset: int) -> None:
-    """The encoder's first output -> (N, D) ``OUTPUT``."""
-    from onnx import helper, numpy_helper
-
-    output = graph.output[0]
-    rank, name = len(_dims(output)), output.name
-    op = "ReduceMax" if pooling == "max" else "ReduceMean"
-    if rank == 2:
-        graph.node.append(helper.make_node("Identity", [name], [OUTPUT], name=OUTPUT))
-    elif rank == 4:
-        _reduce(op, name, [2, 3] if settings.layout == "NCHW" else [1, 2], OUTPUT, opset, graph)
-    elif rank == 3 and settings.token_pooling == "cls":
-        graph.initializer.append(numpy_helper.from_array(np.array(0, np.int64), "kt_cls_index"))
-        graph.node.append(helper.make_node("Gather", [name, "kt_cls_index"], [OUTPUT], axis=1, name=OUTPUT))
-    elif rank == 3:
-        graph.initializer.extend(numpy_helper.from_array(np.array([v], np.int64), n) for n, v in
-                                 (("kt_tok_start", settings.prefix_tokens), ("kt_tok_end", 2**62), ("kt_tok_axis", 1)))
-        graph.node.append(helper.make_node("Slice", [name, "kt_tok_start", "kt_tok_end", "kt_tok_axis"],
-                                           ["kt_patch_tokens"], name="kt_patch_tokens"))
-        _reduce(op, "kt_patch_tokens", [1], OUTPUT, opset, graph)
-    else:
-        raise ConfigError("the ONNX encoder's first output has an unusable shape",
-                          "(N, D) features, (N, tokens, D) tokens or a (N, C, h, w) map", f"rank {rank}: {_dims(output)}")
-
-
-def features_graph(model, settings: EncoderSettings, pooling: str = "avg"):
-    """The engine's feature graph: float RGB (N, S, S, 3) in [0, 255] -> normalise -> [NHWC -> NCHW]
-    -> the encoder -> pooled (N, D). ``model`` is changed in place and returned."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    if pooling not in ("avg", "max"):
-        raise ConfigError(f"--pooling {pooling} is not available for an onnx: backbone", "avg or max", pooling)
-    graph, size = model.graph, settings.input_size
-    source = _encoder_input(graph)
-    mean = np.asarray(settings.mean, np.float32) * 255
-    std = np.asarray(settings.std, np.float32) * 255
-    graph.initializer.extend([numpy_helper.from_array(mean, "kt_mean"), numpy_helper.from_array(std, "kt_std")])
-    front = [helper.make_node("Sub", [INPUT, "kt_mean"], ["kt_centred"], name="kt_centred"),
-             helper.make_node("Div", ["kt_centred", "kt_std"], ["kt_normalised"], name="kt_normalised")]
-    last, element = "kt_normalised", source.type.tensor_type.elem_type
-    if settings.layout == "NCHW":
-        front.append(helper.make_node("Transpose", [last], ["kt_nchw"], perm=[0, 3, 1, 2], name="kt_nchw"))
-        last = "kt_nchw"
-    front.append(helper.make_node("Cast", [last], [source.name], to=element, name="kt_to_encoder")
-                 if element != TensorProto.FLOAT else helper.make_node("Identity", [last], [source.name], name="kt_in"))
-    for node in reversed(front):
-        graph.node.insert(0, node)
-    _pool(graph, settings, pooling, _opset(model))
-    graph.input.remove(source)
-    graph.input.insert(0, helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", size, size, 3]))
-    del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", None]))
-    return model
-
-
-def write_features_graph(sha: str, pooling: str, target: str) -> None:
-    """Writes the feature graph of the stored encoder ``sha`` to ``target``."""
-    import onnx
-
-    copy = _store() / f"{sha}.onnx"
-    if not copy.is_file():
-        raise WeightsError(f"the encoder {sha} is not in the store {_store()}", "a run trained on this machine",
-                           str(copy), hint="train again with --backbone onnx:PATH")
-    record = json.loads((_store() / f"{sha}.json").read_text())
-    settings = EncoderSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["settings"].items()})
-    onnx.save(features_graph(onnx.load(str(copy)), settings, pooling), target)
 
 
 def onnx_spec(reference: str) -> BackboneSpec:
