@@ -169,16 +169,15 @@ class Workspace:
         added = sorted({fix.label for fix in self.corrections().values() if fix.action == "add"})
         return [*self.folder_dataset.class_names, *(n for n in added if n not in self.folder_dataset.class_names)]
 
-    def path_of(self, image: str) -> Path:
+    def path_of(self, image: str, table: dict[str, Correction] | None = None) -> Path:
         """The file of an image id (an added image's own file); a typed error for an unknown id."""
-        for fix in self.corrections().values():
+        if image in self.index:
+            return self.data / image
+        for fix in (self.corrections() if table is None else table).values():
             if fix.action == "add" and f"{fix.label}/{Path(fix.path).name}" == image:
                 return Path(fix.path)
-        path = self.data / image
-        if image not in self.index:
-            raise DatasetError(f"unknown image id {image!r}", "the id of an image of the studio (its path "
-                               f"relative to {self.data})", image)
-        return path
+        raise DatasetError(f"unknown image id {image!r}", "the id of an image of the studio (its path "
+                           f"relative to {self.data})", image)
 
     # -- fixes ------------------------------------------------------------------------------
     def fix(self, ids: list[str], action: str, label: str | None = None) -> dict:
@@ -206,7 +205,7 @@ class Workspace:
         added = {f"{fix.label}/{Path(fix.path).name}": key for key, fix in table.items() if fix.action == "add"}
         before = dict(table)
         for image in ids:
-            path = self.path_of(image)
+            path = self.path_of(image, table)
             if not path.is_file():
                 raise DatasetError(f"the image {image} vanished", f"a file at {path}", "no such file",
                                    hint="reload the studio: the folder changed on disk")
