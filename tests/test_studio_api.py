@@ -114,6 +114,7 @@ def test_bad_input_gets_a_clear_4xx(studio):
 
 def test_fixes_two_refits_queued_apply_and_undo(studio):
     url, before = studio.url, hashes(studio.data)
+    accuracy = get(f"{url}/api/state").json()["summary"]["accuracy"]
     fixed = post(f"{url}/api/fix", json={"ids": studio.planted, "action": "relabel", "label": "bees"}).json()
     assert fixed["summary"]["corrections"] == PLANTED and sorted(fixed["result"]["ids"]) == sorted(studio.planted)
     group = [f"train/ants/{p.name}" for p in sorted((studio.data / "train" / "ants").iterdir())[:2]]
@@ -127,7 +128,9 @@ def test_fixes_two_refits_queued_apply_and_undo(studio):
     assert second["result"]["accuracy"]["before"] == first["result"]["accuracy"]["after"]  # it began from the first
     result = first["result"]
     assert sorted(result["held_out_touched"]) == sorted(studio.planted) and "original_labels" in result
-    assert result["accuracy"]["after"] > result["accuracy"]["before"]  # the planted labels are fixed
+    original = result["original_labels"]["accuracy"]  # the same images scored with the folder's labels
+    assert original["before"] < result["accuracy"]["before"]  # the planted labels were wrong, the run right
+    assert get(f"{url}/api/state").json()["summary"]["accuracy"] > accuracy  # the first screen moves too
     assert {r["class"] for r in result["per_class"]} == {"ants", "bees"}
     assert hashes(studio.data) == before  # nothing was written into the data folder
     applied = _finish(url, post(f"{url}/api/apply", json={}).json())
