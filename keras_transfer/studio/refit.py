@@ -73,12 +73,12 @@ def refit(ws, progress: Progress | None = None) -> dict:
                                  solver_c=float(chosen) if isinstance(chosen, (int, float)) else None)
     out = ws.root / "runs" / f"refit-{number:03d}"
     shutil.rmtree(out, ignore_errors=True)  # of an earlier refit that did not finish
-    before = ws.run
+    before, model = ws.run, ws.model  # the model before: it answers for added held-out images
     report("head", 0.1)
     run = train(config, out, corrected_dataset(ws, config))
     report("evaluation", 0.9)
     ws.update_state(current_run=str(out), refits=number)
-    result = compare(ws, before, run)
+    result = compare(ws, before, run, model)
     report("done", 1.0)
     return {"run": str(out), **result, "seconds": round(time.perf_counter() - start, 3)}
 
@@ -92,8 +92,12 @@ def corrected_dataset(ws, config: TrainConfig) -> Dataset:
     return apply_corrections(copy, config.corrections, config.data, config.val_fraction, config.seed)
 
 
-def compare(ws, before: Run, after: Run) -> dict:
-    """Held-out figures of two runs on the images both hold, with the corrected (and original) labels."""
+def compare(ws, before: Run, after: Run, model: RunModel | None = None) -> dict:
+    """Held-out figures of two runs on the images both hold, with the corrected (and original) labels.
+
+    Held-out images of an added class (which only the new run holds) are scored for the run
+    before too, by ``model`` (its ``RunModel``, opened again if not given).
+    """
     old, new = before.predictions(), after.predictions()
     names = after.class_names
     table, folder = ws.corrections(), ws.index
@@ -102,7 +106,7 @@ def compare(ws, before: Run, after: Run) -> dict:
     rows = [(position[str(path)], j) for j, path in enumerate(new.ids) if str(path) in position]
     fresh = [j for j, path in enumerate(new.ids) if str(path) not in position and str(path) in added]
     if fresh:  # added images held out: what the model before (which never saw their class) answers
-        answer, _ = RunModel.open(before).predict_files([Path(new.ids[j]) for j in fresh], desc="before")
+        answer, _ = (model or RunModel.open(before)).predict_files([Path(new.ids[j]) for j in fresh], desc="before")
         old = dataclasses.replace(old, ids=np.concatenate([old.ids, new.ids[fresh]]),
                                   probabilities=np.concatenate([old.probabilities, answer.probabilities]))
         rows += [(len(position) + k, j) for k, j in enumerate(fresh)]
