@@ -75,7 +75,7 @@ def fit_unknown(features: np.ndarray, rate: float = FALSE_REJECTION, k: int = K,
     (cross-conformal: the conformal quantile of each image's score against the other ``folds - 1`` folds)."""
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.permutation(len(features))[:MAX_REFERENCE])
-    reference = normalise(features[keep])
+    reference = normalise(features[keep])  # only these rows are read: a memory-mapped matrix stays on disk
     k = max(1, min(k, len(reference) - 1))
     if len(reference) < 2:
         return KnnUnknown(reference, k, float("inf"))
@@ -89,7 +89,8 @@ def fit_unknown(features: np.ndarray, rate: float = FALSE_REJECTION, k: int = K,
     return KnnUnknown(reference, k, conformal_quantile(scores, rate))
 
 
-METHOD = f"{FOLDS}-fold cross-conformal quantile of out-of-fold k-NN distances"
+METHOD = (f"{FOLDS}-fold cross-conformal quantile of out-of-fold k-NN distances (a random subset of at most "
+          f"{MAX_REFERENCE} training images as the reference: the scorer's memory and time stay bounded)")
 
 
 def auroc(known: np.ndarray, unknown: np.ndarray) -> float:

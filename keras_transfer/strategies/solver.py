@@ -6,7 +6,9 @@ standardised and a multinomial logistic regression is fit by full-batch L-BFGS (
 training images only: warm-started along an increasing grid, stopped once the out-of-fold loss
 has risen, on a stratified subsample of ``CV_IMAGES`` images for large sets; the final fit
 starts from the folds' mean solution. The standardisation is then folded into the weights, so
-the head is one ``Dense(softmax)`` on raw features.
+the head is one ``Dense(softmax)`` on raw features. A matrix whose float32 copies exceed the
+memory budget (or one stored on disk, a ``FeatureMatrix``) is solved by ``streaming.py``: the
+same objective and choice of C, the final fit's gradient accumulated over chunks of rows.
 
 Why not scikit-learn's ``LogisticRegression``, which solves the same problem (and which the
 tests compare against): importing it costs ~2 s, two thirds of a cached default run, and its
@@ -25,10 +27,12 @@ Example:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from keras_transfer.base.errors import DatasetError
 from keras_transfer.data.dataset import stratified_folds
 from keras_transfer.inference.head import LinearHead, softmax
 
@@ -62,13 +66,15 @@ class SolverFit:
     oof_labels: np.ndarray | None = None
     cv_images: int = 0
     thresholds: dict = field(default_factory=dict)  # several labels per image: how the thresholds were chosen
+    streaming: dict = field(default_factory=dict)  # solved over chunks (streaming.py): rows, passes, peak RSS
 
     def summary(self) -> dict:
         chosen_on = (f"{self.folds}-fold cross-validation on {self.cv_images} training images" if self.folds
                      else "default C (a class has fewer than two training images)")
         return {"solver": "lbfgs", "C": self.C, "folds": self.folds, "grid": list(C_GRID), "cv": self.cv,
                 "cv_images": self.cv_images, "chosen_on": chosen_on,
-                **({"thresholds": self.thresholds} if self.thresholds else {})}
+                **({"thresholds": self.thresholds} if self.thresholds else {}),
+                **({"streaming": self.streaming} if self.streaming else {})}
 
 
 def sample_weights(y: np.ndarray, n_classes: int, class_weight: str | None) -> np.ndarray:
@@ -114,7 +120,7 @@ def _views_rows(views: np.ndarray, images: np.ndarray) -> np.ndarray:
     return (np.arange(views.shape[0])[:, None] * n + images[None]).ravel()
 
 
-def _subsample(y: np.ndarray, count: int, seed: int) -> np.ndarray:
+def subsample(y: np.ndarray, count: int, seed: int) -> np.ndarray:
     """About ``count`` indices, each class in proportion (at least 2 of each), sorted."""
     rng = np.random.default_rng(seed)
     keep = [rng.permutation(np.flatnonzero(y == label))[:max(2, round(count * np.mean(y == label)))]
@@ -123,22 +129,24 @@ def _subsample(y: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def cross_validate(views: np.ndarray, y: np.ndarray, n_classes: int, class_weight: str | None = None,
-                   seed: int = 0, folds: int = FOLDS) -> tuple[dict, np.ndarray | None, int, dict]:
+                   seed: int = 0, folds: int = FOLDS, sampled: bool = False) -> tuple[dict, np.ndarray | None, int, dict]:
     """Mean out-of-fold log loss and accuracy per C of the grid, folds split by image.
 
     Args:
         views: Standardised features (V, N, D): view 0 the originals, the rest augmented views
             (training rows use every view of an image; scoring uses the originals only).
         y: Labels (N,).
+        sampled: The views are already ``subsample(y, CV_IMAGES, seed)`` of a larger set (3 folds).
 
     Returns:
         (per-C scores, out-of-fold probabilities (len(scores), M, n_classes) and labels (M,) of
         the M images the folds were cut from, folds used, per-C mean fold solutions);
         (``{}``, None, 0, {}) when a class has fewer than two images.
     """
-    subsampled = len(y) > CV_IMAGES
-    if subsampled:
-        rows = _subsample(y, CV_IMAGES, seed)
+    if sampled:
+        folds = min(folds, 3)
+    elif len(y) > CV_IMAGES:
+        rows = subsample(y, CV_IMAGES, seed)
         views, y, folds = views[:, rows], y[rows], min(folds, 3)
     folds = min(folds, int(np.bincount(y)[np.unique(y)].min()))
     if folds < 2:
@@ -165,19 +173,31 @@ def cross_validate(views: np.ndarray, y: np.ndarray, n_classes: int, class_weigh
     return scores, (oof[:len(scores)], y), folds, solutions
 
 
-def fit_linear_head(views: np.ndarray, y: np.ndarray, n_classes: int, class_weight: str | None = None,
-                    seed: int = 0, C: float | None = None) -> SolverFit:
+def fit_linear_head(views, y: np.ndarray, n_classes: int, class_weight: str | None = None,
+                    seed: int = 0, C: float | None = None, budget: int | None = None) -> SolverFit:
     """Fits the softmax head on every training image; C by cross-validation unless given.
 
     Args:
-        views: Raw features (V, N, D) of the training images (V >= 1 views, view 0 the originals).
+        views: Raw features (V, N, D) of the training images (V >= 1 views, view 0 the originals),
+            or a ``FeatureMatrix`` on disk.
         y: Integer labels (N,).
         n_classes: Number of classes (columns of the head), also those absent from ``y``.
         class_weight: ``"auto"``: balanced class weights.
         seed: Fold assignment.
         C: Skip cross-validation and use this inverse L2 strength.
+        budget: Bytes the in-memory solver may use (default: half the available memory); a
+            larger matrix is solved streaming over chunks (``streaming.py``).
     """
-    views = np.asarray(views, np.float32)
+    from keras_transfer.features.matrix import FeatureMatrix
+    from keras_transfer.strategies.streaming import needs_streaming
+
+    views = views if isinstance(views, FeatureMatrix) else np.asarray(views)
+    rows, dim = (views.rows, views.dim) if isinstance(views, FeatureMatrix) else (np.prod(views.shape[:-1]),
+                                                                                  views.shape[-1])
+    if needs_streaming(int(rows), dim, budget):
+        return fit_streaming_head(views, y, n_classes, class_weight, seed, C)
+    views = np.asarray(views.array.reshape(views.views, -1, dim) if isinstance(views, FeatureMatrix) else views,
+                       np.float32)
     flat = views.reshape(-1, views.shape[-1])
     mean, std = flat.mean(axis=0), flat.std(axis=0)
     std[std < 1e-6] = 1.0
@@ -189,6 +209,13 @@ def fit_linear_head(views: np.ndarray, y: np.ndarray, n_classes: int, class_weig
     labels = np.tile(y, views.shape[0])
     w = softmax_regression(scaled.reshape(-1, views.shape[-1]), labels, n_classes, chosen,
                            sample_weights(labels, n_classes, class_weight), starts.get(chosen))
+    return folded_fit(w, mean, std, y, n_classes, chosen, (cv, oof, folds, best))
+
+
+def folded_fit(w: np.ndarray, mean: np.ndarray, std: np.ndarray, y: np.ndarray, n_classes: int, chosen: float,
+               cross_validation: tuple) -> SolverFit:
+    """The ``SolverFit`` of weights ``w`` on standardised features, the standardisation folded in."""
+    cv, oof, folds, best = cross_validation
     absent = np.bincount(y, minlength=n_classes) == 0
     kernel = w[:-1] / std[:, None]  # (x - mean) / std @ W + b == x @ (W / std) + (b - mean / std @ W)
     bias = w[-1] - (mean / std) @ w[:-1]
@@ -196,3 +223,52 @@ def fit_linear_head(views: np.ndarray, y: np.ndarray, n_classes: int, class_weig
     head = LinearHead(kernel.astype(np.float32), bias.astype(np.float32))
     return SolverFit(head, float(chosen), folds, cv, None if oof is None else oof[0][best],
                      None if oof is None else oof[1], min(len(y), CV_IMAGES) if cv else 0)
+
+
+def fit_streaming_head(features, y: np.ndarray, n_classes: int, class_weight: str | None = None,
+                       seed: int = 0, C: float | None = None) -> SolverFit:
+    """``fit_linear_head`` on rows read a chunk at a time (``streaming.py``); ``streaming`` set in the fit.
+
+    Args:
+        features: A :class:`FeatureMatrix` (its labels are ``y``'s images, view-major rows), or
+            in-memory views (V, N, D).
+        y: Integer labels (N,) of the images.
+        n_classes, class_weight, seed, C: As in ``fit_linear_head``.
+    """
+    from keras_transfer.base import log
+    from keras_transfer.features.matrix import ArrayRows, FeatureMatrix
+    from keras_transfer.strategies.streaming import CHUNK_ROWS, ChunkedObjective, moments, peak_rss_mb, \
+        streaming_regression
+
+    began = time.perf_counter()
+    if isinstance(features, FeatureMatrix):
+        source, views = features, features.views
+        take = features.views_of
+    else:
+        views, source = features.shape[0], ArrayRows(features.reshape(-1, features.shape[-1]))
+        take = lambda images: np.asarray(features[:, np.sort(images)], np.float32)  # noqa: E731
+    if len(y) * views != source.rows:
+        raise DatasetError("labels do not match the feature matrix", f"{source.rows:,} rows / {views} views = "
+                           f"{source.rows // max(views, 1):,} labels", f"{len(y):,} labels",
+                           "pass the labels the matrix was written with (FeatureMatrix.labels)")
+    mean, std = moments(source)
+    cv, oof, folds, starts, sample = {}, None, 0, {}, np.arange(0)
+    if C is None:
+        sample = subsample(y, CV_IMAGES, seed) if len(y) > CV_IMAGES else np.arange(len(y))
+        scaled = ((take(sample) - mean) / std).astype(np.float32)
+        cv, oof, folds, starts = cross_validate(scaled, y[sample], n_classes, class_weight, seed,
+                                                sampled=len(sample) < len(y))
+    best = int(np.argmin([v["log_loss"] for v in cv.values()])) if cv else 0
+    chosen = C if C is not None else (C_GRID[best] if cv else 0.1)
+    labels = np.tile(y, views)
+    objective = ChunkedObjective(source, labels, n_classes, chosen,
+                                 sample_weights(labels, n_classes, class_weight), (mean, std))
+    w = streaming_regression(objective, starts.get(chosen), MAX_ITER, TOL)
+    fit = folded_fit(w, mean, std, y, n_classes, chosen, (cv, oof, folds, best))
+    fit.streaming = {"rows": source.rows, "chunk_rows": CHUNK_ROWS, "passes": objective.passes,
+                     "stored": "float16 on disk, memory-mapped" if isinstance(features, FeatureMatrix) else "in memory",
+                     "seconds": round(time.perf_counter() - began, 1), "peak_rss_mb": round(peak_rss_mb()),
+                     "why": "the in-memory solver's float32 copies exceed the memory budget"}
+    log.info(f"head solved streaming over {source.rows:,} rows in chunks of {CHUNK_ROWS}: {objective.passes} "
+             f"passes, {fit.streaming['seconds']} s, peak RSS {fit.streaming['peak_rss_mb']:,} MB")
+    return fit

@@ -1,0 +1,123 @@
+"""The solved head on a feature matrix that does not fit in memory: the same objective, streamed.
+
+``solver.fit_linear_head`` holds the features in float32 and makes a standardised copy: about
+three times the matrix (a million default images: 46 GB). When that exceeds the memory budget
+(half the memory available, :func:`memory_budget`), ``solver.fit_streaming_head`` fits it with
+these pieces instead, on rows read a chunk at a time (a :class:`~keras_transfer.features.matrix.FeatureMatrix` of float16 rows on
+disk, or an in-memory array):
+
+1. mean and standard deviation by one streaming pass (Chan et al.'s pairwise update, float64);
+2. C chosen exactly as in memory: ``solver.cross_validate`` on the standardised views of a
+   stratified subsample of ``solver.CV_IMAGES`` images;
+3. the final fit by full-batch L-BFGS (SciPy) on every row, from the folds' mean solution, the
+   loss and gradient of the multinomial logistic objective accumulated chunk by chunk: the same
+   objective as ``solver.softmax_regression``, so the same solution up to float rounding.
+
+Peak memory: the (D + 1, K) weights, one chunk (``CHUNK_ROWS`` rows in float32 and its
+standardised copy) and the labels; the matrix itself stays on disk. The peak RSS is printed and
+recorded in the run's ``selection``.
+
+Written by hand because no library does it: scikit-learn's ``LogisticRegression`` and SciPy's
+optimisers need the whole matrix in memory, and the out-of-core alternative,
+``SGDClassifier.partial_fit``, optimises the same loss by stochastic gradient with its own step
+schedule and stopping rule: measured by ``benchmarks/big_head.py`` on the same rows it is below
+the solved head's held-out accuracy after the same number of passes (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+
+import numpy as np
+
+from keras_transfer.base import log
+from keras_transfer.features.matrix import ArrayRows
+
+CHUNK_ROWS = 4096  # 63 MB of float32 default features: a gradient pass stays near memory bandwidth
+IN_MEMORY_COPIES = 3  # the float32 features, their standardised copy and the solver's temporaries
+
+
+def memory_budget() -> int:
+    """Bytes the in-memory solver may use: half of what the system has available now."""
+    try:
+        with open("/proc/meminfo") as handle:
+            info = dict(line.split(":", 1) for line in handle)
+        available = int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            available = 8 << 30  # no way to ask (Windows): assume a small laptop
+    return available // 2
+
+
+def needs_streaming(rows: int, dim: int, budget: int | None = None) -> bool:
+    """Whether the in-memory solver's float32 copies of a (rows, dim) matrix exceed the budget."""
+    return rows * dim * 4 * IN_MEMORY_COPIES > (memory_budget() if budget is None else budget)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KB on Linux
+
+
+def moments(source: ArrayRows, chunk: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation (population, as ``ndarray.std``) in one pass."""
+    count, mean, m2 = 0, np.zeros(source.dim), np.zeros(source.dim)
+    for _, block in log.progress(source.chunks(chunk), total=-(-source.rows // chunk), desc="head: mean/std",
+                                 unit="chunk"):
+        n, block_mean = len(block), block.mean(axis=0, dtype=np.float64)
+        block_m2 = ((block - block_mean.astype(np.float32)) ** 2).sum(axis=0, dtype=np.float64)
+        delta, total = block_mean - mean, count + n
+        mean, m2, count = mean + delta * n / total, m2 + block_m2 + delta ** 2 * count * n / total, total
+    std = np.sqrt(m2 / max(count, 1))
+    std[std < 1e-6] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+class ChunkedObjective:
+    """``solver.softmax_regression``'s loss and gradient, summed over chunks of standardised rows."""
+
+    def __init__(self, source: ArrayRows, labels: np.ndarray, n_classes: int, C: float, weights: np.ndarray,
+                 scaling: tuple[np.ndarray, np.ndarray], chunk: int = CHUNK_ROWS):
+        self.source, self.labels, self.n_classes, self.chunk = source, labels, n_classes, chunk
+        self.scale = (weights / len(labels)).astype(np.float32)
+        self.penalty = 1.0 / (C * len(labels))
+        self.mean, self.std = scaling
+        self.passes = 0
+
+    def __call__(self, flat: np.ndarray) -> tuple[float, np.ndarray]:
+        d = self.source.dim
+        w = flat.reshape(d + 1, self.n_classes).astype(np.float32)
+        grad, loss = np.zeros((d + 1, self.n_classes), np.float64), 0.0
+        for start, block in self.source.chunks(self.chunk):
+            x = (block - self.mean) / self.std
+            rows = slice(start, start + len(block))
+            logits = x @ w[:-1] + w[-1]
+            logits -= logits.max(axis=1, keepdims=True)
+            log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            scale, picked = self.scale[rows], self.labels[rows]
+            loss -= float((scale * log_p[np.arange(len(block)), picked]).sum())
+            residual = np.exp(log_p) * scale[:, None]
+            residual[np.arange(len(block)), picked] -= scale
+            grad[:-1] += x.T @ residual
+            grad[-1] += residual.sum(axis=0)
+        self.passes += 1
+        grad[:-1] += self.penalty * w[:-1]
+        return loss + 0.5 * self.penalty * float((w[:-1] ** 2).sum()), grad.ravel()
+
+
+def streaming_regression(objective: ChunkedObjective, start: np.ndarray | None, max_iter: int,
+                         tol: float) -> np.ndarray:
+    """Full-batch L-BFGS (SciPy) on the chunked objective; W (D + 1, K), last row the bias."""
+    from scipy.optimize import minimize
+
+    size = (objective.source.dim + 1) * objective.n_classes
+    bar = log.progress(total=max_iter, desc="head: L-BFGS passes", unit="it")
+    done = minimize(objective, np.zeros(size) if start is None else start.ravel(), jac=True, method="L-BFGS-B",
+                    options={"maxiter": max_iter, "gtol": tol}, callback=lambda *_: bar.update(1))
+    bar.close()
+    return done.x.reshape(objective.source.dim + 1, objective.n_classes)
