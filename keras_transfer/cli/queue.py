@@ -27,9 +27,11 @@ def register(sub) -> None:
 def _cmd_queue(args) -> int:
     from keras_transfer.base import log
     from keras_transfer.features.executor import check_executor, make_executor
-    from keras_transfer.run.queue import build_queue
+    from keras_transfer.run.queue import build_queue, check_out
 
     check_executor(args.executor)
+    if args.out:
+        check_out(args.out)  # before any work
     queue = build_queue(args.run, args.folder, args.strategy, args.limit, args.seed,
                         make_executor(args.executor, args.ray_address))
     if args.out:

@@ -46,9 +46,7 @@ class Queue:
         from keras_transfer.base.csv_cells import csv_text
         from keras_transfer.base.paths import atomic_file, strict_json
 
-        path = Path(path)
-        if path.suffix.lower() not in (".csv", ".json"):
-            raise ConfigError(f"cannot write a queue to {path}", "a file name ending in .csv or .json", path.suffix)
+        path = check_out(path)
         text = (strict_json(self.as_dict()) if path.suffix.lower() == ".json"
                 else csv_text(list(COLUMNS), ([row[c] for c in COLUMNS] for row in self.rows)))
         try:
@@ -56,6 +54,15 @@ class Queue:
         except OSError as error:
             raise ConfigError(f"cannot write the queue to {path}", "a writable file path", str(error)) from error
         return path
+
+
+def check_out(path: str | Path) -> Path:
+    """``path`` if a queue can be written there (``.csv`` or ``.json``), else a ``ConfigError``."""
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".json"):
+        raise ConfigError(f"cannot write a queue to {path}", "a file name ending in .csv or .json",
+                          repr(path.suffix or path.name))
+    return path
 
 
 def unlabelled_images(folder: str | Path) -> tuple[list[Path], list[dict]]:

@@ -1,9 +1,11 @@
 """Self-training of the solved head on unlabelled images, kept only where cross-validation says it helps.
 
-The head fit on the labelled training images predicts the unlabelled ones; those whose top
-probability reaches a threshold join the training images with that class as a hard label
-(``rounds`` > 1: the head fit with them predicts again), and the head is fit again. Which
-threshold, and whether to use any, is chosen by k-fold cross-validation inside the labelled
+The head fit on the labelled training images predicts the unlabelled ones; per predicted class,
+the most confident ``share`` of them join the training images with that class as a hard label
+(``rounds`` > 1: the head fit with them predicts again), and the head is fit again. A share, not
+a fixed probability, because a head fit on fewer images (a fold's) is less sure than the final
+one: the same share picks comparable images in both (the probability it amounts to is
+recorded). Which share, and whether to use any, is chosen by k-fold cross-validation inside the labelled
 training images only: in each fold the head learns from the other folds (plus the pseudo-labels
 its own predictions give), and is scored on the fold's images, which no pseudo-label choice saw.
 The pseudo-labels are kept when the best threshold's out-of-fold accuracy is above the plain
@@ -21,7 +23,7 @@ from keras_transfer.data.dataset import stratified_folds
 from keras_transfer.inference.head import LinearHead
 from keras_transfer.strategies.solver import FOLDS, SolverFit, fit_linear_head
 
-THRESHOLDS = (0.8, 0.9, 0.95, 0.99)  # top probability an unlabelled image needs to be pseudo-labelled
+THRESHOLDS = (0.05, 0.1, 0.25, 0.5)  # shares of each predicted class's unlabelled images pseudo-labelled
 
 
 @dataclass
@@ -33,9 +35,9 @@ class SelfTraining:
         plain: The plain fit (labelled images only).
         with_pseudo: The head fit with the pseudo-labels at ``threshold`` (even when not kept,
             so a run can report both held-out figures); None when no threshold could be tried.
-        threshold: The chosen threshold (None: cross-validation impossible).
+        threshold: The chosen share of each predicted class (None: cross-validation impossible).
         used: Pseudo-labels the returned head learnt from (0 when not kept).
-        confident: Unlabelled images at or above ``threshold`` (what ``with_pseudo`` learnt from).
+        confident: Unlabelled images in that share (what ``with_pseudo`` learnt from).
         kept: Whether the pseudo-labels are used.
         cv: Out-of-fold accuracy, log loss and mean pseudo-labels added, per threshold and ``"none"``.
     """
@@ -53,6 +55,7 @@ class SelfTraining:
     cv: dict[str, dict[str, float]] = field(default_factory=dict)
     class_counts: list[int] = field(default_factory=list)
     labelled: int = 0
+    probability: float | None = None  # the lowest top probability among the pseudo-labels at ``threshold``
 
     def summary(self) -> dict:
         """What ``metrics.json`` records."""
@@ -60,16 +63,24 @@ class SelfTraining:
                else "cross-validation inside the labelled training images did not show a gain: not used"
                if self.folds else "too few labelled images per class to cross-validate: not used")
         return {"unlabelled_images": self.unlabelled, "used": self.used, "threshold": self.threshold,
-                "confident_at_threshold": self.confident, "kept": self.kept, "labels": "hard", "rounds": self.rounds,
+                "threshold_is": "share of the unlabelled images predicted as each class, most confident first",
+                "lowest_probability_used": self.probability, "confident_at_threshold": self.confident,
+                "kept": self.kept, "labels": "hard", "rounds": self.rounds,
                 "chosen_on": f"{self.folds}-fold cross-validation inside the {self.labelled} labelled training images",
                 "thresholds_tried": list(THRESHOLDS), "cv": self.cv, "per_class": self.class_counts, "why": why}
 
 
-def pseudo_labels(head: LinearHead, unlabelled: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, classes) of the unlabelled images (view 0 features) whose top probability reaches ``threshold``."""
+def pseudo_labels(head: LinearHead, unlabelled: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(indices, classes, lowest top probability taken) of the unlabelled images (view 0 features) among
+    the most confident ``share`` of those predicted as each class."""
     p = head.predict(unlabelled)
-    picked = np.flatnonzero(p.max(axis=1) >= threshold)
-    return picked, p[picked].argmax(axis=1)
+    top, classes = p.max(axis=1), p.argmax(axis=1)
+    picked = []
+    for c in np.unique(classes):
+        members = np.flatnonzero(classes == c)
+        picked += list(members[np.argsort(-top[members])[:int(np.ceil(share * len(members)))]])
+    picked = np.sort(np.array(picked, np.int64))
+    return picked, classes[picked], float(top[picked].min()) if len(picked) else 1.0
 
 
 def _fit_with(views: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, n_classes: int, C: float, start: LinearHead,
@@ -77,7 +88,7 @@ def _fit_with(views: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, n_classe
     """The head fit on ``views`` plus the unlabelled images ``start`` (then each round's head) labels confidently."""
     head, picked, classes = start, np.zeros(0, np.int64), np.zeros(0, np.int64)
     for _ in range(rounds):
-        picked, classes = pseudo_labels(head, unlabelled[0], threshold)
+        picked, classes, _ = pseudo_labels(head, unlabelled[0], threshold)
         if not len(picked):
             break
         both = np.concatenate([views, unlabelled[:, picked]], axis=1)
@@ -123,7 +134,9 @@ def self_train(views: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, n_class
     best = max(cases[1:], key=lambda c: (cv[c]["accuracy"], -cv[c]["log_loss"]))
     kept = (cv[best]["accuracy"], -cv[best]["log_loss"]) > (cv["none"]["accuracy"], -cv["none"]["log_loss"])
     threshold = float(best)
+    probability = pseudo_labels(plain.head, unlabelled[0], threshold)[2]
     with_pseudo, confident, counts = _fit_with(views, y, unlabelled, n_classes, plain.C, plain.head, threshold, rounds,
                                                class_weight)
     return SelfTraining(with_pseudo if kept else plain.head, plain, with_pseudo, threshold, confident if kept else 0,
-                        confident, kept, unlabelled.shape[1], rounds, folds, cv, [int(c) for c in counts], len(y))
+                        confident, kept, unlabelled.shape[1], rounds, folds, cv, [int(c) for c in counts], len(y),
+                        probability)

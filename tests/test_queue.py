@@ -1,0 +1,148 @@
+"""``keras-transfer queue``: a real lite0 run on flowers5 photos, a folder of unlabelled photos with
+planted copies, near duplicates and a broken file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from itertools import combinations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import DATASETS
+from keras_transfer.cli import main
+
+FLOWERS = DATASETS / "flowers5"
+CLASSES = ("daisy", "rose", "sunflower")
+pytestmark = pytest.mark.skipif(not FLOWERS.is_dir(), reason="needs ../shared/datasets/flowers5")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A run on 10 photos per class, and 36 unlabelled photos plus: a byte copy of a labelled photo, a
+    PNG re-encode of another labelled one and of an unlabelled one, and a file that is no image."""
+    root = tmp_path_factory.mktemp("queue")
+    pool = root / "unlabelled"
+    pool.mkdir()
+    for name in CLASSES:
+        photos = sorted((FLOWERS / name).glob("*.jpg"))
+        (root / "data" / name).mkdir(parents=True)
+        for photo in photos[:10]:
+            (root / "data" / name / photo.name).symlink_to(photo)
+        for photo in photos[200:212]:
+            (pool / f"{name}-{photo.name}").symlink_to(photo)
+    labelled = sorted((FLOWERS / "daisy").glob("*.jpg"))
+    shutil.copy(labelled[0], pool / "copy-of-labelled.jpg")
+    Image.open(labelled[1]).save(pool / "reencoded-labelled.png")
+    twin = sorted(pool.glob("rose-*.jpg"))[0]
+    Image.open(twin).save(pool / "reencoded-twin.png")
+    (pool / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    assert main(["train", str(root / "data"), "--backbone", "efficientnet_lite0", "--out", str(root / "run"),
+                 "--no-baseline", "--quiet"]) == 0
+    return root, twin
+
+
+@pytest.fixture(scope="module")
+def queues(setup):
+    from keras_transfer.run.queue import build_queue
+
+    root, _ = setup
+    return {s: build_queue(root / "run", root / "unlabelled", s) for s in ("mixed", "uncertainty", "diversity", "random")}
+
+
+def test_order_differs_by_strategy(setup, queues):
+    _, twin = setup
+    orders = {s: [row["path"].rsplit("/", 1)[-1] for row in q.rows] for s, q in queues.items()}
+    assert len({len(o) for o in orders.values()}) == 1 and len(orders["mixed"]) == 36  # of the twin pair: one
+    same = [set(o) - {twin.name, "reencoded-twin.png"} for o in orders.values()]  # (the one queued first)
+    assert all(a == b and len(a) == 35 for a, b in combinations(same, 2))  # the same images ...
+    assert all(a[:10] != b[:10] for a, b in combinations(orders.values(), 2))  # ... in different orders
+    uncertainty = [row["uncertainty"] for row in queues["uncertainty"].rows]
+    assert uncertainty == sorted(uncertainty, reverse=True)
+    assert [row["rank"] for row in queues["mixed"].rows] == list(range(1, 37))
+
+
+def test_suggestions_are_the_runs_answers(setup, queues):
+    from keras_transfer.run.predict import predict
+
+    root, _ = setup
+    rows = queues["mixed"].rows[:5]
+    answers = predict(root / "run", [row["path"] for row in rows], top_k=1)
+    for row, answer in zip(rows, answers):
+        assert row["suggested"] == answer["predictions"][0]["label"]
+        assert row["probability"] == pytest.approx(answer["predictions"][0]["probability"], abs=1e-5)
+
+
+def test_copies_near_duplicates_and_broken_files_are_skipped_and_listed(setup, queues):
+    root, twin = setup
+    for queue in queues.values():
+        reasons = {item["path"].rsplit("/", 1)[-1]: item["reason"] for item in queue.skipped}
+        assert reasons["copy-of-labelled.jpg"].startswith("already labelled in the run's data")
+        assert reasons["reencoded-labelled.png"] == "near duplicate of a labelled image"
+        assert reasons["broken.jpg"].startswith("not a readable image")
+        queued = [name for name in (twin.name, "reencoded-twin.png") if name in reasons]
+        assert len(queued) == 1 and "queued before it" in reasons[queued[0]]
+        assert not {row["path"].rsplit("/", 1)[-1] for row in queue.rows} & set(reasons)
+
+
+def test_cli_writes_csv_and_json(setup, tmp_path, capsys):
+    root, _ = setup
+    out = tmp_path / "queue.csv"
+    assert main(["queue", str(root / "run"), str(root / "unlabelled"), "--strategy", "uncertainty", "--limit", "5",
+                 "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["rank"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert set(rows[0]) == {"rank", "path", "suggested", "probability", "uncertainty", "reason"}
+    assert all(r["suggested"] in CLASSES and 0 < float(r["probability"]) <= 1 for r in rows)
+    capsys.readouterr()
+    assert main(["queue", str(root / "run"), str(root / "unlabelled"), "--json", "--quiet"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["strategy"] == "mixed" and printed["queued"] == 36 and len(printed["skipped"]) == 4
+
+
+def test_bad_input_is_a_clear_message(setup, tmp_path, capsys):
+    root, _ = setup
+    run = str(root / "run")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.jpg").write_bytes(b"no image")
+    (tmp_path / "seen").mkdir()
+    shutil.copy(root / "unlabelled" / "copy-of-labelled.jpg", tmp_path / "seen")
+    cases = [([run, str(tmp_path / "empty")], 1, "no images in"),
+             ([run, str(tmp_path / "missing")], 1, "unlabelled folder not found"),
+             ([run, str(tmp_path / "broken")], 1, "no image of"),
+             ([run, str(tmp_path / "seen")], 1, "already labelled in the run's data"),
+             ([run, str(root / "unlabelled"), "--strategy", "smart"], 2, "unknown strategy 'smart'"),
+             ([run, str(root / "unlabelled"), "--out", str(tmp_path / "q.txt")], 2, "ending in .csv or .json"),
+             ([str(tmp_path / "norun"), str(root / "unlabelled")], 1, "run folder not found")]
+    for argv, code, message in cases:
+        assert main(["queue", *argv, "--quiet"]) == code, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+
+
+def test_strategies_on_real_features(setup):
+    """On the run's own cached features: diversity's first picks lie farther from the labelled images
+    than random ones; uncertainty's are less sure than random ones; one seed, one order."""
+    from keras_transfer.run.model import RunModel
+    from keras_transfer.run.queue import labelled_features, pool_answer, unlabelled_images
+    from keras_transfer.strategies.active import nearest, normalise, rank
+
+    root, _ = setup
+    model = RunModel.open(root / "run")
+    paths, _ = unlabelled_images(root / "unlabelled")
+    probabilities, features, _, _ = pool_answer(model, [p for p in paths if p.suffix == ".jpg" and "copy" not in p.name
+                                                        and p.name != "broken.jpg"])
+    known = labelled_features(model)
+    mean = np.concatenate([features, known]).mean(axis=0)
+    far = 1 - nearest(normalise(features, mean), normalise(known, mean))[0]
+    picks = {s: rank(probabilities, features, known, s).order[:8] for s in ("diversity", "uncertainty", "random")}
+    assert far[picks["diversity"]].mean() > far[picks["random"]].mean()
+    sure = probabilities.max(axis=1)
+    assert sure[picks["uncertainty"]].mean() < sure[picks["random"]].mean()
+    again = rank(probabilities, features, known, "random", seed=0).order
+    assert np.array_equal(again, rank(probabilities, features, known, "random", seed=0).order)
+    assert not np.array_equal(again, rank(probabilities, features, known, "random", seed=1).order)
