@@ -87,4 +87,9 @@ def _cmd_train(args) -> int:
             verdict = f"transfer helped: {gain:+.1f} points" if gain > 0 else "transfer did NOT help"
             print(f"baseline: {metrics['baseline']['method']}: accuracy {metrics['baseline']['accuracy']:.4f} "
                   f"on the same images ({verdict})")
+        if pseudo := metrics.get("selection", {}).get("pseudo_labels"):  # train --unlabelled
+            held = pseudo.get("held_out_accuracy", {})
+            print(f"pseudo-labels: {pseudo['used']} used of {pseudo['unlabelled_images']} unlabelled images "
+                  f"(share {pseudo['threshold']}, {pseudo['why']})" + (
+                      f"; held-out accuracy {held['with']:.4f} with them, {held['without']:.4f} without" if held else ""))
     return 0
