@@ -130,6 +130,7 @@ def test_refit_after_fixing_planted_labels(studio, tmp_path):
 
 
 def test_add_class_then_apply_and_undo_byte_for_byte(studio, tmp_path):
+    from keras_transfer.base.errors import DatasetError
     from keras_transfer.studio.workspace import Workspace
 
     data, run, planted, _, extra = studio
@@ -154,6 +155,8 @@ def test_add_class_then_apply_and_undo_byte_for_byte(studio, tmp_path):
     ws.undo()
     assert tree_hash(data) == before
     assert len(ws.corrections()) == 3 + 1 + 10  # the table as it was before the apply
+    with pytest.raises(DatasetError, match="nothing to undo"):
+        ws.undo()
 
 
 def test_cam_is_the_exact_class_activation_map(studio, tmp_path):

@@ -99,6 +99,11 @@ def compare(ws, before: Run, after: Run, model: RunModel | None = None) -> dict:
     before too, by ``model`` (its ``RunModel``, opened again if not given).
     """
     old, new = before.predictions(), after.predictions()
+    if old is None:  # a run from before predictions.npz: nothing to compare with
+        from keras_transfer.evaluation.predictions import Predictions
+
+        old = Predictions(new.split, new.ids[:0], new.indices[:0], new.labels[:0],
+                          np.zeros((0, len(before.class_names)), np.float32))
     names = after.class_names
     table, folder = ws.corrections(), ws.index
     added = {str(Path(fix.path)): fix.label for fix in table.values() if fix.action == "add"}

@@ -127,7 +127,12 @@ class Workspace:
     @cached_property
     def folder_dataset(self) -> Dataset:
         """The data folder as the base run split it, labels from the folders (no corrections)."""
-        return dataset_of(self.config())
+        dataset = dataset_of(self.config())
+        if not set(self.base.class_names) & set(dataset.class_names):  # (apply / add a class change the set)
+            raise DatasetError(f"the run {self.base.path} was not trained on {self.data}",
+                               f"its classes {', '.join(self.base.class_names)}",
+                               f"class folders {', '.join(dataset.class_names)}", hint="pass the run's data folder")
+        return dataset
 
     @cached_property
     def index(self) -> dict[str, tuple[str, str]]:
