@@ -112,7 +112,7 @@ class Views:
         metrics = run.metrics
         images = self.images().values()
         changed = [i for i in images if i["excluded"] or i["label"] != i["original"]]
-        baseline = metrics.get("baseline") or {}
+        baseline = metrics.get("baseline") or self.ws.base.metrics.get("baseline") or {}  # refits skip it
         return {"run": str(run.path), "data": str(self.ws.data), "classes": run.class_names,
                 "labels": self.ws.class_names(),
                 "accuracy": metrics.get("accuracy"), "baseline": baseline.get("accuracy"),
