@@ -146,3 +146,29 @@ def test_strategies_on_real_features(setup):
     again = rank(probabilities, features, known, "random", seed=0).order
     assert np.array_equal(again, rank(probabilities, features, known, "random", seed=0).order)
     assert not np.array_equal(again, rank(probabilities, features, known, "random", seed=1).order)
+
+
+def test_studio_inbox_labels_land_in_the_corrections_table(setup, tmp_path):
+    """The inbox (studio/inbox.py) over a real workspace: ranked images with suggestions, a label becomes an
+    ``add`` row of the corrections table, a skip goes to the end, a first learning-curve point."""
+    from keras_transfer.base.errors import DatasetError
+    from keras_transfer.data.corrections import read_corrections
+    from keras_transfer.studio.inbox import Inbox
+    from keras_transfer.studio.workspace import Workspace
+
+    root, _ = setup
+    inbox = Inbox(Workspace.open(root / "data", root / "run", root=tmp_path / "studio"))
+    assert inbox.rank(str(root / "unlabelled"))["queued"] == 36
+    first, second = inbox.next(2)
+    assert first["suggested"] in CLASSES and first["reason"]
+    assert inbox.label(first["path"], "rose")["labelled"] == 1
+    assert read_corrections(inbox.ws.corrections_path)[first["path"]].label == "rose"
+    assert inbox.next(1)[0]["path"] == second["path"]
+    inbox.skip(second["path"])
+    assert second["path"] not in [r["path"] for r in inbox.next(34)] and inbox.next(35)[-1]["path"] == second["path"]
+    with pytest.raises(DatasetError, match="no class 'tulip'"):
+        inbox.label(second["path"], "tulip")
+    with pytest.raises(DatasetError, match="not a queued image"):
+        inbox.label(str(root / "data" / "rose" / "x.jpg"), "rose")
+    (point,) = inbox.curve()
+    assert point["labels"] == 0 and 0 <= point["accuracy"] <= 1
