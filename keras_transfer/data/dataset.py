@@ -6,6 +6,7 @@ present or requested); missing splits are cut by a deterministic stratified spli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,10 +155,39 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 def cap_per_class(labels: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:
     """Sorted indices keeping at most ``limit`` randomly chosen items of each class (of each label
     set, for several labels per image)."""
+    return pick_per_class(labels, limit, seed)[0]
+
+
+def pick_per_class(labels: np.ndarray, limit: int, seed: int = 0,
+                   refuse: Callable[[int], str | None] | None = None) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """At most ``limit`` items of each class, checked only once picked: (sorted indices, refused).
+
+    Each class's items are visited in one seeded random order; ``refuse(i)`` (why item ``i``
+    cannot be used, or None) is asked in that order until ``limit`` pass, so only those and the
+    ones refused on the way are checked, and a refused item is replaced by the next in the order.
+    Where nothing is refused, these are the items ``cap_per_class`` keeps.
+
+    Returns:
+        The kept indices, sorted, and (index, reason) of every item refused.
+    """
     labels = label_strata(labels) if np.ndim(labels) == 2 else labels
     rng = np.random.default_rng(seed)
-    keep = [rng.permutation(np.flatnonzero(labels == label))[:limit] for label in np.unique(labels)]
-    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+    keep, refused = [], []
+    for label in np.unique(labels):
+        order = rng.permutation(np.flatnonzero(labels == label))
+        if refuse is None:
+            keep.append(order[:limit])
+            continue
+        taken: list[int] = []
+        for index in order:
+            if len(taken) == limit:
+                break
+            if (reason := refuse(int(index))) is None:
+                taken.append(int(index))
+            else:
+                refused.append((int(index), reason))
+        keep.append(np.asarray(taken, np.int64))
+    return (np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)), refused
 
 
 def stratified_sample(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

@@ -16,8 +16,12 @@ from keras_transfer.data.layout import find_split_folders, split_role, subfolder
 from keras_transfer.base.errors import DatasetError
 
 
-def load_folder_tree(root: Path, chosen_splits: dict[str, str]) -> Dataset:
-    """A dataset of class folders under ``root``, or under its train/val/test folders."""
+def load_folder_tree(root: Path, chosen_splits: dict[str, str], check: bool = True) -> Dataset:
+    """A dataset of class folders under ``root``, or under its train/val/test folders.
+
+    ``check=False`` lists the image files without opening them (``--max-per-class`` checks only
+    the ones it picks: ``data.load``).
+    """
     notes = []
     if not chosen_splits:
         root = _step_into_wrappers(root, notes, top=True)
@@ -29,9 +33,9 @@ def load_folder_tree(root: Path, chosen_splits: dict[str, str]) -> Dataset:
                            hint="name it with --splits train=FOLDER, or rename the training folder to train")
     if not splits:
         _refuse_unnamed_splits(root)
-        dataset = _class_tree(root, "all", notes)
+        dataset = _class_tree(root, "all", notes, check)
     else:
-        dataset = _split_tree(root, splits, notes)
+        dataset = _split_tree(root, splits, notes, check)
         beside = [p.name for p in subfolders(root) if p not in splits.values()]
         if beside:
             notes.append(f"folders beside the split folders of {root} were not read: {', '.join(beside)} "
@@ -72,11 +76,11 @@ def _step_into_wrappers(folder: Path, notes: list[str], top: bool) -> Path:
         folder = inner[0]
 
 
-def _scan(class_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+def _scan(class_dir: Path, check: bool = True) -> tuple[list[Path], list[tuple[str, str]]]:
     files, skipped = walk_files(class_dir)
     valid = []
     for file in files:
-        reason = check_image(file) if is_image_file(file) else "not an image file extension"
+        reason = (check_image(file) if check else None) if is_image_file(file) else "not an image file extension"
         if reason is None:
             valid.append(file)
         else:
@@ -84,7 +88,7 @@ def _scan(class_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     return valid, skipped
 
 
-def _class_tree(root: Path, split_name: str, notes: list[str]) -> Dataset:
+def _class_tree(root: Path, split_name: str, notes: list[str], check: bool = True) -> Dataset:
     if split_name != "all":
         root = _step_into_wrappers(root, notes, top=False)
     class_dirs = subfolders(root)
@@ -99,7 +103,7 @@ def _class_tree(root: Path, split_name: str, notes: list[str]) -> Dataset:
     skipped = [(str(p), "an image beside the class folders, in no class: left out") for p in loose]
     classes: dict[str, list[Path]] = {}
     for class_dir in class_dirs:
-        classes[class_dir.name], problems = _scan(class_dir)
+        classes[class_dir.name], problems = _scan(class_dir, check)
         skipped += problems
     empty = [name for name, files in classes.items() if not files]
     if empty and split_name in ("all", "train"):
@@ -128,8 +132,8 @@ def _refuse_case_twins(root: Path, names: list[str]) -> None:
                                hint=f"move the images of {twins[1]}/ into {twins[0]}/ (or rename one)")
 
 
-def _split_tree(root: Path, split_dirs: dict[str, Path], notes: list[str]) -> Dataset:
-    parts = {name: _class_tree(folder, name, notes) for name, folder in split_dirs.items()}
+def _split_tree(root: Path, split_dirs: dict[str, Path], notes: list[str], check: bool = True) -> Dataset:
+    parts = {name: _class_tree(folder, name, notes, check) for name, folder in split_dirs.items()}
     names = parts["train"].class_names
     by_lower = {n.casefold(): n for n in names}
     splits, skipped = {}, [(str(p), "an image beside the split folders, in no split: left out")

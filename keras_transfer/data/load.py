@@ -10,8 +10,9 @@ import numpy as np
 from keras_transfer.base import log
 from keras_transfer.base.errors import DatasetError
 from keras_transfer.base.paths import NPZ_ERRORS
-from keras_transfer.data.dataset import BUILTIN_DATASETS, Dataset, Split, cap_per_class, stratified_split
+from keras_transfer.data.dataset import BUILTIN_DATASETS, Dataset, Split, pick_per_class, stratified_split
 from keras_transfer.data.folders import load_folder_tree
+from keras_transfer.data.images import check_image
 from keras_transfer.data.labels_table import load_labels_table
 from keras_transfer.data.layout import parse_splits
 from keras_transfer.data.multilabel import merge_copies
@@ -38,7 +39,9 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
         test_fraction: Share cut off for a test split when there is none (0 = no test split).
         seed: Seed of the stratified splits.
         max_per_class: Keep at most this many images of each class in every split found on
-            disk (before val/test are cut from train), e.g. 100 for "100 images per class".
+            disk (before val/test are cut from train), e.g. 100 for "100 images per class":
+            picked in a seeded random order and only then checked (class folders), an
+            unreadable one replaced by the next in that order.
         labels: A CSV/TSV table of file name (or id) and class, for a ``source`` folder of images
             that are not sorted into class folders (Kaggle style); see ``data/labels_table.py``.
         splits: Which folder is which split, e.g. ``"train=seg_train,test=seg_test"``, for
@@ -60,17 +63,19 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
     chosen = parse_splits(splits)
     if labels is not None and labels_from_name is not None:
         raise DatasetError("--labels and --labels-from-name both say where the classes are", "one of them")
+    if max_per_class is not None and max_per_class < 1:
+        raise DatasetError("max_per_class out of range", "a positive number of images", repr(max_per_class))
+    # class folders with --max-per-class: listed unopened, only the picked files are checked
+    lazy = max_per_class is not None and labels is None and labels_from_name is None and not multi_label
     if labels_from_name is not None:
         dataset = load_named_files(source, labels_from_name)
     else:
-        dataset = _load_raw(source, chosen) if labels is None else _load_labelled(source, labels)
+        dataset = _load_raw(source, chosen, check=not lazy) if labels is None else _load_labelled(source, labels)
     if multi_label and not dataset.multi_label:
         dataset = _label_sets_of_copies(dataset)
-    if max_per_class is not None:
-        if max_per_class < 1:
-            raise DatasetError("max_per_class out of range", "a positive number of images", repr(max_per_class))
-        dataset.splits = {name: split.subset(cap_per_class(split.labels, max_per_class, seed))
-                          for name, split in dataset.splits.items()}
+    if max_per_class is not None and not _pick(dataset, max_per_class, seed, checked=not lazy):
+        dataset = _load_raw(source, chosen)  # a class lost every picked file: check them all, as without picking
+        _pick(dataset, max_per_class, seed, checked=True)
     dataset = _complete_splits(dataset, val_fraction, test_fraction, seed)
     _check_dataset(dataset)
     for note in dataset.notes:
@@ -80,6 +85,24 @@ def load_dataset(source: str | Path | None = None, *, val_fraction: float = 0.2,
     return dataset
 
 
+def _pick(dataset: Dataset, limit: int, seed: int, checked: bool) -> bool:
+    """Keeps at most ``limit`` images of each class in every split (``pick_per_class``), checking
+    the picked files unless ``checked``: an unreadable one is listed in ``skipped`` and replaced by
+    the next in the same seeded order. False (``dataset`` unchanged) when a class of the training
+    images has no readable file among those looked at."""
+    splits, refused = {}, []
+    for name, split in dataset.splits.items():
+        refuse = None if checked or split.is_array else (lambda i, items=split.items: check_image(items[i]))
+        keep, bad = pick_per_class(split.labels, limit, seed, refuse)
+        if bad and name in ("all", "train") and len(np.unique(split.labels[keep])) < len(np.unique(split.labels)):
+            return False
+        splits[name] = split.subset(keep)
+        refused += [(str(split.items[i]), reason) for i, reason in bad]
+    dataset.splits = splits
+    dataset.skipped = dataset.skipped + refused
+    return True
+
+
 def _load_labelled(source, table) -> Dataset:
     if source is None or not Path(source).is_dir():
         raise DatasetError(f"--labels needs the folder of the images as the data path, not {source!r}",
@@ -87,7 +110,7 @@ def _load_labelled(source, table) -> Dataset:
     return load_labels_table(Path(source), Path(table))
 
 
-def _load_raw(source: str | Path | None, chosen: dict[str, str]) -> Dataset:
+def _load_raw(source: str | Path | None, chosen: dict[str, str], check: bool = True) -> Dataset:
     if source is None or str(source) in BUILTIN_DATASETS:
         return _load_digits() if str(source) == "digits" else _load_demo_flowers()
     path = Path(source).expanduser()
@@ -108,7 +131,7 @@ def _load_raw(source: str | Path | None, chosen: dict[str, str]) -> Dataset:
                            f"a {path.suffix or 'extension-less'} file")
     if (path / "images.npy").exists() or (path / "labels.npy").exists():
         return _load_numpy_folder(path)
-    return load_folder_tree(path, chosen)
+    return load_folder_tree(path, chosen, check)
 
 
 def _npz_member(archive, path: Path, key: str) -> np.ndarray:
