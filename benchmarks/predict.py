@@ -5,6 +5,9 @@ the backbone's compiled engine cached, as on any machine after its first run):
 - ``process``: ``keras-transfer predict`` of one image, and of hymenoptera's 153 ``val/``
   images, as whole processes (start-up included): wall time, images/s, peak RSS; then 4,317
   flowers5 images, to show peak RSS does not grow with the number of images.
+- ``vs_keras``: ``keras-transfer predict`` of the 153 images vs a Keras process predicting them
+  with the run's ``model.keras`` (same decoding), whole processes side by side, alternated
+  (goal >= 10x); top-1 agreement of the two.
 - ``engine_vs_keras``: the same 153 images through the run's engine + NumPy head vs the saved
   ``model.keras`` (Keras ``predict_on_batch``, batches of 32), in this process.
 - ``near``: a flowers5 run trained on four classes, the fifth shown as unknown: AUROC and FPR
@@ -15,6 +18,7 @@ Writes ``benchmarks/results/predict.json``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -63,6 +67,62 @@ def case_process(work: Path) -> list[dict]:
     return rows
 
 
+# The Keras side of ``vs_keras``: a whole process that loads model.keras and predicts the same
+# files decoded by the same function (``read_batch``), batches of 32, writing its probabilities.
+KERAS_PROCESS = """
+import sys
+import numpy as np
+import keras_transfer
+from keras_transfer.data.images import read_batch
+from keras_transfer.run import Run, RunModel, collect_images
+run = Run.open(sys.argv[1])
+model = run.model
+size = RunModel.open(run).size  # the side the run's images are resized to (model.keras resizes any)
+paths, _ = collect_images([sys.argv[2]])
+out = []
+for i in range(0, len(paths), 32):
+    _, images, _ = read_batch(paths[i:i + 32], size, run.config.resize)
+    out.append(np.asarray(model.predict_on_batch(np.stack(images))))
+np.save(sys.argv[3], np.concatenate(out))
+"""
+
+
+def _process(argv: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def case_vs_keras(work: Path, rounds: int = 2) -> list[dict]:
+    """``keras-transfer predict`` vs a Keras ``predict`` process of the same run's model.keras, on the
+    153 hymenoptera val images, whole processes (start-up included), alternated ``rounds`` times
+    (the best of each kept: the machine's other load inflates both)."""
+    import csv
+
+    import numpy as np
+
+    cache = work / "cache-predict"
+    env = {**os.environ, "KERAS_TRANSFER_CACHE": str(cache)}
+    run = _run(work, env)
+    val = HYMENOPTERA / "val"
+    ours_argv = CLI + ["predict", str(run), str(val), "-q", "--output", str(work / "vs-keras.csv")]
+    keras_argv = [sys.executable, "-c", KERAS_PROCESS, str(run), str(val), str(work / "vs-keras.npy")]
+    ours, theirs = [], []
+    for _ in range(rounds):
+        shutil.rmtree(cache / "features", ignore_errors=True)  # cold features; the compiled engine stays
+        ours.append(_process(ours_argv, env))
+        theirs.append(_process(keras_argv, env))
+    with open(work / "vs-keras.csv") as handle:
+        labels = [row["label"] for row in csv.DictReader(handle)]
+    names = json.loads((run / "class_names.json").read_text())
+    keras_labels = [names[int(i)] for i in np.load(work / "vs-keras.npy").argmax(1)]
+    agree = float(np.mean([a == b for a, b in zip(labels, keras_labels)])) if len(labels) == len(keras_labels) else 0.0
+    ratio = min(theirs) / min(ours)
+    return [{"case": "predict 153 images, process: keras-transfer (engine) vs Keras model.keras", "seconds": min(ours),
+             "keras_seconds": min(theirs), "all_seconds": ours, "all_keras_seconds": theirs, "speedup": ratio,
+             "top1_agreement": agree, "load_avg": os.getloadavg()[0], "goal": ">= 10x", "met": ratio >= 10}]
+
+
 def case_engine_vs_keras(work: Path) -> list[dict]:
     import numpy as np
 
@@ -82,11 +142,12 @@ def case_engine_vs_keras(work: Path) -> list[dict]:
     ours = predictor.predict_files(paths)[0].probabilities
     engine = time.perf_counter() - start
     model = run.model
-    model.predict_on_batch(np.zeros((1, 224, 224, 3), np.uint8))  # warm-up
+    size = predictor.size
+    model.predict_on_batch(np.zeros((1, size, size, 3), np.uint8))  # warm-up
     start = time.perf_counter()
     theirs = []
     for i in range(0, len(paths), 32):
-        _, images, _ = read_batch(paths[i:i + 32], 224, run.config.resize)
+        _, images, _ = read_batch(paths[i:i + 32], size, run.config.resize)
         theirs.append(np.asarray(model.predict_on_batch(np.stack(images))))
     keras_seconds = time.perf_counter() - start
     agree = float(np.mean(np.concatenate(theirs).argmax(1) == ours.argmax(1)))
@@ -119,7 +180,7 @@ def case_near(work: Path) -> list[dict]:
     return rows
 
 
-CASES = {"process": case_process, "engine_vs_keras": case_engine_vs_keras, "near": case_near}
+CASES = {"process": case_process, "vs_keras": case_vs_keras, "engine_vs_keras": case_engine_vs_keras, "near": case_near}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -17,7 +17,7 @@ from keras_transfer.features.cache import FeatureCache
 from keras_transfer.features.executor import Executor, LocalExecutor
 from keras_transfer.features.extract import Tag, Task, ViewMaker
 from keras_transfer.features.keys import content_keys, identity_hash
-from keras_transfer.features.runtime import Runtime, RuntimeOptions, make_runtime
+from keras_transfer.features.runtime import OpenVinoRuntime, Runtime, RuntimeOptions, make_runtime
 
 # sink(view position, indices of the images sharing one content, their features)
 Sink = Callable[[int, list[int], np.ndarray], None]
@@ -105,6 +105,29 @@ class FeatureEngine:
     def runtime(self) -> Runtime:
         """The inference runtime, built (exported, compiled) on first use only."""
         return make_runtime(self.extractor, self.model_identity, self.options, self.maker.size)
+
+    def features(self, pixels: np.ndarray) -> np.ndarray:
+        """Features of uint8 images (N, S, S, 3), in one call sized for it (serve, ``predict_pixels``).
+
+        The images are cut into equal parts, one per parallel stream of the runtime (at most its
+        batch size each: the shapes ``warm`` compiled), so one image runs alone and a batch
+        spreads over every stream; nothing is padded.
+        """
+        runtime = self.runtime
+        streams = getattr(runtime, "streams", 1)
+        part = max(1, min(runtime.batch_size, -(-len(pixels) // streams)))
+        sized = replace(runtime, batch_size=part) if part != runtime.batch_size else runtime
+        return next(sized.stream([(None, pixels)]))[1]
+
+    def warm(self) -> None:
+        """Runs every part size ``features`` uses, on every stream: the first request of a new shape
+        costs extra (OpenVINO prepares its kernels for it), so no client's request pays for that."""
+        if not isinstance(self.runtime, OpenVinoRuntime):  # the others take any shape as it comes
+            self.features(np.zeros((1, self.maker.size, self.maker.size, 3), np.uint8))
+            return
+        streams = self.runtime.streams
+        for part in range(1, self.runtime.batch_size + 1):
+            self.features(np.zeros((part * streams, self.maker.size, self.maker.size, 3), np.uint8))
 
     def view_names(self, views: Sequence[int]) -> dict[int, str]:
         return {v: view_name(v, self.maker.seed, self.maker.policy) for v in views}

@@ -151,7 +151,7 @@ class RunModel:
         maker = self.source.engine.maker
         batch = np.stack([augment(image, content, view, maker.seed, maker.policy)
                           for view in self.views for image, content in zip(pixels, contents)])
-        _, features = next(self.source.engine.runtime.stream([(None, batch)]))
+        features = self.source.engine.features(batch)
         return self.answer(features.reshape(len(self.views), len(pixels), *features.shape[1:]), with_features)
 
     def predict_files(self, paths: list[Path], desc: str = "predict") -> tuple[Answer, dict[int, str]]:

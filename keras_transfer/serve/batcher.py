@@ -5,7 +5,9 @@ Triton, BentoML) are whole servers; what this needs is a queue and one task. Req
 images on an ``asyncio.Queue`` of bounded size (full: ``QueueFull``, which the app answers with
 503 and ``Retry-After``); one task takes the first waiting item, then whatever else arrives
 within ``max_wait`` seconds up to ``max_batch`` images, and runs them as one batch in a worker
-thread, so the event loop keeps accepting and decoding uploads meanwhile.
+thread, so the event loop keeps accepting and decoding uploads meanwhile. A request that finds
+the server idle (the last batch was a single request, nothing else waits) runs at once: the wait
+only pays off when requests come together.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Batcher:
         self.batches = self.images = 0  # engine calls made, and images they classified
         self._task: asyncio.Task | None = None
         self._held: _Item | None = None  # taken from the queue, too big for the batch it came to
+        self._together = False  # whether the last batch gathered several requests
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -56,7 +59,8 @@ class Batcher:
     async def _gather(self) -> list[_Item]:
         """The next batch: at most ``max_batch`` images (a larger request alone), in arrival order."""
         first, self._held = self._held or await self.queue.get(), None
-        items, count, deadline = [first], len(first.pixels), time.monotonic() + self.max_wait
+        wait = self.max_wait if self._together or not self.queue.empty() else 0.0
+        items, count, deadline = [first], len(first.pixels), time.monotonic() + wait
         while count < self.max_batch:
             left = deadline - time.monotonic()
             try:
@@ -68,6 +72,7 @@ class Batcher:
                 break
             items.append(item)
             count += len(item.pixels)
+        self._together = len(items) > 1
         return items
 
     async def _run(self) -> None:

@@ -65,7 +65,8 @@ class ServedModel:
     def load(cls, path: str | Path, name: str | None = None) -> ServedModel:
         model = RunModel.open(path)
         served = cls(name or model.run.path.resolve().name, model)
-        served.infer(np.zeros((1, model.size, model.size, 3), np.uint8))  # compile now, not on the first request
+        model.source.engine.warm()  # compile now, for every batch shape, not on the first requests
+        served.infer(np.zeros((1, model.size, model.size, 3), np.uint8))  # and the head
         return served
 
     @property
