@@ -231,6 +231,9 @@ class TrainConfig:
             raise ConfigError("--refit is for the bottleneck strategy", "--strategy bottleneck",
                               f"--strategy {self.strategy}")
         RuntimeOptions(self.runtime, self.precision).validate()
+        if self.precision == "int8" and self.executor != "local":  # its actors would need the calibration images
+            raise ConfigError("--precision int8 extracts on the local executor", "--executor local",
+                              f"--executor {self.executor}", hint="or --precision fp32 on the cluster")
         check_executor(self.executor, self.runtime)
         return self
 
