@@ -103,6 +103,8 @@ def test_bad_input_gets_a_clear_4xx(studio):
     assert get(f"{url}/api/grid", params={"view": "nope"}).status_code == 422
     assert post(f"{url}/api/add_class", json={"name": "wasps", "folder": "/no/such/folder"}).status_code == 422
     assert post(f"{url}/api/launch", json={}).status_code == 404
+    answer = post(f"{url}/api/train", json={})  # a run is open: training over it would pull it away
+    assert answer.status_code == 409 and "has a run already" in answer.json()["error"]
     victim = sorted((studio.data / "train" / "bees").iterdir())[-1]
     moved = victim.rename(studio.root / victim.name)  # the file vanishes behind the studio's back
     try:

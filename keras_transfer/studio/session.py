@@ -136,7 +136,12 @@ class Session:
         from keras_transfer.config import TrainConfig
         from keras_transfer.run.train import train
 
+        if self.ws is not None:
+            raise RunError(f"the studio has a run already: {self.ws.run.path}", "no run (train from the page once)",
+                           str(self.run_path), hint="train into another folder with `keras-transfer studio --run`")
         backbone = body.get("backbone") or None
+        if backbone is not None and not isinstance(backbone, str):
+            raise ConfigError("invalid backbone", "a backbone name (keras-transfer backbones lists them)", repr(backbone))
         config = TrainConfig(data=str(self.data), backbone=backbone)
         config.validate()  # a bad backbone is said now, not in the job
 
