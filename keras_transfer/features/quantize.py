@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.base import log
-from keras_transfer.base.errors import ConfigError
+from keras_transfer.base.errors import ConfigError, KerasTransferError
 from keras_transfer.base.paths import cache_dir
 from keras_transfer.data.dataset import Split
 from keras_transfer.data.images import resize
@@ -56,7 +56,14 @@ class Calibration:
 
     @cached_property
     def split(self) -> Split:
-        return self.source if isinstance(self.source, Split) else self.source()
+        if isinstance(self.source, Split):
+            return self.source
+        try:
+            return self.source()
+        except KerasTransferError as error:  # e.g. a run predicting where its training folder is gone
+            raise ConfigError("int8 features need the training images they were calibrated on",
+                              "the run's training data at its recorded path", error.what,
+                              hint="train the run again with --precision fp32 to predict without it") from error
 
     @cached_property
     def indices(self) -> np.ndarray:
