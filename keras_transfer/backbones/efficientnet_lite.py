@@ -148,6 +148,7 @@ def _spec(variant: str) -> BackboneSpec:
         build_imagenet=lambda weights, offline=False: build_efficientnet_lite(key, None, weights, include_top=True),
         weights_identity=lambda weights: weights_identity_of(key, weights),
         gradcam_layer="head_act",
+        license="Apache-2.0",  # Google's TF EfficientNet-Lite checkpoints
         finetune_groups=_finetune_groups(key),
         offline_weights=lambda: package_weights_path(key) is not None,
         min_input_size=MIN_INPUT_SIZE,

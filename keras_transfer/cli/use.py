@@ -37,7 +37,15 @@ def register(sub) -> None:
     p.add_argument("--offline", action="store_true", help="never use the network (also KERAS_TRANSFER_OFFLINE=1)")
     add_executor(p)
     add_common(p)
-    p = command(sub, "backbones", "list the registered backbones", ["keras-transfer backbones --json"], _cmd_backbones)
+    p = command(sub, "backbones", "list the registered backbones, or measure some on your images (--try)",
+                ["keras-transfer backbones --json", "keras-transfer backbones flowers --try auto"], _cmd_backbones)
+    p.add_argument("data", nargs="?", help="with --try: a dataset folder (its training images only are used)")
+    p.add_argument("--try", dest="candidates", help="backbones to measure, comma-separated (e.g. lite0,lite2,"
+                                                    "onnx:enc.onnx), or auto (those usable offline)")
+    p.add_argument("--max-per-class", type=int, help="--try: at most N images per class (a quicker probe)")
+    p.add_argument("--plot", help="--try: accuracy-vs-speed PNG (default: backbones-try.png)",
+                   default="backbones-try.png")
+    p.add_argument("--seed", type=int, default=0, help="--try: split and fold seed")
     add_common(p)
     p = command(sub, "compare", "the tutorials' comparison table of several runs",
                 ["keras-transfer compare runs/ants runs/ants-finetune"], _cmd_compare)
@@ -131,6 +139,16 @@ def _write_predictions(path: Path, results: list[dict]) -> None:
 def _cmd_backbones(args) -> int:
     from keras_transfer.backbones.catalog import backbone_table, format_table
 
+    if args.candidates or args.data:
+        if not (args.candidates and args.data):
+            raise ConfigError("backbones --try needs a dataset and candidates", "keras-transfer backbones DATA --try a,b",
+                              f"data {args.data!r}, --try {args.candidates!r}")
+        from keras_transfer.strategies.backbone_probe import format_trial, try_backbones
+
+        trial = try_backbones(args.data, args.candidates, args.seed, args.max_per_class, args.plot)
+        print(strict_json({**trial.as_dict(), "plot": args.plot}) if args.json
+              else f"{format_trial(trial)}\nplot: {args.plot}")
+        return 0
     rows = backbone_table()
     print(strict_json(rows) if args.json else format_table(rows))
     return 0

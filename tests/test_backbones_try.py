@@ -1,0 +1,80 @@
+"""``keras-transfer backbones DATA --try``: the probe reads the training images only, and its
+recommendation agrees with the held-out ranking of the candidates (images the probe never saw)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from conftest import DATASETS
+
+FLOWERS5 = DATASETS / "flowers5"
+PER_CLASS = 40  # 200 images: 160 training images probed, 40 held out
+
+pytestmark = pytest.mark.heavy
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory):
+    from keras_transfer.strategies.backbone_probe import try_backbones
+
+    plot = tmp_path_factory.mktemp("try") / "try.png"
+    return try_backbones(str(FLOWERS5), "efficientnet_lite0,efficientnet_lite2", max_per_class=PER_CLASS, plot=plot), plot
+
+
+def test_auto_means_the_backbones_usable_offline():
+    from keras_transfer.strategies.backbone_probe import candidate_names
+
+    assert candidate_names("auto")[:3] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
+def test_the_probe_measures_each_candidate_and_plots(trial):
+    """Lite0 and Lite2 (two of the offline Lite family: each candidate costs one ONNX export)."""
+    result, plot = trial
+    names = [c.backbone for c in result.candidates]
+    assert names == ["efficientnet_lite0", "efficientnet_lite2"]
+    assert all(c.images == 160 and c.folds == 5 and c.fp32_images_per_second > 0 for c in result.candidates)
+    assert result.recommended in names and plot.stat().st_size > 10_000
+    speeds = {c.backbone: c.fp32_images_per_second for c in result.candidates}
+    assert speeds["efficientnet_lite0"] > speeds["efficientnet_lite2"]  # 224 px vs 260 px and a deeper net
+    if result.bf16 != "yes":  # an AVX2-only CPU: said, not measured
+        assert all(c.bf16_images_per_second is None for c in result.candidates) and "bf16" in result.bf16
+
+
+def test_the_recommendation_agrees_with_the_held_out_ranking(trial):
+    """Each candidate's head, solved on the training images, scored on the held-out images: the
+    recommended backbone is within one standard error of the best held-out accuracy."""
+    from keras_transfer.config import TrainConfig, dataset_of, feature_source
+    from keras_transfer.strategies.solver import fit_linear_head
+
+    result, plot = trial
+    held_out = {}
+    for candidate in result.candidates:
+        config = TrainConfig(data=str(FLOWERS5), backbone=candidate.backbone, max_per_class=PER_CLASS).validate()
+        dataset = dataset_of(config)
+        source = feature_source(config, plot.parent / candidate.backbone)
+        (x, i), (v, j) = source(dataset.train), source(dataset.val)
+        fit = fit_linear_head(x[None], dataset.train.labels[i], len(dataset.class_names))
+        scores = fit.head.predict(v)
+        held_out[candidate.backbone] = float((scores.argmax(1) == dataset.val.labels[j]).mean())
+        assert len(dataset.val) == 40 and not set(dataset.val.ids()) & set(dataset.train.ids())
+    best = max(held_out.values())
+    error = math.sqrt(best * (1 - best) / 40)
+    assert held_out[result.recommended] >= best - error, (held_out, result.as_dict())
+
+
+def test_cli_json_and_errors(trial, capsys, tmp_path):
+    from keras_transfer.cli import main
+
+    argv = ["backbones", str(FLOWERS5), "--try", "lite0,lite2", "--max-per-class", str(PER_CLASS),
+            "--plot", str(tmp_path / "p.png"), "--json", "--quiet"]
+    assert main(argv) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert [c["backbone"] for c in answer["candidates"]] == ["lite0", "lite2"]
+    cached = {c.backbone: c.accuracy for c in trial[0].candidates}
+    assert np.isclose(answer["candidates"][0]["accuracy"], cached["efficientnet_lite0"])  # same features, same probe
+    assert main(["backbones", "--try", "lite0"]) == 2 or "needs a dataset" in capsys.readouterr().err
+    assert main(["backbones", str(FLOWERS5), "--try", "lite9"]) != 0
