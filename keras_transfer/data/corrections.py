@@ -115,7 +115,7 @@ def write_corrections(path: str | Path, table: dict[str, Correction]) -> Path:
 def relative_id(item: str | Path, root: Path) -> str | None:
     """The image's id: its path relative to ``root`` (absolute), ``/``-separated (None when it lies outside)."""
     text, prefix = str(item), str(root).rstrip(os.sep) + os.sep
-    if text.startswith(prefix) and os.sep + ".." + os.sep not in text:  # the common case, without pathlib
+    if text.startswith(prefix) and ".." not in text[len(prefix):].split(os.sep):  # the common case, no pathlib
         return text[len(prefix):].replace(os.sep, "/")
     try:
         return Path(item).absolute().relative_to(root).as_posix()
