@@ -88,13 +88,18 @@ def build(work: Path, rows: int, noise: float, held_out: int) -> dict:
 
 
 def _accuracies(head, work: Path) -> dict:
+    """Accuracy and log loss on the noisy held-out rows and on the clean val features."""
+    out = {}
     with np.load(work / "held_out.npz", allow_pickle=False) as saved:
-        noisy = float(np.mean(head.predict(saved["x"].astype(np.float32)).argmax(1) == saved["y"]))
-        clean = float(np.mean(head.predict(saved["clean_x"]).argmax(1) == saved["clean_y"]))
-    return {"held_out_noisy": noisy, "held_out_clean_val": clean}
+        for name, x, y in (("held_out_noisy", saved["x"], saved["y"]), ("held_out_clean_val", saved["clean_x"],
+                                                                          saved["clean_y"])):
+            p = head.predict(x.astype(np.float32))
+            out[name] = float(np.mean(p.argmax(1) == y))
+            out[f"{name}_log_loss"] = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1)).mean())
+    return out
 
 
-def case(name: str, work: Path, compare: int, sgd_epochs: int, C: float | None) -> dict:
+def case(name: str, work: Path, compare: int, sgd_epochs: int, C: float | None, budget: int | None) -> dict:
     """One case in this process: its result row (see the module doc)."""
     import keras_transfer  # noqa: F401
     from keras_transfer.features.matrix import FeatureMatrix
@@ -110,13 +115,14 @@ def case(name: str, work: Path, compare: int, sgd_epochs: int, C: float | None) 
     elif name == "stream-compare":
         fit = fit_linear_head(matrix.chunk(0, rows)[None].astype(np.float16), y, 5, budget=1)
     elif name == "stream":
-        fit = fit_linear_head(matrix, y, 5)
+        fit = fit_linear_head(matrix, y, 5, budget=budget)
     else:
         return _sgd(matrix, rows, sgd_epochs, C, work)
     seconds = time.perf_counter() - start
     return {"case": name, "rows": rows, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "C": fit.C,
             "streamed": bool(fit.streaming), "passes": fit.streaming.get("passes"),
-            "budget_gb": memory_budget() / 1e9, **_accuracies(fit.head, work)}
+            "cpu_seconds": fit.streaming.get("cpu_seconds"),
+            "budget_gb": (budget or memory_budget()) / 1e9, **_accuracies(fit.head, work)}
 
 
 def _sgd(matrix, rows: int, epochs: int, C: float, work: Path) -> dict:
@@ -143,7 +149,8 @@ def _sgd(matrix, rows: int, epochs: int, C: float, work: Path) -> dict:
 
 def _run_case(name: str, args) -> dict:
     argv = [sys.executable, "-m", "benchmarks.big_head", "--case", name, "--work", str(args.work),
-            "--compare", str(args.compare), "--sgd-epochs", str(args.sgd_epochs), "--C", str(args.C or 0)]
+            "--compare", str(args.compare), "--sgd-epochs", str(args.sgd_epochs), "--C", str(args.C or 0),
+            *(["--budget-gb", str(args.budget_gb)] if args.budget_gb else [])]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
     if done.returncode:
         raise SystemExit(f"case {name} failed:\n{done.stderr[-3000:]}")
@@ -161,12 +168,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sgd-epochs", type=int, default=5, help="SGDClassifier passes (default 5)")
     parser.add_argument("--only", default="memory,stream-compare,sgd,stream", help="comma list of cases")
     parser.add_argument("--work", type=Path, default=Path("/tmp/keras-transfer-big-head"))
+    parser.add_argument("--budget-gb", type=float, help="memory budget of the stream case (default: half the "
+                        "available memory, as a run); e.g. 1 to stream a matrix that would fit")
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the matrix")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--C", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(case(args.case, args.work, args.compare, args.sgd_epochs, args.C)))
+        budget = int(args.budget_gb * 1e9) if args.budget_gb else None
+        print(json.dumps(case(args.case, args.work, args.compare, args.sgd_epochs, args.C, budget)))
         return
     print(f"CPU: {cpu()}; load average {os.getloadavg()[0]:.1f}", flush=True)
     made = build(args.work, args.rows, args.noise, args.held_out)
@@ -181,11 +191,12 @@ def main(argv: list[str] | None = None) -> None:
         if not args.keep:
             shutil.rmtree(args.work, ignore_errors=True)
     print(f"\n{'case':<16}{'rows':>10}{'seconds':>9}{'peak RSS MB':>13}{'passes':>8}{'C':>7}"
-          f"{'held-out':>10}{'clean val':>10}{'load':>6}")
+          f"{'held-out acc / loss':>21}{'clean val acc / loss':>22}{'load':>6}")
     for row in rows:
         print(f"{row['case']:<16}{row['rows']:>10,}{row['seconds']:>9.1f}{row['peak_rss_mb']:>13.0f}"
-              f"{row.get('passes') or '':>8}{row['C']:>7g}{row['held_out_noisy']:>10.4f}"
-              f"{row['held_out_clean_val']:>10.4f}{row['load_after']:>6.1f}")
+              f"{row.get('passes') or '':>8}{row['C']:>7g}"
+              f"{row['held_out_noisy']:>13.4f} / {row['held_out_noisy_log_loss']:.3f}"
+              f"{row['held_out_clean_val']:>14.4f} / {row['held_out_clean_val_log_loss']:.3f}{row['load_after']:>6.1f}")
     RESULTS.mkdir(exist_ok=True)
     result = {"cpu": cpu(), "matrix": made, "rows": rows,
               "goals": {"peak_rss_mb": 6000, "seconds": 900, "accuracy": "stream == memory on held-out"}}

@@ -129,7 +129,8 @@ def subsample(y: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def cross_validate(views: np.ndarray, y: np.ndarray, n_classes: int, class_weight: str | None = None,
-                   seed: int = 0, folds: int = FOLDS, sampled: bool = False) -> tuple[dict, np.ndarray | None, int, dict]:
+                   seed: int = 0, folds: int = FOLDS,
+                   sampled: bool = False) -> tuple[dict, np.ndarray | None, int, dict]:
     """Mean out-of-fold log loss and accuracy per C of the grid, folds split by image.
 
     Args:
@@ -240,7 +241,7 @@ def fit_streaming_head(features, y: np.ndarray, n_classes: int, class_weight: st
     from keras_transfer.strategies.streaming import CHUNK_ROWS, ChunkedObjective, moments, peak_rss_mb, \
         streaming_regression
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     if isinstance(features, FeatureMatrix):
         source, views = features, features.views
         take = features.views_of
@@ -267,7 +268,9 @@ def fit_streaming_head(features, y: np.ndarray, n_classes: int, class_weight: st
     fit = folded_fit(w, mean, std, y, n_classes, chosen, (cv, oof, folds, best))
     fit.streaming = {"rows": source.rows, "chunk_rows": CHUNK_ROWS, "passes": objective.passes,
                      "stored": "float16 on disk, memory-mapped" if isinstance(features, FeatureMatrix) else "in memory",
-                     "seconds": round(time.perf_counter() - began, 1), "peak_rss_mb": round(peak_rss_mb()),
+                     "seconds": round(time.perf_counter() - began, 1),
+                     "cpu_seconds": round(time.process_time() - cpu, 1),
+                     "peak_rss_mb": round(peak_rss_mb()),
                      "why": "the in-memory solver's float32 copies exceed the memory budget"}
     log.info(f"head solved streaming over {source.rows:,} rows in chunks of {CHUNK_ROWS}: {objective.passes} "
              f"passes, {fit.streaming['seconds']} s, peak RSS {fit.streaming['peak_rss_mb']:,} MB")
