@@ -59,7 +59,9 @@ def test_order_differs_by_strategy(setup, queues):
     assert len({len(o) for o in orders.values()}) == 1 and len(orders["mixed"]) == 36  # of the twin pair: one
     same = [set(o) - {twin.name, "reencoded-twin.png"} for o in orders.values()]  # (the one queued first)
     assert all(a == b and len(a) == 35 for a, b in combinations(same, 2))  # the same images ...
-    assert all(a[:10] != b[:10] for a, b in combinations(orders.values(), 2))  # ... in different orders
+    distinct = [orders[s] for s in ("random", "uncertainty", "diversity")]  # ... in different orders
+    assert all(a[:10] != b[:10] for a, b in combinations(distinct, 2))
+    assert orders["mixed"][:10] != orders["random"][:10] and orders["mixed"][:10] != orders["diversity"][:10]
     uncertainty = [row["uncertainty"] for row in queues["uncertainty"].rows]
     assert uncertainty == sorted(uncertainty, reverse=True)
     assert [row["rank"] for row in queues["mixed"].rows] == list(range(1, 37))
@@ -143,6 +145,18 @@ def test_strategies_on_real_features(setup):
     assert far[picks["diversity"]].mean() > far[picks["random"]].mean()
     sure = probabilities.max(axis=1)
     assert sure[picks["uncertainty"]].mean() < sure[picks["random"]].mean()
+    top = int(np.argmax(1 - np.abs(np.diff(np.sort(probabilities, axis=1)[:, -2:], axis=1))[:, 0]))
+    rng = np.random.default_rng(0)  # a near copy (cosine ~0.93, below the duplicate cut) of the most uncertain image
+    noise = rng.normal(size=features.shape[1]).astype(np.float32)
+    centred = features[top] - mean
+    noise -= noise @ centred / (centred @ centred) * centred
+    near = centred + 0.4 * np.linalg.norm(centred) / np.linalg.norm(noise) * noise + mean
+    with_near = np.concatenate([features, near[None]]), np.concatenate([probabilities, probabilities[top:top + 1]])
+    by_uncertainty = list(rank(with_near[1], with_near[0], known, "uncertainty").order)
+    by_mixed = list(rank(with_near[1], with_near[0], known, "mixed").order)
+    copy = len(features)
+    assert abs(by_uncertainty.index(copy) - by_uncertainty.index(top)) == 1  # side by side: equally uncertain
+    assert by_mixed.index(copy) > 5 and by_mixed[0] in (top, copy)  # mixed: the copy waits
     again = rank(probabilities, features, known, "random", seed=0).order
     assert np.array_equal(again, rank(probabilities, features, known, "random", seed=0).order)
     assert not np.array_equal(again, rank(probabilities, features, known, "random", seed=1).order)

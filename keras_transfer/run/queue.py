@@ -164,7 +164,7 @@ def build_queue(run, folder: str | Path, strategy: str = "mixed", limit: int | N
     seconds["rank"] = time.perf_counter() - start
     pool = [fresh[i] for i in indices]
     for i, (kind, twin) in ranking.duplicates.items():
-        what = f"a labelled image" if kind == "labelled" else f"{pool[twin]}, queued before it"
+        what = "a labelled image" if kind == "labelled" else f"{pool[twin]}, queued before it"
         skipped.append({"path": str(pool[i]), "reason": f"near duplicate of {what}"})
     rows = []
     for position, (i, reason) in enumerate(zip(ranking.order[:limit], ranking.reasons[:limit])):

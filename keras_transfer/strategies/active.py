@@ -7,8 +7,10 @@ order, by ``rank``:
 - ``uncertainty``: smallest margin between the two most probable classes first;
 - ``diversity``: k-center greedy on L2-normalised features, each pick the image farthest
   from everything labelled or picked before it;
-- ``mixed`` (the default): batch by batch, the ``POOL_FACTOR`` x batch most uncertain images,
-  then k-center greedy inside them (uncertain, and unlike each other and the labelled images);
+- ``mixed`` (the default): the most uncertain first, but an image whose cosine to one labelled or
+  picked before it is above ``REDUNDANT`` waits until the others are placed (diversity as a
+  redundancy filter only: stronger mixes, k-center greedy or one image per k-means cluster among
+  the 2-5 x batch most uncertain, fell below random order on flowers5 in benchmarks/active.py);
 - ``random``: a seeded permutation.
 
 The first ``depth`` images are picked that way (the queue a user labels before re-ranking);
@@ -32,8 +34,7 @@ STRATEGIES = ("mixed", "uncertainty", "diversity", "random")
 # resized to 75% at >= 0.947 (10%-cropped ones drop to 0.74: not caught); the nearest other photo
 # is at 0.65 (median), 0.88 (99th percentile); 12 of 4,317 photos have one above 0.95.
 DUPLICATE_COSINE = 0.95
-POOL_FACTOR = 5  # mixed: k-center greedy picks a batch among this many times as many uncertain images
-BATCH = 20  # images picked per batch (the simulation's labelling batch)
+REDUNDANT = 0.9  # mixed: an image this similar (cosine) to one labelled or picked before it waits
 DEPTH = 200  # images ordered by the strategy itself; the rest by its score
 PROJECTION = 256  # dimensions of the random projection the k-center steps use
 
@@ -116,7 +117,7 @@ def k_center(points: np.ndarray, closest: np.ndarray, k: int) -> list[int]:
 
 
 def rank(probabilities: np.ndarray, features: np.ndarray, labelled: np.ndarray, strategy: str = "mixed",
-         seed: int = 0, depth: int = DEPTH, batch: int = BATCH) -> Ranking:
+         seed: int = 0, depth: int = DEPTH) -> Ranking:
     """Orders a pool of unlabelled images for labelling.
 
     Args:
@@ -126,7 +127,6 @@ def rank(probabilities: np.ndarray, features: np.ndarray, labelled: np.ndarray, 
         strategy: One of ``STRATEGIES``.
         seed: Seed of ``random`` (and of the projection's subsample).
         depth: Images placed by the strategy itself; the rest follow by its score.
-        batch: Images per k-center batch (``mixed``).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -156,7 +156,7 @@ def rank(probabilities: np.ndarray, features: np.ndarray, labelled: np.ndarray, 
         points, centres = unit(pool @ basis), unit(known @ basis)
         closest = nearest(points, centres)[0]  # -inf with nothing labelled: every image as far
         score = uncertainty if strategy == "mixed" else -closest
-        head = _greedy(points, closest, uncertainty, alive, strategy, min(depth, int(alive.sum())), batch)
+        head = _greedy(points, closest, uncertainty, alive, strategy, min(depth, int(alive.sum())))
     head = _drop_queued_twins(pool, head, duplicates)
     placed = np.zeros(len(pool), bool)
     placed[head] = True
@@ -166,24 +166,21 @@ def rank(probabilities: np.ndarray, features: np.ndarray, labelled: np.ndarray, 
 
 
 def _greedy(points: np.ndarray, closest: np.ndarray, uncertainty: np.ndarray, alive: np.ndarray, strategy: str,
-            count: int, batch: int) -> list[int]:
-    """``diversity``: k-center greedy over the whole pool; ``mixed``: per batch, among the most uncertain."""
+            count: int) -> list[int]:
+    """``diversity``: k-center greedy over the whole pool; ``mixed``: uncertainty order, redundant images last."""
     closest = np.where(alive, closest, np.inf).astype(np.float32)
     if strategy == "diversity":
         return k_center(points, closest, count)
-    picks: list[int] = []
-    left = alive.copy()
-    while len(picks) < count and left.any():
-        take = min(batch, count - len(picks))
-        candidates = np.flatnonzero(left)
-        candidates = candidates[np.argsort(-uncertainty[candidates], kind="stable")[:POOL_FACTOR * take]]
-        chosen = candidates[k_center(points[candidates], closest[candidates].copy(), take)]
-        if len(chosen):  # later batches measure their similarity to these too
-            np.maximum(closest, (points @ points[chosen].T).max(axis=1), out=closest)
-        left[chosen] = False
-        closest[chosen] = np.inf
-        picks += [int(i) for i in chosen]
-    return picks
+    order = [i for i in np.argsort(-uncertainty, kind="stable") if alive[i]]
+    picks, deferred = [], []
+    for i in order:  # the most uncertain first, unless much like an image labelled or picked before
+        if len(picks) == count:
+            break
+        if closest[i] > REDUNDANT or (picks and float((points[picks] @ points[i]).max()) > REDUNDANT):
+            deferred.append(i)
+        else:
+            picks.append(int(i))
+    return picks + [int(i) for i in deferred[:count - len(picks)]]
 
 
 def _drop_queued_twins(pool: np.ndarray, head: list[int], duplicates: dict) -> list[int]:
@@ -210,7 +207,7 @@ def _reasons(strategy: str, head: list[int], tail: list[int], uncertainty: np.nd
     first = {"random": lambda i: "random order",
              "uncertainty": lambda i: f"uncertain: {margin(i)}",
              "diversity": lambda i: "unlike every labelled or queued image (k-center greedy)",
-             "mixed": lambda i: f"uncertain ({margin(i)}) and unlike the labelled and queued images"}[strategy]
+             "mixed": lambda i: f"uncertain ({margin(i)}), unlike the images labelled or queued before it"}[strategy]
     rest = {"random": "random order", "uncertainty": "by uncertainty", "diversity": "by distance to the labelled images",
             "mixed": "by uncertainty"}[strategy]
     return [first(i) for i in head] + [f"after the first {len(head)}: {rest}" + (f" ({margin(i)})" if rest ==
