@@ -68,6 +68,9 @@ class Workspace:
         data = Path(data).expanduser().absolute()
         if not data.is_dir():
             raise DatasetError(f"data folder not found: {data}", "a folder with one sub-folder per class")
+        trained_on = Path(base.config.data)
+        if trained_on.is_absolute() and trained_on.is_dir() and trained_on.resolve() == data.resolve():
+            data = trained_on  # the run's own spelling: its saved predictions name images by it
         root = Path(root).absolute() if root is not None else base.path.absolute() / "studio"
         if root == data or data in root.parents:
             raise DatasetError(f"the studio workspace {root} lies inside the data folder {data}",
