@@ -66,10 +66,12 @@ def test_apply_relabels_excludes_and_keeps_the_split(tmp_path):
     assert fixed.train.labels[0] == fixed.class_names.index("roses")
     np.testing.assert_array_equal(fixed.val.labels[1:], held_out.labels[2:])
     with pytest.raises(DatasetError, match="no folder for: lilies") as error:
-        apply_corrections(load_dataset(FLOWERS), write(tmp_path / "e.csv", f"path,action,label\n{first},relabel,lilies\n"))
+        apply_corrections(load_dataset(FLOWERS),
+                          write(tmp_path / "e.csv", f"path,action,label\n{first},relabel,lilies\n"))
     assert "adding a class is its own action" in str(error.value)
     with pytest.raises(DatasetError, match="not in"):
-        apply_corrections(load_dataset(FLOWERS), write(tmp_path / "f.csv", "path,action,label\nroses/gone.jpg,exclude,\n"))
+        apply_corrections(load_dataset(FLOWERS),
+                          write(tmp_path / "f.csv", "path,action,label\nroses/gone.jpg,exclude,\n"))
 
 
 def test_train_with_corrections(tmp_path):

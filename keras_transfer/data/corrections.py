@@ -4,9 +4,9 @@ The table is a CSV with the columns ``path`` (the image's path relative to the d
 ``/``-separated), ``action`` (``relabel``, ``exclude`` or ``add``) and ``label`` (the new class of a
 relabel, empty for an exclusion). ``add`` rows name an image *outside* the data folder by its
 absolute path and the class it joins (a new class, or an existing one): the studio's "add a
-class" references images without copying them into the data folder. One row per image: when an image appears more than once the
-last row wins, so a tool may append fixes. The studio writes it (``studio/workspace.py``);
-``train --corrections`` reads it.
+class" references images without copying them into the data folder. One row per image: when an
+image appears more than once the last row wins, so a tool may append fixes. The studio writes it
+(``studio/workspace.py``); ``train --corrections`` reads it.
 
 Fixes apply *after* the splits are cut from the folder labels, so the held-out split holds the
 same images with or without corrections (an excluded image leaves it; a relabelled one stays,
