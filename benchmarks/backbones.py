@@ -3,6 +3,11 @@
 One command, prints a table, writes JSON:
 
     python -m benchmarks.backbones [--names resnet50 vgg16] [--size 224] [--batch 16] [--out FILE]
+    python -m benchmarks.backbones --stronger [--seconds 5]   # what ViT-S/14 and ConvNeXt-T cost here
+
+``--stronger``: img/s of the feature engine (OpenVINO, fp32 and bf16 where the CPU has it) for
+Lite0 and Lite2 (built-in) beside a ViT-S/14 (DINOv2-small's shape) and a ConvNeXt-T read
+through ``onnx:`` (``benchmarks/stronger_backbones.py``), measured side by side in one run.
 
 Random weights (no download needed: speed and exportability do not depend on the values),
 with denormal floats flushed to zero: a randomly initialised deep net's activations shrink
@@ -71,6 +76,74 @@ def measure(name: str, size: int | None, batch: int) -> dict:
     return row
 
 
+def _cpu() -> dict:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "load": os.getloadavg(),
+            "flags": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]}
+
+
+def engine_speed(spec, size: int, precision: str, seconds: float, batch: int = 16) -> float | str:
+    """Images/s of the compiled feature engine (OpenVINO) for ``spec`` with random weights."""
+    from keras_transfer.base.errors import KerasTransferError
+    from keras_transfer.features.runtime import make_runtime
+
+    extractor = build_extractor(spec, size, None)
+    try:
+        runtime = make_runtime(extractor, {"backbone": spec.name, "weights": "random", "size": size, "bench": 2},
+                               RuntimeOptions("openvino", precision), size)
+    except KerasTransferError as error:
+        return f"n/a: {error.what}"
+    images = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), np.uint8)
+    list(runtime.stream([(None, images)]))
+    count, start = 0, time.perf_counter()
+    while count < 2 * batch or time.perf_counter() - start < seconds:
+        list(runtime.stream([(None, images)]))
+        count += batch
+    return count / (time.perf_counter() - start)
+
+
+def stronger(seconds: float) -> list[dict]:
+    """Lite0, Lite2, ViT-S/14 and ConvNeXt-T through the same engine, fp32 and bf16."""
+    from benchmarks.stronger_backbones import ConvNeXt, VisionTransformer, export
+
+    folder = Path(tempfile.mkdtemp(prefix="kt-stronger-"))
+    torch.manual_seed(0)
+    imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    params = {}
+    for module, file, extra in ((VisionTransformer(), "vit_s14.onnx", {"token_pooling": "cls"}),
+                                (ConvNeXt(), "convnext_t.onnx", {})):
+        export(module, 224, folder / file, {**imagenet, **extra})
+        params[file] = sum(p.numel() for p in module.parameters()) / 1e6
+    rows = []
+    for name, label in (("efficientnet_lite0", "Lite0"), ("efficientnet_lite2", "Lite2"),
+                        (f"onnx:{folder / 'vit_s14.onnx'}", "ViT-S/14 (DINOv2-small shape)"),
+                        (f"onnx:{folder / 'convnext_t.onnx'}", "ConvNeXt-T")):
+        spec = get_backbone(name)
+        count = params.get(Path(name[5:]).name) or spec.build(spec.input_size, None).count_params() / 1e6
+        row = {"backbone": label, "size": spec.input_size, "features": spec.feature_dim, "params_m": count}
+        for precision in ("fp32", "bf16"):
+            row[precision] = engine_speed(spec, spec.input_size, precision, seconds)
+        rows.append(row)
+        print(rows[-1], flush=True)
+    return rows
+
+
+def format_stronger(rows: list[dict]) -> str:
+    def rate(value):
+        return f"{value:.1f}" if isinstance(value, float) else "n/a"
+
+    base = rows[0]["fp32"]
+    lines = [f"{'backbone':<32} {'size':>4} {'features':>8} {'params M':>8} {'fp32 img/s':>10} {'vs Lite0':>8} "
+             f"{'bf16 img/s':>10}"]
+    lines += [f"{r['backbone']:<32} {r['size']:>4} {r['features']:>8} {r['params_m']:>8.1f} {rate(r['fp32']):>10} "
+              f"{(r['fp32'] / base if isinstance(r['fp32'], float) and isinstance(base, float) else 0):>7.2f}x "
+              f"{rate(r['bf16']):>10}" for r in rows]
+    notes = {r["bf16"] for r in rows if isinstance(r["bf16"], str)}
+    return "\n".join(lines + [f"bf16: {note}" for note in notes])
+
+
 def format_rows(rows: list[dict]) -> str:
     lines = [f"{'backbone':<20} {'size':>4} {'build s':>7} {'keras img/s':>11} {'onnx':>5} {'export s':>8} "
              f"{'onnx img/s':>10} {'rel error':>9}"]
@@ -87,16 +160,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--names", nargs="*", default=None, help="backbones (default: all registered)")
     parser.add_argument("--size", type=int, default=None, help="input size (default: each native size)")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--out", default="benchmarks/results/backbones.json")
+    parser.add_argument("--out", default=None, help="JSON (default: benchmarks/results/backbones[-stronger].json)")
+    parser.add_argument("--stronger", action="store_true", help="ViT-S/14 and ConvNeXt-T beside Lite0/Lite2")
+    parser.add_argument("--seconds", type=float, default=5.0, help="--stronger: timing per backbone and precision")
     args = parser.parse_args(argv)
     torch.set_flush_denormal(True)
+    if args.stronger:
+        machine = _cpu()
+        rows = stronger(args.seconds)
+        print(f"\n{machine['cpu']}, {machine['cores']} cores, flags {' '.join(machine['flags'])}, "
+              f"load before {machine['load'][0]:.1f}, after {os.getloadavg()[0]:.1f}")
+        print(format_stronger(rows))
+        out = Path(args.out or "benchmarks/results/backbones-stronger.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**machine, "load_after": os.getloadavg(), "rows": rows}, indent=2))
+        print(f"\nwrote {out}")
+        return
     rows = []
     for name in args.names or list_backbones():
         rows.append(measure(name, args.size, args.batch))
         print(format_rows(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_rows(rows))
-    out = Path(args.out)
+    out = Path(args.out or "benchmarks/results/backbones.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                                "batch": args.batch, "rows": rows}, indent=2))
