@@ -233,7 +233,7 @@ class Workspace:
     def _fix_added(self, table: dict, key: str, action: str, label: str | None) -> None:
         """An added image: relabel changes its class, exclude removes it from the workspace."""
         if action == "exclude":
-            table.pop(key)
+            table.pop(key, None)
         elif action == "relabel":
             table[key] = Correction(key, "add", label)
 
