@@ -1,18 +1,20 @@
-"""Labelling queue and pseudo-labels: ``python -m benchmarks.active [--quick]``.
+"""Labelling queue and pseudo-labels: ``python -m benchmarks.active [--quick] [--only flowers5|cifar10]``.
 
 Simulated labelling on cached lite0 features (4 stages pooled) of flowers5 (every photo; a fixed
 stratified 20% held out) and CIFAR-10 (5,000 train images as the pool; 1,000 test images held
 out): 5 labelled images per class to start (drawn per seed), the rest a pool whose labels stay
-hidden until a strategy "labels" them, batches of 20; after each batch the head is refit and
-scored on the held-out images, which no choice ever sees. Inside the simulation the head is the
-solver's softmax regression at a fixed C (``SIM_C``, cross-validation every round would take
-minutes); the final labelled sets are also fit by the real solver (C by cross-validation). Also
+hidden until a strategy "labels" them, batches of 20, 12 batches; after each batch the head is
+refit and scored on the held-out images, which no choice ever sees. Seeds 0-2 for random and
+mixed (the start set and random's order), 0-1 for uncertainty, 0 for diversity. Inside the
+simulation the head is the solver's softmax regression at a fixed C (``SIM_C``; cross-validation
+every round would take minutes); seed 0's final labelled sets are also fit by the real solver
+(C by cross-validation). Also
 timed: one re-rank of 5,000 images (head probabilities + ranking, warm). Pseudo-labels: flowers5,
 10 labelled images per class, the rest of the pool unlabelled, held-out accuracy with and
-without ``strategies.pseudo.self_train`` (seeds 0, 1). Near duplicates: the cosine of re-encoded,
+without ``strategies.pseudo.self_train`` (seed 0). Near duplicates: the cosine of re-encoded,
 resized and cropped copies of flowers5 photos to their originals beside the nearest distinct
-image's. Prints the CPU, load and a table; writes benchmarks/results/active.json and
-docs/active-learning.png.
+image's. Prints the CPU, load and a table; writes benchmarks/results/active[-NAME].json and
+docs/active-learning[-NAME].png (``--only``: one dataset's parts, so the two can run side by side).
 """
 
 from __future__ import annotations
@@ -126,7 +128,9 @@ def simulate(data: dict, strategy: str, seed: int, rounds: int) -> dict:
         order = rank(head.predict(left), x[left], x[labelled], strategy, seed=seed * 1000 + step,
                      depth=BATCH).order[:BATCH]
         labelled, left = np.concatenate([labelled, left[order]]), np.delete(left, order)
-    final = fit_head(x[labelled], y[labelled], n, C=None)  # the real solver: C by cross-validation
+    if seed:  # the real solver (C by cross-validation) on the final labelled set: seed 0 only (it takes a while)
+        return {"curve": curve, "solver": None}
+    final = fit_head(x[labelled], y[labelled], n, C=None)
     return {"curve": curve, "solver": float((final.predict(x[held]).argmax(1) == y[held]).mean())}
 
 
@@ -154,7 +158,7 @@ def efficiency(runs: dict) -> dict:
         out[strategy] = {"curve": curve, "ratio_at": ratios, "ratio_final": ratios[labels[-1]],
                          "ratio_worst": max(ratios.values()), "worst_gap_below_random": float(gap.max()),
                          "random_spread_at_worst_gap": float(spread[int(gap.argmax())]),
-                         "solver_final": float(np.mean([r["solver"] for r in seeds]))}
+                         "solver_final": seeds[0]["solver"]}
     return out
 
 
@@ -268,12 +272,12 @@ def plot(results: dict, path: Path) -> None:
 
 
 def run_dataset(name: str, work: Path, rounds: int, seeds: tuple[int, ...]) -> dict:
-    """Every strategy's curves: with each of ``seeds``, diversity with the first only."""
+    """Every strategy's curves: random and mixed with each of ``seeds``, uncertainty with two, diversity one."""
     data = load_features(name, work)
     runs = {}
     for strategy in STRATEGIES:
         runs[strategy] = []
-        for seed in seeds if strategy != "diversity" else seeds[:1]:
+        for seed in seeds if strategy in ("random", "mixed") else seeds[:1 if strategy == "diversity" else 2]:
             runs[strategy].append(simulate(data, strategy, seed, rounds))
             print(f"  {name} {strategy} seed {seed}: " + " ".join(f"{n}:{100 * a:.1f}" for n, a in
                                                                runs[strategy][-1]["curve"]), flush=True)
@@ -289,49 +293,62 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.active", description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "keras-transfer-bench")
     parser.add_argument("--quick", action="store_true", help="fewer batches and seeds (a smoke run)")
+    parser.add_argument("--only", choices=("flowers5", "cifar10"), help="one dataset (its parts only; "
+                        "results/active-NAME.json): the two halves can run side by side")
     args = parser.parse_args(argv)
     os.environ.setdefault("KERAS_TRANSFER_CACHE", str(args.work / "cache-active"))
     print(f"CPU: {cpu()}; load {os.getloadavg()[0]:.1f}")
-    rounds = {"flowers5": 6 if args.quick else 12, "cifar10": 6 if args.quick else 15}
+    rounds = {"flowers5": 6 if args.quick else 12, "cifar10": 6 if args.quick else 12}
     seeds = (0, 1) if args.quick else (0, 1, 2)
     start, results = time.perf_counter(), {}
-    for name in ("flowers5", "cifar10"):
+    for name in [args.only] if args.only else ("flowers5", "cifar10"):
         results[name] = run_dataset(name, args.work, rounds[name], seeds)
         print(f"\n{name}: {results[name]['images']} images, {results[name]['held_out']} held out, "
               f"lite0 features ({results[name]['dim']} values), start {START}/class, batches of {BATCH}, "
-              f"head C={SIM_C:g}; mean of seeds {list(seeds)} (diversity: seed {seeds[0]})")
+              f"head C={SIM_C:g}; mean of seeds {list(seeds)} (uncertainty: 2, diversity: 1; solver: seed 0)")
         print(f"{'strategy':<12}" + "".join(f"{n:>7}" for n, _ in results[name]["summary"]["random"]["curve"][::4])
               + f"{'solver':>8}{'x N final':>10}{'x N worst':>10}{'worst gap':>10}")
         for strategy, row in results[name]["summary"].items():
             print(f"{strategy:<12}" + "".join(f"{100 * a:>7.1f}" for _, a in row["curve"][::4])
                   + f"{100 * row['solver_final']:>8.1f}{row['ratio_final']:>10.2f}{row['ratio_worst']:>10.2f}"
                   f"{100 * row['worst_gap_below_random']:>9.1f}p")
-    timing = rerank_seconds(results["cifar10"]["data"])
-    print(f"\nre-rank of {timing['images']} CIFAR-10 images, warm: "
-          + ", ".join(f"{s} {t:.3f} s" for s, t in timing["seconds"].items()) + " (goal <= 2 s)")
-    pseudo = pseudo_labels(results["flowers5"]["data"], seeds[:2])
+    timing, pseudo, duplicates = None, None, None
+    if "cifar10" in results:
+        timing = rerank_seconds(results["cifar10"]["data"])
+        print(f"\nre-rank of {timing['images']} CIFAR-10 images, warm: "
+              + ", ".join(f"{s} {t:.3f} s" for s, t in timing["seconds"].items()) + " (goal <= 2 s)")
+    if "flowers5" in results:
+        pseudo, duplicates = flowers_extras(results["flowers5"]["data"], args.work, seeds[:1])
+    met = {name: {"ratio_final": r["summary"]["mixed"]["ratio_final"] <= 0.6,
+                  "never_below_noise": r["summary"]["mixed"]["worst_gap_below_random"]
+                  <= 2 * max(r["summary"]["mixed"]["random_spread_at_worst_gap"], 0.005)} for name, r in results.items()}
+    if timing:
+        met["rerank"] = max(timing["seconds"].values()) <= 2.0
+    print(f"\ngoals: {met}; {time.perf_counter() - start:.0f} s in all")
+    RESULTS.mkdir(exist_ok=True)
+    suffix = f"-{args.only}" if args.only else ""
+    plot(results, REPO / "docs" / f"active-learning{suffix}.png")
+    for r in results.values():
+        r.pop("data")
+    (RESULTS / f"active{suffix}.json").write_text(json.dumps(
+        {"cpu": cpu(), "load": os.getloadavg()[0], "results": results, "rerank": timing, "pseudo_labels": pseudo,
+         "duplicates": duplicates, "met": met}, indent=1, default=str))
+
+
+def flowers_extras(data: dict, work: Path, seeds) -> tuple[list[dict], dict]:
+    """The pseudo-label and near-duplicate parts (flowers5), printed."""
+    pseudo = pseudo_labels(data, seeds)
     print("\npseudo-labels, flowers5, 10 labelled per class:")
     for row in pseudo:
         print(f"  seed {row['seed']}: held-out {100 * row['without']:.1f}% without, "
               f"{100 * row['with']:.1f}% with {row['pseudo_labels']} pseudo-labels (top {row['threshold']:g} of each "
               f"predicted class, p >= {row['lowest_probability']:.2f}) "
               f"({'kept' if row['kept'] else 'not kept'} by CV; pseudo-labels {100 * (row['pseudo_label_accuracy'] or 0):.1f}% right)")
-    duplicates = duplicate_cosines(results["flowers5"]["data"], args.work)
+    duplicates = duplicate_cosines(data, work)
     print(f"\nnear duplicates (flowers5): altered copies' lowest cosine to their original {duplicates['copies_min_cosine']}; "
           f"distinct photos' nearest other photo: percentiles {duplicates['distinct_nearest_percentiles']}, "
           f"{duplicates['distinct_above_cut']} of {duplicates['photos']} above 0.95")
-    met = {name: {"ratio_final": r["summary"]["mixed"]["ratio_final"] <= 0.6,
-                  "never_below_noise": r["summary"]["mixed"]["worst_gap_below_random"]
-                  <= 2 * max(r["summary"]["mixed"]["random_spread_at_worst_gap"], 0.005)} for name, r in results.items()}
-    met["rerank"] = max(timing["seconds"].values()) <= 2.0
-    print(f"\ngoals: {met}; {time.perf_counter() - start:.0f} s in all")
-    RESULTS.mkdir(exist_ok=True)
-    plot(results, REPO / "docs" / "active-learning.png")
-    for r in results.values():
-        r.pop("data")
-    (RESULTS / "active.json").write_text(json.dumps({"cpu": cpu(), "load": os.getloadavg()[0], "results": results,
-                                                     "rerank": timing, "pseudo_labels": pseudo,
-                                                     "duplicates": duplicates, "met": met}, indent=1, default=str))
+    return pseudo, duplicates
 
 
 if __name__ == "__main__":
