@@ -7,6 +7,7 @@ memory stays bounded by that look-ahead, whatever the size of the dataset.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -81,7 +82,7 @@ def _batches(split: Split, tasks: Iterable[Task], maker: ViewMaker, batch_size: 
 
 
 def extract(split: Split, tasks: Iterable[Task], maker: ViewMaker, runtime: Runtime,
-            failures: list[tuple[Task, str]], workers: int = 2) -> Iterator[tuple[list[Tag], np.ndarray]]:
+            failures: list[tuple[Task, str]], workers: int | None = None) -> Iterator[tuple[list[Tag], np.ndarray]]:
     """Streams ``(tags, features)`` batches for every view of every task, in task order.
 
     Args:
@@ -90,6 +91,8 @@ def extract(split: Split, tasks: Iterable[Task], maker: ViewMaker, runtime: Runt
         maker: Decoding, resizing and augmentation.
         runtime: Inference runtime; its batch size sets the batch size here.
         failures: Receives (task, reason) for every image that could not be decoded.
-        workers: Decoding threads.
+        workers: Decoding threads (None: one per core, so decoding keeps up with an engine on
+            every core; they idle once the look-ahead is full).
     """
+    workers = workers or os.cpu_count() or 2
     yield from runtime.stream(_batches(split, tasks, maker, runtime.batch_size, workers, failures))
