@@ -69,11 +69,11 @@ def test_the_recommendation_agrees_with_the_held_out_ranking(trial):
 def test_cli_json_and_errors(trial, capsys, tmp_path):
     from keras_transfer.cli import main
 
-    argv = ["backbones", str(FLOWERS5), "--try", "lite0,lite2", "--max-per-class", str(PER_CLASS),
+    argv = ["backbones", str(FLOWERS5), "--try", "lite0", "--max-per-class", str(PER_CLASS),
             "--plot", str(tmp_path / "p.png"), "--json", "--quiet"]
     assert main(argv) == 0
     answer = json.loads(capsys.readouterr().out)
-    assert [c["backbone"] for c in answer["candidates"]] == ["lite0", "lite2"]
+    assert [c["backbone"] for c in answer["candidates"]] == ["lite0"] and answer["recommended"] == "lite0"
     cached = {c.backbone: c.accuracy for c in trial[0].candidates}
     assert np.isclose(answer["candidates"][0]["accuracy"], cached["efficientnet_lite0"])  # same features, same probe
     assert main(["backbones", "--try", "lite0"]) == 2 and "needs a dataset" in capsys.readouterr().err
