@@ -29,6 +29,12 @@ INTENDED_USE = ("Classifying images like the training images into the classes li
 def weights_licence(backbone: str) -> tuple[str, str]:
     """(licence id for the metadata, sentence) of a backbone's ImageNet weights (an ensemble: its first
     member's family, every member named in the sentence)."""
+    if backbone.startswith("onnx:"):  # an ONNX encoder: the licence its metadata or JSON states
+        from keras_transfer.backbones import get_backbone
+
+        stated = get_backbone(backbone).license
+        return ("other", f"as stated with the ONNX encoder: {stated}") if stated != "unknown" else (
+            "other", "not stated with the ONNX encoder (license in its metadata or JSON): check its terms")
     families = {next(k for k in WEIGHTS_LICENCES if name.startswith(k)) for name in backbone.split("+")}
     if len(families) == 1:
         return WEIGHTS_LICENCES[families.pop()]
