@@ -19,6 +19,7 @@ import torch
 
 from keras_transfer.data.dataset import Split
 
+pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # tracing our own tiny modules
 FLOWERS = Path(__file__).resolve().parents[1] / "keras_transfer" / "data" / "demo" / "flowers"
 LITE_MEAN, LITE_STD = [127 / 255] * 3, [128 / 255] * 3
 
@@ -179,6 +180,7 @@ def test_train_predict_serve_export_agree_and_survive_the_encoder_moving(two_cla
     out = tmp_path / "run"
     assert main(["train", str(two_classes), "--backbone", f"onnx:{encoder}", "--out", str(out), "--quiet",
                  "--no-baseline"]) == 0
+    assert "licence of the backbone weights: as stated with the ONNX encoder: MIT" in (out / "MODEL_CARD.md").read_text()
     paths, pixels = _pixels(two_classes, 32)
     expected = RunModel.open(out).predict_pixels(pixels).probabilities
     files = predict(out, paths, top_k=2)
