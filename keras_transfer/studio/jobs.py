@@ -1,12 +1,12 @@
 """The studio's background jobs: train, refit, add a class, export — one at a time, in order.
 
-A job submitted while another runs waits in the queue (two refits are never mixed: the second
-starts from the first one's result). Every call that reads the workspace's features (neighbours,
-heat maps, label errors) runs on the same worker thread (``call``), ahead of queued jobs: the
-feature cache's SQLite connection belongs to the thread that opened it. Each job's progress is a list of lines the page polls: the
-lines the job reports itself, and the ``keras_transfer`` log messages (phase summaries such as
-``features train: 245 img in 14.0 s``) written while it runs, from any thread (the feature
-extraction logs from its own); one job runs at a time, so they are the job's.
+A job submitted while another runs waits in the queue (two refits are never mixed: the second starts
+from the first one's result). Every call that reads the workspace's features (neighbours, heat maps,
+label errors) runs on the same worker thread (``call``), ahead of queued jobs: the feature cache's
+SQLite connection belongs to the thread that opened it. Each job's progress is a list of lines the
+page polls: the lines the job reports itself, and the ``keras_transfer`` log messages (phase
+summaries such as ``features train: 245 img in 14.0 s``) written while it runs, from any thread (the
+feature extraction logs from its own); one job runs at a time, so they are the job's.
 """
 
 from __future__ import annotations

@@ -141,7 +141,8 @@ class Session:
                            str(self.run_path), hint="train into another folder with `keras-transfer studio --run`")
         backbone = body.get("backbone") or None
         if backbone is not None and not isinstance(backbone, str):
-            raise ConfigError("invalid backbone", "a backbone name (keras-transfer backbones lists them)", repr(backbone))
+            raise ConfigError("invalid backbone", "a backbone name (keras-transfer backbones lists them)",
+                              repr(backbone))
         config = TrainConfig(data=str(self.data), backbone=backbone)
         config.validate()  # a bad backbone is said now, not in the job
 
@@ -150,7 +151,8 @@ class Session:
             run = train(config, self.run_path)
             timing = run.read(Files.TIMING) or {}
             if "total_seconds" in timing:
-                progress(f"trained in {timing['total_seconds']:.1f} s (features {timing.get('feature_seconds', 0):.1f} s)")
+                progress(f"trained in {timing['total_seconds']:.1f} s "
+                         f"(features {timing.get('feature_seconds', 0):.1f} s)")
             self._open(run)
             return {"run": str(run.path), "accuracy": run.metrics.get("accuracy")}
         return work
