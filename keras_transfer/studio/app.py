@@ -165,6 +165,9 @@ def create_app(data: str | Path, run: str | Path, token: str | None = None, root
             return _error(404, f"no job {job_id}")
         return found.as_dict()
 
+    from keras_transfer.studio.inbox import inbox_router
+
+    app.include_router(inbox_router(session))  # /api/inbox/...: unlabelled images, labelled in turn
     return app
 
 
