@@ -122,7 +122,8 @@ def case(name: str, work: Path, compare: int, sgd_epochs: int, C: float | None, 
     return {"case": name, "rows": rows, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "C": fit.C,
             "streamed": bool(fit.streaming), "passes": fit.streaming.get("passes"),
             "cpu_seconds": fit.streaming.get("cpu_seconds"),
-            "budget_gb": (budget or memory_budget()) / 1e9, **_accuracies(fit.head, work)}
+            "budget_gb": ((budget if name == "stream" else None) or memory_budget()) / 1e9,
+            **_accuracies(fit.head, work)}
 
 
 def _sgd(matrix, rows: int, epochs: int, C: float, work: Path) -> dict:
