@@ -248,6 +248,7 @@ def duplicate_cosines(data: dict, work: Path, count: int = 40) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
+    """Learning curves, one panel per dataset (uncertainty dashed: mixed often runs on top of it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,8 +261,9 @@ def plot(results: dict, path: Path) -> None:
                 n, a = zip(*run["curve"])
                 ax.plot(n, np.array(a) * 100, color={"random": "grey", "uncertainty": "tab:orange",
                                                       "diversity": "tab:green", "mixed": "tab:blue"}[strategy],
-                        alpha=0.5 if strategy == "random" else 1, lw=1 if strategy == "random" else 2,
-                        label=(f"{strategy} (seed {k})" if strategy == "random" else strategy))
+                        alpha=0.6 if strategy == "random" else 1, lw=1 if strategy == "random" else 2,
+                        ls="--" if strategy == "uncertainty" else "-",
+                        label=f"{strategy} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})" if k == 0 else None)
         ax.set_title(f"{name}: held-out accuracy ({result['held_out']} images)")
         ax.set_xlabel("labelled images")
         ax.set_ylabel("accuracy %")
