@@ -22,6 +22,9 @@ import json
 import threading
 from pathlib import Path
 
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
 from keras_transfer.base.errors import ConfigError, DatasetError
 from keras_transfer.base.paths import write_json
 from keras_transfer.data.corrections import Correction, write_corrections
@@ -111,9 +114,6 @@ class Inbox:
 
 def inbox_router(session):
     """The inbox's routes over a studio ``Session`` (its workspace, jobs and thumbnails)."""
-    from fastapi import APIRouter, Request
-    from fastapi.responses import Response
-
     router, holder = APIRouter(), {}
 
     def inbox() -> Inbox:
