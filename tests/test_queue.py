@@ -186,3 +186,44 @@ def test_studio_inbox_labels_land_in_the_corrections_table(setup, tmp_path):
         inbox.label(str(root / "data" / "rose" / "x.jpg"), "rose")
     (point,) = inbox.curve()
     assert point["labels"] == 0 and 0 <= point["accuracy"] <= 1
+
+
+def test_studio_inbox_routes_on_a_real_server(setup):
+    """The studio (a real server on a loopback port) ranks the folder, labels an image into its corrections
+    table, skips one, refits and re-ranks: the learning curve gains a point, the labelled image leaves the queue."""
+    import time
+
+    import httpx
+
+    from keras_transfer.data.corrections import read_corrections
+    from keras_transfer.studio.process import StudioProcess
+
+    root, _ = setup
+
+    def finished(response) -> dict:
+        job = response.json()["id"]
+        for _ in range(600):
+            state = httpx.get(f"{studio.url}/api/jobs/{job}", timeout=30).json()
+            if state["state"] in ("done", "failed"):
+                return state
+            time.sleep(0.5)
+        raise AssertionError(f"job {job} did not finish")
+
+    with StudioProcess(root / "data", ["--run", str(root / "run")]) as studio:
+        api = httpx.Client(base_url=studio.url, timeout=60)
+        opened = finished(api.post("/api/inbox/open", json={"folder": str(root / "unlabelled")}))
+        assert opened["state"] == "done" and opened["result"]["queued"] == 36
+        first, second = api.get("/api/inbox/next", params={"limit": 2}).json()["images"]
+        assert api.post("/api/inbox/label", json={"path": first["path"], "label": "sunflower"}).json()["labelled"] == 1
+        assert api.post("/api/inbox/label", json={"path": first["path"], "label": "tulip"}).status_code == 422
+        assert api.post("/api/inbox/skip", json={"path": "/etc/passwd"}).status_code == 422
+        assert api.post("/api/inbox/skip", json={"path": second["path"]}).json()["skipped"] == 1
+        thumb = api.get("/api/inbox/thumb", params={"path": second["path"]})
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        table = read_corrections(root / "run" / "studio" / "corrections.csv")
+        assert table[first["path"]].action == "add" and table[first["path"]].label == "sunflower"
+        assert finished(api.post("/api/refit", json={}))["state"] == "done"
+        assert finished(api.post("/api/inbox/rerank", json={}))["result"]["queued"] == 35  # the label is learnt
+        points = api.get("/api/inbox/curve").json()["points"]
+        assert [p["labels"] for p in points] == [0, 1] and points[1]["run"] != points[0]["run"]
+        assert first["path"] not in [r["path"] for r in api.get("/api/inbox/next", params={"limit": 50}).json()["images"]]
