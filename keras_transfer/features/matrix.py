@@ -130,11 +130,17 @@ class FeatureMatrix(ArrayRows):
         return out
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """The given rows (any order, returned sorted) as float32, e.g. a subsample."""
-        rows = np.sort(rows)
-        out = self.array[rows].astype(np.float32)
-        if len(rows):
-            self._drop(int(rows[0]), int(rows[-1]) + 1)
+        """The given rows (any order, returned sorted) as float32, e.g. a subsample.
+
+        Read row by row with plain file reads, not through the mapping: scattered faults on the
+        mapping pull in the kernel's read-around of every row (2,000 rows of a million-row store
+        made the process 2.3 GB).
+        """
+        rows, size = np.sort(rows), self._dim * 2
+        out = np.empty((len(rows), self._dim), np.float32)
+        for i, row in enumerate(rows):
+            self._file.seek(self._offset + int(row) * size)
+            out[i] = np.frombuffer(self._file.read(size), np.float16)
         return out
 
     def views_of(self, images: np.ndarray) -> np.ndarray:
