@@ -87,3 +87,22 @@ def test_sighup_before_any_feature_stops_cleanly(tmp_path):
     code, err = _signal_when(process, lambda: True, signal.SIGHUP)
     assert code == 130 and "interrupted by SIGHUP" in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_main_in_process_leaves_the_callers_signal_handlers_as_they_were(tmp_path):
+    """A command run in-process (a notebook, a script, a test) and stopped by SIGTERM returns 130, and
+    its caller still hears SIGTERM and Ctrl-C afterwards: the handlers are restored, not left ignored."""
+    import threading
+
+    from keras_transfer.cli import main
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        code = main(["train", str(FLOWERS), "--out", str(tmp_path / "run"), "--max-per-class", "300", "--quiet"])
+    finally:
+        timer.cancel()
+    assert code == 130
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 import threading
@@ -38,7 +39,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``keras-transfer`` console script; returns the exit code."""
+    """Runs one command in this process (a test, a notebook, a script) and returns its exit code; the
+    process's signal handlers are as they were afterwards (a stopped command must not leave its
+    caller deaf to SIGTERM or Ctrl-C)."""
+    saved = {name: signal.getsignal(getattr(signal, name)) for name in _SIGNALS if hasattr(signal, name)}
+    try:
+        return _run(argv)
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for name, handler in saved.items():
+                signal.signal(getattr(signal, name), handler)
+
+
+def entry() -> None:
+    """The ``keras-transfer`` console script and ``python -m keras_transfer.cli``: one command, then exit.
+
+    A stopped command exits 130 at once: what it kept is already written, and no finalizer interrupted by
+    the same signal can turn the clean stop into a death by SIGINT."""
+    try:
+        code = _run(None)
+    except KeyboardInterrupt:  # a stop that reached here past the command's own handling
+        code = 130
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
+_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _run(argv: list[str] | None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as its bytes, as ls does
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
@@ -85,7 +117,7 @@ def _stop_on_signals() -> None:
 
 def _stop_listening() -> None:
     if threading.current_thread() is threading.main_thread():
-        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        for name in _SIGNALS:
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), signal.SIG_IGN)
 
