@@ -13,7 +13,6 @@ With a token (``serve --token`` or ``$KERAS_TRANSFER_TOKEN``) every request but 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import io
 import logging
 import os
@@ -23,64 +22,15 @@ from importlib import resources
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import UploadFile
 
 from keras_transfer.serve.batcher import Batcher, QueueFull
+from keras_transfer.serve.http import BearerToken, BodyLimit, add_error_handlers
 from keras_transfer.serve.limits import Limits
 from keras_transfer.serve.models import BadUpload, ServedModel, decode
 
 logger = logging.getLogger("keras_transfer.serve")
-
-
-def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status, headers=headers)
-
-
-class _BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes (declared or streamed) gets 413."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        too_big = f"the request is larger than the limit of {self.limit:,} bytes"
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _error(413, too_big)(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise HTTPException(413, too_big)
-            return message
-
-        return await self.app(scope, counted, send)
-
-
-class _BearerToken:
-    """ASGI middleware: every request but ``OPEN`` paths must carry ``Authorization: Bearer <token>``."""
-
-    OPEN = ("/", "/v1/health")
-
-    def __init__(self, app, token: str):
-        self.app, self.expected = app, f"Bearer {token}".encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in self.OPEN:
-            return await self.app(scope, receive, send)
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if not hmac.compare_digest(given, self.expected):
-            why = "a wrong token" if given else "no token"
-            return await _error(401, f"this server needs a token: send the header 'Authorization: Bearer TOKEN' "
-                                     f"(the request had {why})", {"WWW-Authenticate": "Bearer"})(scope, receive, send)
-        return await self.app(scope, receive, send)
 
 
 def create_app(run_paths: list[str], limits: Limits | None = None, token: str | None = None) -> FastAPI:
@@ -120,25 +70,13 @@ def create_app(run_paths: list[str], limits: Limits | None = None, token: str | 
             await batcher.stop()
 
     app = FastAPI(title="keras-transfer", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.add_middleware(_BodyLimit, limit=limits.max_request_bytes)
+    app.add_middleware(BodyLimit, limit=limits.max_request_bytes)
     if token:
-        app.add_middleware(_BearerToken, token=token)  # added last: runs first, before the body is read
+        app.add_middleware(BearerToken, token=token)  # added last: runs first, before the body is read
 
     app.state.models, app.state.batchers, app.state.limits = models, batchers, limits
 
-    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and the router's 404 / 405
-    async def http_error(request: Request, error: StarletteHTTPException):
-        return _error(error.status_code, str(error.detail), getattr(error, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        return _error(422, f"invalid request ({problems})")
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception):
-        logger.exception("unexpected error on %s", request.url.path)
-        return _error(500, f"internal error ({type(error).__name__}); the server log has the details")
+    add_error_handlers(app, logger)
 
     def ready() -> None:
         if state["error"]:

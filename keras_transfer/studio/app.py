@@ -16,12 +16,10 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keras_transfer.base.errors import ConfigError, KerasTransferError, RunError
-from keras_transfer.serve.app import _BearerToken, _BodyLimit, _error
+from keras_transfer.serve.http import BearerToken, BodyLimit, add_error_handlers, error_response, json_body
 from keras_transfer.studio.jobs import Jobs
 from keras_transfer.studio.session import Session, UnknownImage, VanishedImage
 
@@ -70,42 +68,21 @@ def create_app(data: str | Path, run: str | Path, token: str | None = None, root
     session = Session(Path(data), Path(run), root, jobs, token)
     app = FastAPI(title="keras-transfer studio", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=session.lifespan)
-    app.add_middleware(_BodyLimit, limit=MAX_BODY)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
     if token:
-        app.add_middleware(_BearerToken, token=token)
+        app.add_middleware(BearerToken, token=token)
         app.add_middleware(_TokenCookie)  # added last: runs first, before the token check
     app.state.session = session
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException):
-        return _error(error.status_code, str(error.detail), getattr(error, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        return _error(422, f"invalid request ({problems})")
+    add_error_handlers(app, logger, "the studio's log")
 
     @app.exception_handler(KerasTransferError)
     async def typed(request: Request, error: KerasTransferError):
-        return _error(_status(error), str(error))
+        return error_response(_status(error), str(error))
 
     @app.exception_handler(FileNotFoundError)
     async def vanished(request: Request, error: FileNotFoundError):
-        return _error(404, f"no such image in {session.data}: {error.filename or error}")
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception):
-        logger.exception("unexpected error on %s", request.url.path)
-        return _error(500, f"internal error ({type(error).__name__}); the studio's log has the details")
-
-    async def body(request: Request) -> dict:
-        try:
-            value = await request.json()
-        except ValueError:
-            raise ConfigError("the request body is not JSON", "a JSON object", "unreadable") from None
-        if not isinstance(value, dict):
-            raise ConfigError("the request body is not a JSON object", "a JSON object", type(value).__name__)
-        return value
+        return error_response(404, f"no such image in {session.data}: {error.filename or error}")
 
     def off_loop(function, *args):
         return asyncio.to_thread(function, *args)
@@ -147,22 +124,22 @@ def create_app(data: str | Path, run: str | Path, token: str | None = None, root
 
     @app.post("/api/fix")
     async def fix(request: Request):
-        return await off_loop(session.fix, await body(request))
+        return await off_loop(session.fix, await json_body(request))
 
     @app.post("/api/keep_one")
     async def keep_one(request: Request):
-        return await off_loop(session.keep_one, await body(request))
+        return await off_loop(session.keep_one, await json_body(request))
 
     @app.post("/api/{action}")
     async def start(action: str, request: Request):
         """A background job (train, refit, add_class, export, serve) or a folder action (apply, undo)."""
-        return await off_loop(session.action, action, await body(request))
+        return await off_loop(session.action, action, await json_body(request))
 
     @app.get("/api/jobs/{job_id}")
     async def job(job_id: int):
         found = jobs.get(job_id)
         if found is None:
-            return _error(404, f"no job {job_id}")
+            return error_response(404, f"no job {job_id}")
         return found.as_dict()
 
     from keras_transfer.studio.inbox import inbox_router

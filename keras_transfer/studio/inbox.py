@@ -29,6 +29,7 @@ from keras_transfer.base.errors import ConfigError, DatasetError
 from keras_transfer.base.paths import write_json
 from keras_transfer.data.corrections import Correction, write_corrections
 from keras_transfer.run.queue import build_queue
+from keras_transfer.serve.http import json_body
 from keras_transfer.strategies.active import STRATEGIES
 
 STATE = "inbox.json"  # in the workspace folder
@@ -122,22 +123,13 @@ def inbox_router(session):
             holder.update(ws=session.ws, inbox=Inbox(session.ws))
         return holder["inbox"]
 
-    async def body(request: Request) -> dict:
-        try:
-            value = await request.json()
-        except ValueError:
-            raise ConfigError("the request body is not JSON", "a JSON object", "unreadable") from None
-        if not isinstance(value, dict):
-            raise ConfigError("the request body is not a JSON object", "a JSON object", type(value).__name__)
-        return value
-
     def job(kind: str, folder=None, strategy=None) -> dict:
         box = inbox()
         return session.jobs.submit(kind, lambda progress: box.rank(folder, strategy)).as_dict()
 
     @router.post("/api/inbox/open")
     async def open_folder(request: Request):
-        values = await body(request)
+        values = await json_body(request)
         folder = values.get("folder")
         if not isinstance(folder, str) or not Path(folder).expanduser().is_dir():
             raise DatasetError("inbox folder not found", "'folder': a folder of unlabelled images", repr(folder)[:200])
@@ -145,7 +137,7 @@ def inbox_router(session):
 
     @router.post("/api/inbox/rerank")
     async def rerank(request: Request):
-        return await asyncio.to_thread(job, "rerank", None, (await body(request)).get("strategy"))
+        return await asyncio.to_thread(job, "rerank", None, (await json_body(request)).get("strategy"))
 
     @router.get("/api/inbox/next")
     async def next_images(limit: int = 10):
@@ -157,13 +149,13 @@ def inbox_router(session):
 
     @router.post("/api/inbox/label")
     async def label(request: Request):
-        values = await body(request)
+        values = await json_body(request)
         box = await asyncio.to_thread(inbox)
         return await asyncio.to_thread(box.label, values.get("path"), values.get("label"))
 
     @router.post("/api/inbox/skip")
     async def skip(request: Request):
-        values = await body(request)
+        values = await json_body(request)
         box = await asyncio.to_thread(inbox)
         return await asyncio.to_thread(box.skip, values.get("path"))
 
