@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from keras_transfer.run import predict
 from keras_transfer.cli import main
 from keras_transfer.config import TrainConfig
 from keras_transfer.data.load import load_dataset
+from keras_transfer.features.runtime import resolve_precision
 from keras_transfer.run import Run
 
 
@@ -32,7 +34,8 @@ def test_run_folder_contents(ants_run):
     assert matrix.sum() == 153 and np.trace(matrix) / 153 == pytest.approx(metrics["accuracy"])
     assert 0 < metrics["cohen_kappa"] <= 1 and 0 < metrics["log_loss"] < 1
     assert ants_run.class_names == ["ants", "bees"]
-    assert ants_run.config == TrainConfig(data=str(HYMENOPTERA))
+    # the run records the precision ``auto`` resolved to on this CPU, not "auto"
+    assert ants_run.config == dataclasses.replace(TrainConfig(data=str(HYMENOPTERA)), precision=resolve_precision("auto"))
     assert ants_run.read("history.json") == {}  # the default head is solved, not trained by epochs
     assert ants_run.read("metrics.json")["selection"]["solver"] == "lbfgs"
     assert (ants_run.path / "features" / "train.npz").exists()
