@@ -106,7 +106,8 @@ def engine_speed(spec, size: int, precision: str, seconds: float, batch: int = 1
 
 def stronger(seconds: float) -> list[dict]:
     """Lite0, Lite2, ViT-S/14 and ConvNeXt-T through the same engine, fp32 and bf16."""
-    from benchmarks.stronger_backbones import ConvNeXt, VisionTransformer, export
+    from benchmarks.stronger_backbones import ConvNeXt, VisionTransformer
+    from keras_transfer.backbones.onnx_encoder import save_torch_encoder
 
     folder = Path(tempfile.mkdtemp(prefix="kt-stronger-"))
     torch.manual_seed(0)
@@ -114,7 +115,7 @@ def stronger(seconds: float) -> list[dict]:
     params = {}
     for module, file, extra in ((VisionTransformer(), "vit_s14.onnx", {"token_pooling": "cls"}),
                                 (ConvNeXt(), "convnext_t.onnx", {})):
-        export(module, 224, folder / file, {**imagenet, **extra})
+        save_torch_encoder(module, 224, folder / file, {**imagenet, **extra})
         params[file] = sum(p.numel() for p in module.parameters()) / 1e6
     rows = []
     for name, label in (("efficientnet_lite0", "Lite0"), ("efficientnet_lite2", "Lite2"),

@@ -62,19 +62,3 @@ class ConvNeXt(nn.Module):
 
     def forward(self, x):
         return self.body(x)
-
-
-def export(module: nn.Module, size: int, path, metadata: dict) -> None:
-    """``module`` to an ONNX file (dynamic batch) with the ``onnx:`` route's settings as metadata."""
-    import json
-
-    import onnx
-
-    module.eval()
-    torch.onnx.export(module, torch.zeros(1, 3, size, size), str(path), dynamo=False, input_names=["pixel_values"],
-                      output_names=["out"], dynamic_axes={"pixel_values": {0: "n"}, "out": {0: "n"}})
-    model = onnx.load(str(path))
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value) if not isinstance(value, str) else value
-    onnx.save(model, str(path))

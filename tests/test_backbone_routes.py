@@ -17,25 +17,12 @@ import numpy as np
 import pytest
 import torch
 
+from keras_transfer.backbones.onnx_encoder import save_torch_encoder
 from keras_transfer.data.dataset import Split
 
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # tracing our own tiny modules
 FLOWERS = Path(__file__).resolve().parents[1] / "keras_transfer" / "data" / "demo" / "flowers"
 LITE_MEAN, LITE_STD = [127 / 255] * 3, [128 / 255] * 3
-
-
-def _save(module: torch.nn.Module, size: int, path: Path, metadata: dict) -> Path:
-    import onnx
-
-    module.eval()
-    torch.onnx.export(module, torch.zeros(1, 3, size, size), str(path), dynamo=False, input_names=["pixel_values"],
-                      output_names=["out"], dynamic_axes={"pixel_values": {0: "n"}, "out": {0: "n"}})
-    model = onnx.load(str(path))
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
-    onnx.save(model, str(path))
-    return path
 
 
 class TinyViT(torch.nn.Module):
@@ -75,13 +62,13 @@ class LiteMap(torch.nn.Module):
 
 def lite_encoder(variant: int, path: Path) -> Path:
     """Lite0/1/2 exported by PyTorch to ONNX with their normalisation as metadata (an ``onnx:`` encoder)."""
-    return _save(LiteMap(variant), (224, 240, 260)[variant], path, {"mean": LITE_MEAN, "std": LITE_STD,
+    return save_torch_encoder(LiteMap(variant), (224, 240, 260)[variant], path, {"mean": LITE_MEAN, "std": LITE_STD,
                                                                     "license": "Apache-2.0"})
 
 
 def _vit(folder: Path, seed: int, **metadata) -> Path:
     path = folder / f"vit-{seed}.onnx"
-    return _save(TinyViT(seed), 32, path, {"mean": [0.5] * 3, "std": [0.25] * 3, "license": "MIT", **metadata})
+    return save_torch_encoder(TinyViT(seed), 32, path, {"mean": [0.5] * 3, "std": [0.25] * 3, "license": "MIT", **metadata})
 
 
 def _reference(module: torch.nn.Module, pixels: np.ndarray, mean, std) -> np.ndarray:

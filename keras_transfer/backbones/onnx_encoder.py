@@ -169,3 +169,26 @@ def onnx_spec(reference: str) -> BackboneSpec:
         build=build, weights_identity=lambda _weights: f"sha256:{sha}", gradcam_layer="",
         offline_weights=lambda: True, min_input_size=settings.input_size, build_features=build_features,
         license=settings.license, description=f"ONNX encoder {path} ({settings.layout}, licence {settings.license})")
+
+
+def save_torch_encoder(module, size: int, path: str | Path, settings: dict) -> Path:
+    """A PyTorch image encoder (NCHW input, batch dimension free) to an ONNX file that ``onnx:PATH``
+    reads as it is: ``settings`` (``mean``, ``std``, ``license``, ``token_pooling`` ...) go into the file's
+    metadata, so the encoder carries its own preprocessing.
+
+    Example:
+        >>> save_torch_encoder(model, 224, "encoder.onnx", {"mean": [0.485, 0.456, 0.406],
+        ...                                                 "std": [0.229, 0.224, 0.225], "license": "Apache-2.0"})
+    """
+    import onnx
+    import torch
+
+    module.eval()
+    torch.onnx.export(module, torch.zeros(1, 3, size, size), str(path), dynamo=False, input_names=["pixel_values"],
+                      output_names=["out"], dynamic_axes={"pixel_values": {0: "n"}, "out": {0: "n"}})
+    model = onnx.load(str(path))
+    for key, value in settings.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    onnx.save(model, str(path))
+    return Path(path)
