@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[test]" -c constraints.txt
+	$(PY) -m pip install -q --no-deps keras-hub==0.32.0 onnxscript onnx-ir absl-py regex rich kagglehub kagglesdk sentencepiece tokenizers -c constraints.txt
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		|| echo "warning: could not install chromium (needed by the report browser test); run as root or install it"
 	touch $(STAMP)
