@@ -39,6 +39,14 @@ def ants_run(tmp_path_factory):
     return Run.open(out)
 
 
+def ctrl_c_reaches_child() -> None:
+    """``preexec_fn`` of a child a test stops with SIGINT: a shell starts background jobs (``make test &``)
+    with SIGINT ignored, and Python then installs no handler of its own; the child gets the default back."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def make_image(path: Path, colour: tuple[int, int, int], size=(40, 30), mode="RGB", fmt=None) -> Path:
     """Writes a small image with a coloured square on noise, in the given PIL mode/format."""
     rng = np.random.default_rng(abs(hash(path.name)) % 2**32)

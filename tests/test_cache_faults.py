@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HYMENOPTERA, make_image
+from conftest import HYMENOPTERA, ctrl_c_reaches_child, make_image
 
 CLI = [sys.executable, "-m", "keras_transfer.cli"]
 WARM_PARTS = ("weights", "onnx", "openvino", "templates")  # everything but the features
@@ -203,7 +203,8 @@ def test_ctrl_c_exits_130_and_keeps_the_features_extracted(env, tmp_path):
     db = tmp_path / "cache" / "features" / "features.sqlite"
     argv = [*CLI, "train", str(HYMENOPTERA), "--out", str(tmp_path / "run"), "--max-per-class", "60",
             "--no-baseline"]
-    worker = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=ctrl_c_reaches_child)
     try:
         deadline = time.monotonic() + 120
         while _committed(db) == 0:

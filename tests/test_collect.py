@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from collect_server import Site
+from conftest import ctrl_c_reaches_child
 from keras_transfer.base.errors import ConfigError, DatasetError
 from keras_transfer.collect import CollectOptions, collect, read_urls
 
@@ -123,7 +124,8 @@ def slow_list(site, path: Path, count: int = 16) -> Path:
 def _start(urls: Path, out: Path, cwd: Path) -> subprocess.Popen:
     code = "import sys; from keras_transfer.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-c", code, "collect", str(urls), "--out", str(out), "--per-host", "2",
-                             "--quiet"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--quiet"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_reaches_child)
 
 
 def _lines(out: Path) -> int:
