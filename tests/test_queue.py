@@ -7,6 +7,8 @@ import csv
 import json
 import shutil
 from itertools import combinations
+from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -227,3 +229,52 @@ def test_studio_inbox_routes_on_a_real_server(setup):
         points = api.get("/api/inbox/curve").json()["points"]
         assert [p["labels"] for p in points] == [0, 1] and points[1]["run"] != points[0]["run"]
         assert first["path"] not in [r["path"] for r in api.get("/api/inbox/next", params={"limit": 50}).json()["images"]]
+
+
+def test_studio_inbox_in_the_browser(setup, tmp_path):
+    """The inbox in headless Chromium on a real studio: `i` opens it on the folder, number keys and Enter
+    label, `s` skips; the third label refits and re-ranks on its own and the learning curve gains a point."""
+    from playwright.sync_api import sync_playwright
+
+    from keras_transfer.data.corrections import read_corrections
+    from keras_transfer.studio.process import StudioProcess
+    from test_report import chromium
+
+    root, _ = setup
+    run = tmp_path / "run"  # a workspace of its own: the route test above wrote into the run's
+    shutil.copytree(root / "run", run, ignore=shutil.ignore_patterns("studio"))
+    errors = []
+    with StudioProcess(root / "data", ["--run", str(run)]) as studio, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda dialog: dialog.accept(str(root / "unlabelled")))  # "folder of unlabelled images"
+        page.goto(studio.url + "/")
+        page.wait_for_selector("#dash:not(.hidden)", timeout=60_000)
+        page.keyboard.press("i")
+        page.wait_for_selector("#suggested", timeout=120_000)
+        assert page.locator("#curve circle").count() == 1
+        page.fill("#inboxevery", "3")
+        page.evaluate("document.activeElement.blur()")
+
+        def press(key: str) -> str:
+            before = page.get_attribute("#inboximg", "src")
+            page.keyboard.press(key)
+            page.wait_for_function(f"document.getElementById('inboximg').getAttribute('src') !== {before!r}")
+            return before.split("path=", 1)[1]
+
+        first, skipped = press("1"), press("s")
+        suggested = page.inner_text("#suggested")
+        accepted = press("Enter")
+        third = press("3")  # the third label: refit, then re-rank
+        page.wait_for_function("document.querySelectorAll('#curve circle').length === 2", timeout=120_000)
+        artifacts = Path(__file__).resolve().parents[1] / "test-artifacts"  # gitignored; kept after the run
+        artifacts.mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts / "studio-inbox.png"), full_page=True)
+        browser.close()
+    table = read_corrections(run / "studio" / "corrections.csv")
+    assert {unquote(first): "daisy", unquote(third): "sunflower"}.items() <= {k: v.label for k, v in table.items()}.items()
+    assert table[unquote(accepted)].label == suggested and unquote(skipped) not in table
+    assert all(fix.action == "add" for fix in table.values()) and len(table) == 3
+    assert not errors, errors

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from stat import S_ISREG
 
 import numpy as np
 
@@ -24,7 +27,25 @@ def file_hash(path) -> str:
 
     Only a regular file is read, and no further than ``MAX_FILE_BYTES`` (``open_regular``): a FIFO
     or a link to ``/dev/zero`` raises ``UnreadableFile`` instead of blocking or reading forever.
+    Memoised per file (device, inode, size, modification time in ns), as ``make`` and the weights'
+    ``file_sha256`` trust a file unchanged: train, its audit and a studio refit in one process
+    read each image once (a refit of flowers5 re-read 4,317 files twice, 0.8 s of its 3 s).
     """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        stat = None
+    if stat is None or not S_ISREG(stat.st_mode):
+        return _file_hash(path)  # raises the reader's own message
+    return _memo_hash(os.fspath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=1 << 18)  # 262,144 files, about 60 MB of keys at most
+def _memo_hash(path: str, device: int, inode: int, size: int, mtime_ns: int) -> str:
+    return _file_hash(path)
+
+
+def _file_hash(path) -> str:
     digest = hashlib.blake2b(digest_size=16)
     with open_regular(path) as handle:
         while block := handle.read(_READ_BLOCK):
