@@ -19,21 +19,33 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture(scope="module")
-def exported(ants_run):
+def lite0_run(tmp_path_factory):
+    """A hymenoptera run on EfficientNet-Lite0 alone: export is the same code for every backbone, and the
+    default ensemble's files take 3x as long to write (its ONNX graph: test_consistency's ensemble)."""
+    from keras_transfer.cli import main
+    from keras_transfer.run import Run
+
+    out = tmp_path_factory.mktemp("runs") / "ants"
+    assert main(["train", str(HYMENOPTERA), "--backbone", "efficientnet_lite0", "--out", str(out), "--quiet"]) == 0
+    return Run.open(out)
+
+
+@pytest.fixture(scope="module")
+def exported(lite0_run):
     from keras_transfer.cli import main
 
-    assert main(["export", str(ants_run.path), "--format", "onnx", "openvino", "litert", "-q", "--json"]) == 0
-    return {fmt: ants_run.path / "export" / f"model.{ext}" for fmt, ext in
+    assert main(["export", str(lite0_run.path), "--format", "onnx", "openvino", "litert", "-q", "--json"]) == 0
+    return {fmt: lite0_run.path / "export" / f"model.{ext}" for fmt, ext in
             (("onnx", "onnx"), ("openvino", "xml"), ("litert", "tflite"))}
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino", "litert"])
-def test_exported_file_runs_alone_and_equals_predict(fmt, exported, ants_run, tmp_path):
+def test_exported_file_runs_alone_and_equals_predict(fmt, exported, lite0_run, tmp_path):
     from keras_transfer.run import predict
     from keras_transfer.data.images import read_image, resize
 
     images = sorted((HYMENOPTERA / "val" / "ants").iterdir())[:10] + sorted((HYMENOPTERA / "val" / "bees").iterdir())[:10]
-    size = ants_run.config.size  # the default: both ensemble members at lite2's 260 px
+    size = lite0_run.config.size
     np.save(tmp_path / "x.npy", np.stack([resize(read_image(p, size), size) for p in images]))
     run = {"onnx": "import onnxruntime as ort\nm = ort.InferenceSession(path)\n"
                    "meta = m.get_modelmeta().custom_metadata_map\np, s = m.run(None, {'image': x})",
@@ -52,8 +64,8 @@ def test_exported_file_runs_alone_and_equals_predict(fmt, exported, ants_run, tm
             "'threshold': meta['unknown_threshold']}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     out = json.loads(done.stdout.splitlines()[-1])
-    assert out["names"] == ants_run.class_names and out["size"] == size == 260
-    predicted = predict(ants_run, images, top_k=1)
+    assert out["names"] == lite0_run.class_names and out["size"] == size == 224
+    predicted = predict(lite0_run, images, top_k=1)
     theirs = [r["predictions"][0]["label"] for r in predicted]
     assert [out["names"][i] for i in np.argmax(out["p"], axis=1)] == theirs
     if fmt == "litert":  # LiteRT files carry the classifier only
@@ -73,12 +85,12 @@ def test_parity_table_is_written(exported):
         assert row["images_per_s_batch1"] > 0 and row["images_per_s_batch32"] > 0 and row["megabytes"] > 5
 
 
-def test_readme_example_runs_as_written(exported, ants_run, tmp_path):
+def test_readme_example_runs_as_written(exported, lite0_run, tmp_path):
     text = README.read_text()
     code = re.search(r"<!-- exported-example -->\n```python\n(.*?)```", text, re.S).group(1)
     assert len(code.strip().splitlines()) <= 10
     (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "ants").symlink_to(ants_run.path)
+    (tmp_path / "runs" / "ants").symlink_to(lite0_run.path)
     bee = sorted((HYMENOPTERA / "val" / "bees").iterdir())[0]
     (tmp_path / "bee.jpg").symlink_to(bee)
     done = subprocess.run([sys.executable, "-c", code + "\nimport sys\nassert 'keras' not in sys.modules"],
@@ -86,14 +98,14 @@ def test_readme_example_runs_as_written(exported, ants_run, tmp_path):
     assert done.stdout.split()[0] == "bees"
 
 
-def test_export_errors_are_clear_and_leave_nothing(ants_run, tmp_path, capsys):
+def test_export_errors_are_clear_and_leave_nothing(lite0_run, tmp_path, capsys):
     from keras_transfer.cli import main
 
-    assert main(["export", str(ants_run.path), "--format", "tflite", "-q"]) == 2
+    assert main(["export", str(lite0_run.path), "--format", "tflite", "-q"]) == 2
     assert "unknown export format" in capsys.readouterr().err
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("a file where a folder should be")
-    assert main(["export", str(ants_run.path), "--format", "onnx", "--out", str(not_a_folder / "m.onnx"), "-q"]) == 2
+    assert main(["export", str(lite0_run.path), "--format", "onnx", "--out", str(not_a_folder / "m.onnx"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "cannot write" in err and "Traceback" not in err
     assert main(["export", str(tmp_path / "no-run"), "-q"]) == 1
@@ -101,40 +113,40 @@ def test_export_errors_are_clear_and_leave_nothing(ants_run, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing half-written anywhere
 
 
-def test_export_of_a_damaged_run_names_the_file(ants_run, tmp_path, capsys):
+def test_export_of_a_damaged_run_names_the_file(lite0_run, tmp_path, capsys):
     from keras_transfer.cli import main
 
     damaged = tmp_path / "ants"
-    shutil.copytree(ants_run.path, damaged, ignore=shutil.ignore_patterns("features", "export"))
+    shutil.copytree(lite0_run.path, damaged, ignore=shutil.ignore_patterns("features", "export"))
     (damaged / "head.npz").write_bytes(b"garbage, not an npz")
     assert main(["export", str(damaged), "--format", "onnx", "-q"]) == 1
     err = capsys.readouterr().err
     assert "damaged" in err and "head.npz" in err and not (damaged / "export").exists()
 
 
-def test_int8_without_nncf_says_how_to_install_it(ants_run, tmp_path):
+def test_int8_without_nncf_says_how_to_install_it(lite0_run, tmp_path):
     out = tmp_path / "export"
     code = ("import sys\nsys.modules['nncf'] = None  # as if it were not installed\n"
             "from keras_transfer.cli import main\n"
-            f"sys.exit(main(['export', {str(ants_run.path)!r}, '--int8', '--out', {str(out)!r}, '-q']))")
+            f"sys.exit(main(['export', {str(lite0_run.path)!r}, '--int8', '--out', {str(out)!r}, '-q']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2 and "--int8 needs NNCF" in done.stderr and "pip install nncf" in done.stderr
     assert not out.exists()
 
 
-def test_int8_is_refused_for_litert_before_anything_is_written(ants_run, tmp_path, capsys):
+def test_int8_is_refused_for_litert_before_anything_is_written(lite0_run, tmp_path, capsys):
     from keras_transfer.cli import main
 
     out = tmp_path / "export"
-    assert main(["export", str(ants_run.path), "--format", "onnx", "litert", "--int8", "--out", str(out), "-q"]) == 2
+    assert main(["export", str(lite0_run.path), "--format", "onnx", "litert", "--int8", "--out", str(out), "-q"]) == 2
     assert "--int8 is not available for litert" in capsys.readouterr().err and not out.exists()
 
 
-def test_int8_openvino_costs_little_accuracy_and_says_so(ants_run, tmp_path):
+def test_int8_openvino_costs_little_accuracy_and_says_so(lite0_run, tmp_path):
     from keras_transfer.cli import main
 
     out = tmp_path / "export"
-    assert main(["export", str(ants_run.path), "--format", "openvino", "--int8", "--out", str(out), "-q"]) == 0
+    assert main(["export", str(lite0_run.path), "--format", "openvino", "--int8", "--out", str(out), "-q"]) == 0
     rows = {r["format"]: r for r in json.loads((out / "parity.json").read_text())}
     assert set(rows) == {"openvino", "openvino-int8"}
     int8 = rows["openvino-int8"]
@@ -176,9 +188,9 @@ def test_training_again_into_a_run_folder_removes_its_stale_exports(tmp_path):
     """An exported file (or a temperature) of an earlier model never sits beside a new one."""
     from keras_transfer.cli import main
 
-    run = tmp_path / "run"
-    assert main(["train", "digits", "--out", str(run), "-q"]) == 0
+    run, small = tmp_path / "run", ["--backbone", "efficientnet_lite0", "--max-per-class", "30", "--no-baseline"]
+    assert main(["train", "digits", "--out", str(run), *small, "-q"]) == 0
     (run / "export").mkdir()
     (run / "export" / "model.onnx").write_bytes(b"an earlier model")
-    assert main(["train", "digits", "--out", str(run), "--solver", "keras", "--epochs", "3", "-q"]) == 0
+    assert main(["train", "digits", "--out", str(run), *small, "--solver", "keras", "--epochs", "3", "-q"]) == 0
     assert not (run / "export").exists() and json.loads((run / "calibration.json").read_text())["temperature"] > 0

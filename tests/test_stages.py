@@ -129,7 +129,7 @@ def ensemble_runs(tmp_path_factory):
     return runs
 
 
-def test_ensemble_trains_predicts_and_exports_as_one_model(ensemble_runs, tmp_path, capsys):
+def test_ensemble_trains_and_predicts_as_one_model(ensemble_runs, capsys):
     from keras_transfer.run import RunModel
 
     runs = ensemble_runs
@@ -150,14 +150,8 @@ def test_ensemble_trains_predicts_and_exports_as_one_model(ensemble_runs, tmp_pa
     assert not failures and np.abs(probabilities - expected).max() < 1e-5
     top = {row["path"]: row["predictions"][0]["probability"] for row in rows}
     assert len(top) == 153 and max(abs(top[str(f)] - p.max()) for f, p in zip(files, expected)) < 1e-4
-    # one ONNX graph: both backbones, the mirror image, the head
-    assert main(["export", str(run.path), "--format", "onnx", "--out", str(tmp_path / "e.onnx")]) == 0
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(tmp_path / "e.onnx"))
-    pixels = np.stack([resize(read_image(f), 260) for f in files])
-    exported = session.run(["probabilities"], {"image": pixels})[0]
-    assert np.abs(exported - expected).max() < 1e-4
+    # its one ONNX graph (both backbones, the mirror image, the head): test_export on the default run,
+    # which is this ensemble, and test_consistency (an ensemble's exported files agree to 1e-4)
 
 
 def test_ensemble_is_explained_by_gradcam_of_its_first_member(ensemble_runs, tmp_path):
