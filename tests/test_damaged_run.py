@@ -16,13 +16,25 @@ DAMAGE = {"missing": None, "empty": b"", "garbage": b"\x00\xffnot what train wro
 BEE = sorted((HYMENOPTERA / "val" / "bees").iterdir())[0]
 
 
+@pytest.fixture(scope="module")
+def lite0_run(tmp_path_factory):
+    """A hymenoptera run on EfficientNet-Lite0 alone: the run folder's files are the same for every backbone,
+    and opening (or exporting again) one backbone is a third of the default ensemble's time."""
+    from keras_transfer.cli import main
+    from keras_transfer.run import Run
+
+    out = tmp_path_factory.mktemp("runs") / "ants"
+    assert main(["train", str(HYMENOPTERA), "--backbone", "efficientnet_lite0", "--out", str(out), "--quiet"]) == 0
+    return Run.open(out)
+
+
 @pytest.mark.parametrize("damage", DAMAGE)
 @pytest.mark.parametrize("name", FILES)
-def test_a_damaged_run_file_gets_a_clear_message(ants_run, tmp_path, capsys, name, damage):
+def test_a_damaged_run_file_gets_a_clear_message(lite0_run, tmp_path, capsys, name, damage):
     from keras_transfer.cli import main
 
     run = tmp_path / "run"
-    shutil.copytree(ants_run.path, run, ignore=shutil.ignore_patterns("features", "export", "report"))
+    shutil.copytree(lite0_run.path, run, ignore=shutil.ignore_patterns("features", "export", "report"))
     (run / name).unlink()
     if DAMAGE[damage] is not None:
         (run / name).write_bytes(DAMAGE[damage])
@@ -39,14 +51,14 @@ def test_a_damaged_run_file_gets_a_clear_message(ants_run, tmp_path, capsys, nam
 
 
 @pytest.mark.parametrize("damage", ["truncated", "zeroed", "garbage"])
-def test_a_damaged_cached_onnx_file_is_rebuilt_and_said(ants_run, tmp_path, monkeypatch, capsys, damage):
+def test_a_damaged_cached_onnx_file_is_rebuilt_and_said(lite0_run, tmp_path, monkeypatch, capsys, damage):
     """The compiled-model cache: a damaged exported backbone is detected, exported again and the
     predictions are those of the intact cache (OpenVINO checks its own compiled blobs)."""
     from keras_transfer.run import predict
     from keras_transfer.cli import main
     from keras_transfer.base.paths import cache_dir
 
-    expected = predict(ants_run, [BEE])[0]["predictions"][0]
+    expected = predict(lite0_run, [BEE])[0]["predictions"][0]
     cache = tmp_path / "cache"
     shutil.copytree(cache_dir("onnx"), cache / "onnx")  # the exported files, no features: extraction runs
     for path in (cache / "onnx").glob("*.onnx"):  # the run's backbones and any other
@@ -55,7 +67,7 @@ def test_a_damaged_cached_onnx_file_is_rebuilt_and_said(ants_run, tmp_path, monk
                           "garbage": b"\x08\x07garbage" * 100}[damage])
     monkeypatch.setenv("KERAS_TRANSFER_CACHE", str(cache))
     out = tmp_path / "p.json"
-    assert main(["predict", str(ants_run.path), str(BEE), "--output", str(out)]) == 0
+    assert main(["predict", str(lite0_run.path), str(BEE), "--output", str(out)]) == 0
     assert "is damaged; exporting it again" in capsys.readouterr().err
     got = json.loads(out.read_text())[0]["predictions"][0]
     assert got["label"] == expected["label"] and abs(got["probability"] - expected["probability"]) < 1e-4
@@ -80,7 +92,7 @@ def test_a_run_trained_from_a_relative_path_works_from_anywhere_and_moved(tmp_pa
     assert main(["predict", "moved", str(BEE), "-q"]) == 0 and "bees" in capsys.readouterr().out
 
 
-def test_a_damaged_compiled_model_cache_is_compiled_again(ants_run, isolated_cache):
+def test_a_damaged_compiled_model_cache_is_compiled_again(lite0_run, isolated_cache):
     """Every OpenVINO cache blob replaced with garbage or emptied: predict (a fresh process, so
     nothing is held in memory) gives the same probabilities as before."""
     import os
@@ -88,7 +100,7 @@ def test_a_damaged_compiled_model_cache_is_compiled_again(ants_run, isolated_cac
     import sys
 
     def predict() -> list:
-        done = subprocess.run([sys.executable, "-m", "keras_transfer.cli", "predict", str(ants_run.path), str(BEE),
+        done = subprocess.run([sys.executable, "-m", "keras_transfer.cli", "predict", str(lite0_run.path), str(BEE),
                                "--json", "-q"], capture_output=True, text=True, timeout=300,
                               env={**os.environ, "KERAS_TRANSFER_CACHE": str(isolated_cache)})
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr

@@ -128,16 +128,6 @@ def tap_convolutions(model) -> list[str]:
                   if n.get_type_name() in ("Convolution", "GroupConvolution"))
 
 
-def keep_taps_fp32(model) -> int:
-    """Marks the pooled-feature nodes to stay fp32 under a bf16 inference precision (OpenVINO's CPU plugin
-    keeps a node marked ``disable_fp16_compression`` in its original precision, bf16 hint or not);
-    returns how many. The rest of the network runs in bf16 where the CPU has it."""
-    marked = tap_nodes(model)
-    for node in marked:
-        node.get_rt_info()["disable_fp16_compression_0"] = ""
-    return len(marked)
-
-
 def quantized_path(onnx_path: Path, calibration_key: str, recipe: str) -> Path:
     """Where the int8 IR of (exported model, calibration set, recipe) is cached."""
     key = identity_hash({"model": onnx_path.name, "calibration": calibration_key, "recipe": recipe,

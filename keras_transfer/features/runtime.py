@@ -25,11 +25,12 @@ RUNTIMES = ("auto", "openvino", "onnx", "keras")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the quantized layers run in int8 anyway
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16", "bf16"})  # /proc/cpuinfo, or OpenVINO's capability name
-# The measured choice per CPU kind (python -m benchmarks.precision; docs/performance.md "Precision per CPU"):
-# the fastest precision whose held-out accuracy is within 0.3 points of fp32 on CIFAR-10, flowers5 and
-# hymenoptera. Neither int8 (NNCF, both recipes) nor bf16 met it where measured: fp32 on every kind.
-CHOICE_BF16_CPU = "fp32"  # AMX / AVX512-BF16: plain bf16 cost 1 point on flowers5 (issue 30); bf16 with the
-# pooled-feature nodes kept fp32 (what --precision bf16 now runs) is not measured yet: fp32 until it is
+# The measured choice per CPU kind (python -m benchmarks.precision; docs/precision.md): the fastest
+# precision whose held-out accuracy is within 0.3 points of fp32 on CIFAR-10, flowers5 and hymenoptera.
+# Neither int8 (NNCF, both recipes) nor bf16 met it where measured: fp32 on every kind.
+CHOICE_BF16_CPU = "fp32"  # AMX: bf16 2.3x faster, but 1.0 point lower on flowers5 (+0.7 CIFAR-10, = hymenoptera);
+# keeping the pooled-feature nodes fp32 is not possible through OpenVINO 2026.4's Python API (rt_info marks
+# such as disable_fp16_compression leave the compiled bf16 graph unchanged: measured, identical outputs)
 CHOICE_OTHER_CPU = "fp32"  # AVX2: int8 measured (see the docs), bf16 emulated (slower)
 
 
@@ -109,8 +110,6 @@ class RuntimeOptions:
         """What the precision adds to a feature identity: the resolved precision (never "auto"),
         and for int8 the quantization recipe and the calibration set's hash."""
         precision = resolve_precision(self.precision, self.runtime)
-        if precision == "bf16":  # the pooled-feature nodes stay fp32 (quantize.keep_taps_fp32)
-            return {"precision": precision, "bf16": "taps-fp32"}
         if precision != "int8":
             return {"precision": precision}
         from keras_transfer.features.quantize import INT8_RECIPE, QUANTIZE_VERSION
@@ -201,10 +200,6 @@ def openvino_runtime(path, size: int, options: RuntimeOptions) -> OpenVinoRuntim
 
         path = quantize_model(path, size, _calibration(options), INT8_RECIPE)
     model = core.read_model(str(path))
-    if options.precision == "bf16":
-        from keras_transfer.features.quantize import keep_taps_fp32
-
-        keep_taps_fp32(model)
     model.reshape([-1, size, size, 3])  # dynamic batch: one image runs as one (serve), measured as fast as static
     ppp = PrePostProcessor(model)
     ppp.input().tensor().set_element_type(ov.Type.u8)
