@@ -190,3 +190,22 @@ def test_train_predict_serve_export_agree_and_survive_the_encoder_moving(two_cla
         answer = httpx.post(server.url + "/v1/predict", data={"top_k": "1"},
                             files=[("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths[:4]]).json()
     assert [r["label"] for r in answer["results"]] == [f["predictions"][0]["label"] for f in files[:4]]
+
+
+def test_explain_says_why_and_audit_compares_images_with_the_encoder(two_classes, tmp_path, capsys):
+    """Grad-CAM has nothing to explain in an ONNX graph: one clear message, no traceback; the audit's
+    near-duplicate and label checks run on the encoder's features like on any backbone's."""
+    from keras_transfer.cli import main
+
+    encoder = _vit(tmp_path, 4)
+    out = tmp_path / "run"
+    assert main(["train", str(two_classes), "--backbone", f"onnx:{encoder}", "--out", str(out), "-q", "--no-baseline"]) == 0
+    photo = sorted(two_classes.rglob("*.jpg"))[0]
+    capsys.readouterr()
+    assert main(["explain", str(out), str(photo), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "Grad-CAM is not available for this run's backbone" in err and "Traceback" not in err
+    assert main(["audit", str(two_classes), "--backbone", f"onnx:{encoder}", "--out", str(tmp_path / "audit"),
+                 "-q", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["full"] and report["counts"]

@@ -99,6 +99,12 @@ class GradCAM:
         if keras.backend.backend() != "torch":
             raise ConfigError("Grad-CAM needs the torch backend", "KERAS_BACKEND=torch",
                               keras.backend.backend())
+        if not layer:  # onnx: and hub: encoders run as an ONNX graph inside the model: no layer, no gradients
+            raise ConfigError("Grad-CAM is not available for this run's backbone (an ONNX or KerasHub encoder "
+                              "runs as one ONNX graph: no convolution to explain, no gradients through it)",
+                              "a run on a Keras backbone (efficientnet_lite0, resnet50, ...) to explain",
+                              "a backbone with no Grad-CAM layer",
+                              hint="predict, serve, export and audit work on this run; only heat maps do not")
         features, head = classifier.get_layer("features"), classifier.get_layer("head")
         self.size = int(features.input_shape[1])
         self._stages, self._probe_index = self._features_stages(features, layer)
