@@ -39,6 +39,18 @@ def ants_run(tmp_path_factory):
     return Run.open(out)
 
 
+@pytest.fixture(scope="session")
+def lite0_run(tmp_path_factory):
+    """A hymenoptera run on EfficientNet-Lite0 alone, once per session: what a test of a run folder's files,
+    export or reopening needs, at a third of the default ensemble's cost (the ensemble: ``ants_run``)."""
+    from keras_transfer.cli import main
+    from keras_transfer.run import Run
+
+    out = tmp_path_factory.mktemp("runs") / "ants-lite0"
+    assert main(["train", str(HYMENOPTERA), "--backbone", "efficientnet_lite0", "--out", str(out), "--quiet"]) == 0
+    return Run.open(out)
+
+
 def ctrl_c_reaches_child() -> None:
     """``preexec_fn`` of a child a test stops with SIGINT: a shell starts background jobs (``make test &``)
     with SIGINT ignored, and Python then installs no handler of its own; the child gets the default back."""

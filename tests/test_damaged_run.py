@@ -16,18 +16,6 @@ DAMAGE = {"missing": None, "empty": b"", "garbage": b"\x00\xffnot what train wro
 BEE = sorted((HYMENOPTERA / "val" / "bees").iterdir())[0]
 
 
-@pytest.fixture(scope="module")
-def lite0_run(tmp_path_factory):
-    """A hymenoptera run on EfficientNet-Lite0 alone: the run folder's files are the same for every backbone,
-    and opening (or exporting again) one backbone is a third of the default ensemble's time."""
-    from keras_transfer.cli import main
-    from keras_transfer.run import Run
-
-    out = tmp_path_factory.mktemp("runs") / "ants"
-    assert main(["train", str(HYMENOPTERA), "--backbone", "efficientnet_lite0", "--out", str(out), "--quiet"]) == 0
-    return Run.open(out)
-
-
 @pytest.mark.parametrize("damage", DAMAGE)
 @pytest.mark.parametrize("name", FILES)
 def test_a_damaged_run_file_gets_a_clear_message(lite0_run, tmp_path, capsys, name, damage):

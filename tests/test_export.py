@@ -19,18 +19,6 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture(scope="module")
-def lite0_run(tmp_path_factory):
-    """A hymenoptera run on EfficientNet-Lite0 alone: export is the same code for every backbone, and the
-    default ensemble's files take 3x as long to write (its ONNX graph: test_consistency's ensemble)."""
-    from keras_transfer.cli import main
-    from keras_transfer.run import Run
-
-    out = tmp_path_factory.mktemp("runs") / "ants"
-    assert main(["train", str(HYMENOPTERA), "--backbone", "efficientnet_lite0", "--out", str(out), "--quiet"]) == 0
-    return Run.open(out)
-
-
-@pytest.fixture(scope="module")
 def exported(lite0_run):
     from keras_transfer.cli import main
 
