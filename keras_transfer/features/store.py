@@ -20,14 +20,15 @@ def split_fingerprint(split: Split) -> str:
     if split.is_array:
         digest.update(np.ascontiguousarray(split.items).tobytes())
     else:
-        folders: dict[Path, Path] = {}  # each folder resolved once: a resolve per file walked every
-        for path in split.items:       # component of every path (0.2 s of a 3 s studio refit)
+        folders: dict[Path, Path] = {}  # each folder resolved once, not every component of every path
+        for path in split.items:
             stat = path.lstat()
             if S_ISLNK(stat.st_mode):
                 resolved, stat = path.resolve(), path.stat()
             else:
-                parent = folders.get(path.parent) or folders.setdefault(path.parent, path.parent.resolve())
-                resolved = parent / path.name
+                if path.parent not in folders:
+                    folders[path.parent] = path.parent.resolve()
+                resolved = folders[path.parent] / path.name
             digest.update(os.fsencode(resolved) + f"|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     digest.update(split.labels.tobytes())
     return digest.hexdigest()
