@@ -24,6 +24,7 @@ def write(path, text: str):
     ("path,action,label\n/etc/passwd,exclude,\n", "leaves the data folder"),
     ("path,action,label\n../outside.jpg,relabel,roses\n", "leaves the data folder"),
     ("path,action,label\nrelative.jpg,add,roses\n", "absolute path"),
+    ("path,action,label\nrelative.jpg,label,roses\n", "absolute path"),
     ("path,action,label\n,exclude,\n", "no image path"),
 ])
 def test_bad_rows_are_clear_errors(tmp_path, text, message):
@@ -33,6 +34,18 @@ def test_bad_rows_are_clear_errors(tmp_path, text, message):
     with pytest.raises(DatasetError, match=message) as error:
         read_corrections(write(tmp_path / "c.csv", text))
     assert "c.csv" in str(error.value)
+
+
+def test_added_images_split_and_labelled_ones_only_train():
+    """``add`` rows: a seeded 20% of each class held out; ``label`` rows (the inbox's): all training."""
+    from keras_transfer.data.corrections import Correction, added_split
+
+    added = [Correction(f"/x/new/{i:02d}.jpg", "add", "new") for i in range(10)]
+    added += [Correction(f"/x/in/{i:02d}.jpg", "label", "roses") for i in range(7)]
+    rows = added_split(added, 0.2, seed=0)
+    held = {str(path) for path, _, out in rows if out}
+    assert len(rows) == 17 and len(held) == 2 and all(path.startswith("/x/new/") for path in held)
+    assert rows == added_split(list(reversed(added)), 0.2, seed=0)  # the table's order does not matter
 
 
 def test_last_row_wins_and_round_trip(tmp_path):

@@ -223,11 +223,12 @@ def test_studio_inbox_routes_on_a_real_server(setup):
         thumb = api.get("/api/inbox/thumb", params={"path": second["path"]})
         assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
         table = read_corrections(root / "run" / "studio" / "corrections.csv")
-        assert table[first["path"]].action == "add" and table[first["path"]].label == "sunflower"
+        assert table[first["path"]].action == "label" and table[first["path"]].label == "sunflower"
         assert finished(api.post("/api/refit", json={}))["state"] == "done"
         assert finished(api.post("/api/inbox/rerank", json={}))["result"]["queued"] == 35  # the label is learnt
         points = api.get("/api/inbox/curve").json()["points"]
         assert [p["labels"] for p in points] == [0, 1] and points[1]["run"] != points[0]["run"]
+        assert points[1]["held_out"] == points[0]["held_out"]  # labels train only: the same held-out images
         assert first["path"] not in [r["path"] for r in api.get("/api/inbox/next", params={"limit": 50}).json()["images"]]
 
 
@@ -276,5 +277,5 @@ def test_studio_inbox_in_the_browser(setup, tmp_path):
     table = read_corrections(run / "studio" / "corrections.csv")
     assert {unquote(first): "daisy", unquote(third): "sunflower"}.items() <= {k: v.label for k, v in table.items()}.items()
     assert table[unquote(accepted)].label == suggested and unquote(skipped) not in table
-    assert all(fix.action == "add" for fix in table.values()) and len(table) == 3
+    assert all(fix.action == "label" for fix in table.values()) and len(table) == 3
     assert not errors, errors

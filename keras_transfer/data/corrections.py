@@ -1,10 +1,13 @@
 """``train --corrections FILE``: a table of fixes to a dataset's labels, kept outside the data folder.
 
 The table is a CSV with the columns ``path`` (the image's path relative to the data folder,
-``/``-separated), ``action`` (``relabel``, ``exclude`` or ``add``) and ``label`` (the new class of a
-relabel, empty for an exclusion). ``add`` rows name an image *outside* the data folder by its
-absolute path and the class it joins (a new class, or an existing one): the studio's "add a
-class" references images without copying them into the data folder. One row per image: when an
+``/``-separated), ``action`` (``relabel``, ``exclude``, ``add`` or ``label``) and ``label`` (the new
+class of a relabel, empty for an exclusion). ``add`` rows name an image *outside* the data folder by
+its absolute path and the class it joins (a new class, or an existing one): the studio's "add a
+class" references images without copying them into the data folder; a seeded share of each class's
+added images joins the held-out split. ``label`` rows are the same but join the training images
+only: images labelled from the studio's inbox, so the held-out split stays the same images while
+a user labels (the learning curve's points compare). One row per image: when an
 image appears more than once the last row wins, so a tool may append fixes. The studio writes it
 (``studio/workspace.py``); ``train --corrections`` reads it.
 
@@ -36,17 +39,24 @@ from keras_transfer.base.errors import DatasetError
 from keras_transfer.base.paths import atomic_file
 from keras_transfer.data.dataset import Dataset, Split, stratified_split
 
-ACTIONS = ("relabel", "exclude", "add")
+ACTIONS = ("relabel", "exclude", "add", "label")
+ADDED = ("add", "label")  # an image outside the data folder, named by its absolute path
 COLUMNS = ("path", "action", "label")
 
 
 @dataclass(frozen=True)
 class Correction:
-    """One fix: ``path`` relative to the data folder, ``action`` relabel | exclude, ``label`` (relabel)."""
+    """One fix: ``path`` relative to the data folder (absolute for added images), ``action`` (``ACTIONS``),
+    ``label`` (the class, but for an exclusion)."""
 
     path: str
     action: str
     label: str | None = None
+
+    @property
+    def added(self) -> bool:
+        """An image from outside the data folder (``add`` or ``label``)."""
+        return self.action in ADDED
 
 
 def _cell(text: str | None) -> str:
@@ -93,7 +103,7 @@ def _row(path: Path, line: int, cells: list[str]) -> Correction:
         raise _bad(path, line, "unknown action", " or ".join(ACTIONS), repr(action))
     if action != "exclude" and not label:
         raise _bad(path, line, f"{action} without a label", "the class in the label column", "empty")
-    if action == "add":
+    if action in ADDED:
         if not Path(image).is_absolute():
             raise _bad(path, line, "an added image must be named by its absolute path", "/path/to/image.jpg", image)
         return Correction(image, action, label)
@@ -150,7 +160,7 @@ def apply_corrections(dataset: Dataset, table_path: str | Path, data: str | Path
     if not root.is_dir():
         raise DatasetError("--corrections fixes images of a data folder", "DATA = a folder of class folders",
                            str(data or dataset.source))
-    added = [fix for fix in table.values() if fix.action == "add"]
+    added = [fix for fix in table.values() if fix.added]
     names = [*dataset.class_names, *sorted({fix.label for fix in added} - set(dataset.class_names))]
     unknown = sorted({fix.label for fix in table.values() if fix.action == "relabel"} - set(names))
     if unknown:
@@ -186,21 +196,27 @@ def apply_corrections(dataset: Dataset, table_path: str | Path, data: str | Path
     return dataset
 
 
-def added_splits(paths: list[str], held_out_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) indices into one added class's ``paths`` (sorted): a seeded cut of the fraction."""
-    return stratified_split(np.zeros(len(paths), np.int64), held_out_fraction, seed)
+def added_split(added: list[Correction], held_out_fraction: float, seed: int) -> list[tuple[Path, str, bool]]:
+    """(file, class, held out?) of every added image, class by class: of a class's ``add`` rows (sorted by
+    path) a seeded cut of ``held_out_fraction`` is held out; its ``label`` rows all train."""
+    rows = []
+    for label in sorted({fix.label for fix in added}):
+        paths = sorted(fix.path for fix in added if fix.label == label and fix.action == "add")
+        train, test = (stratified_split(np.zeros(len(paths), np.int64), held_out_fraction, seed) if paths
+                       else (np.zeros(0, np.int64), np.zeros(0, np.int64)))  # a class with label rows only
+        labelled = sorted(fix.path for fix in added if fix.label == label and fix.action == "label")
+        rows += [(Path(paths[i]), label, False) for i in train] + [(Path(path), label, False) for path in labelled]
+        rows += [(Path(paths[i]), label, True) for i in test]
+    return rows
 
 
 def _with_added(splits: dict[str, Split], added: list[Correction], names: list[str], fraction: float,
                 seed: int) -> dict[str, Split]:
-    """The splits with the added images: per class, ``fraction`` to the held-out split, the rest to train."""
+    """The splits with the added images, held out or training as ``added_split`` cuts them."""
     held_out = "test" if "test" in splits else "val"
     extra: dict[str, list[tuple[Path, int]]] = {"train": [], held_out: []}
-    for label in sorted({fix.label for fix in added}):
-        paths = sorted(fix.path for fix in added if fix.label == label)
-        train, test = added_splits(paths, fraction, seed)
-        extra["train"] += [(Path(paths[i]), names.index(label)) for i in train]
-        extra[held_out] += [(Path(paths[i]), names.index(label)) for i in test]
+    for path, label, held in added_split(added, fraction, seed):
+        extra[held_out if held else "train"].append((path, names.index(label)))
     for name, more in extra.items():
         if more:
             split = splits[name]

@@ -6,8 +6,9 @@ Routes (``inbox_router``; the app mounts them with ``app.include_router(inbox_ro
 - ``POST /api/inbox/open`` ``{"folder", "strategy"?}``: ranks the folder (a background job: the new
   images' features are extracted once, then cached); the page polls ``/api/jobs/<id>``;
 - ``GET /api/inbox/next?limit=N``: the next images with the model's suggestion and probability;
-- ``POST /api/inbox/label`` ``{"path", "label"}``: the image joins class ``label`` (an ``add`` row of
-  the corrections table, as "add a class" writes: referenced, never copied into the data folder);
+- ``POST /api/inbox/label`` ``{"path", "label"}``: the image joins class ``label``'s training images (a
+  ``label`` row of the corrections table: referenced, never copied into the data folder; unlike "add a
+  class", none is held out, so every point of the learning curve is measured on the same images);
 - ``POST /api/inbox/skip`` ``{"path"}``: the image goes to the end of the queue;
 - ``POST /api/inbox/rerank`` ``{"strategy"?}``: ranks again with the current run (after a refit,
   which is the studio's own ``POST /api/refit``); records a learning-curve point when the run changed;
@@ -92,7 +93,7 @@ class Inbox:
                                hint="adding a class is its own action (add_class)")
         with self._lock:
             table = self.ws.corrections()
-            table[path] = Correction(path, "add", label)
+            table[path] = Correction(path, "label", label)  # training only: the held-out split stays put
             write_corrections(self.ws.corrections_path, table)
             if path not in self.state["labelled"]:
                 self.state["labelled"].append(path)

@@ -63,15 +63,15 @@ def plan(ws, number: int) -> list[dict]:
     """The file operations of an apply: ``{"op": "move" | "copy", "src", "dst", "sha256"}``."""
     operations, taken = [], set()
     for key, fix in sorted(ws.corrections().items()):
-        source = Path(fix.path) if fix.action == "add" else ws.data / key
+        source = Path(fix.path) if fix.added else ws.data / key
         if not source.is_file():
             raise DatasetError(f"cannot apply: {source} vanished", "every fixed image on disk", "no such file",
                                hint="restore the file, or undo its fix in the studio")
         if fix.action == "exclude":
             target = ws.root / TRASH / f"apply-{number:03d}" / key
         else:
-            target = _class_folder(ws, None if fix.action == "add" else source, fix.label) / source.name
-        operations.append({"op": "copy" if fix.action == "add" else "move", "src": str(source),
+            target = _class_folder(ws, None if fix.added else source, fix.label) / source.name
+        operations.append({"op": "copy" if fix.added else "move", "src": str(source),
                            "dst": str(_free(target, taken)), "sha256": file_hash(source)})
     return operations
 

@@ -88,7 +88,7 @@ def likely_label_errors(ws) -> list[dict]:
     key = identity_hash({"features": source.identity, "seed": config.seed, "labels": pool.labels[rows].tolist(),
                          "contents": [pool.hashes[i] for i in rows]})
     found, _ = label_issues(pool, features.reshape(len(rows), -1), rows, config.seed, key)
-    added = {fix.path: f"{fix.label}/{Path(fix.path).name}" for fix in ws.corrections().values() if fix.action == "add"}
+    added = {fix.path: f"{fix.label}/{Path(fix.path).name}" for fix in ws.corrections().values() if fix.added}
     return [{"id": added.get(finding["images"][0]["file"]) or relative_id(finding["images"][0]["file"], ws.data),
              "label": finding["given"], "suggested": finding["suggested"], "score": finding["score"]}
             for finding in found]

@@ -27,7 +27,7 @@ import numpy as np
 
 from keras_transfer.base.errors import DatasetError
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.corrections import Correction, added_splits, apply_corrections, write_corrections
+from keras_transfer.data.corrections import Correction, added_split, apply_corrections, write_corrections
 from keras_transfer.data.dataset import Dataset, Split
 from keras_transfer.data.images import is_image_file
 from keras_transfer.evaluation.metrics import classification_metrics
@@ -40,13 +40,9 @@ Progress = Callable[[str, float], None]  # (step: "features" | "head" | "evaluat
 def added_images(table: dict[str, Correction], config: TrainConfig,
                  held_out: str = "val") -> list[tuple[str, Path, str, str]]:
     """(id, file, class, split) of every added image, split as ``apply_corrections`` splits them."""
-    rows = []
-    for label in sorted({fix.label for fix in table.values() if fix.action == "add"}):
-        paths = sorted(fix.path for fix in table.values() if fix.action == "add" and fix.label == label)
-        train, test = added_splits(paths, config.val_fraction, config.seed)
-        rows += [(f"{label}/{Path(paths[i]).name}", Path(paths[i]), label, "train") for i in train]
-        rows += [(f"{label}/{Path(paths[i]).name}", Path(paths[i]), label, held_out) for i in test]
-    return rows
+    added = [fix for fix in table.values() if fix.added]
+    return [(f"{label}/{path.name}", path, label, held_out if held else "train")
+            for path, label, held in added_split(added, config.val_fraction, config.seed)]
 
 
 def refit(ws, progress: Progress | None = None) -> dict:
@@ -111,7 +107,7 @@ def compare(ws, before: Run, after: Run, model: RunModel | None = None) -> dict:
                           np.zeros((0, len(before.class_names)), np.float32))
     names = after.class_names
     table, folder = ws.corrections(), ws.index
-    added = {str(Path(fix.path)): fix.label for fix in table.values() if fix.action == "add"}
+    added = {str(Path(fix.path)): fix.label for fix in table.values() if fix.added}
     position = {str(path): i for i, path in enumerate(old.ids)}
     rows = [(position[str(path)], j) for j, path in enumerate(new.ids) if str(path) in position]
     fresh = [j for j, path in enumerate(new.ids) if str(path) not in position and str(path) in added]
@@ -129,7 +125,7 @@ def compare(ws, before: Run, after: Run, model: RunModel | None = None) -> dict:
     for k, name in enumerate(before.class_names):
         old_p[:, names.index(name)] = old.probabilities[[i for i, _ in rows], k] if rows else 0
     new_p = new.probabilities[[j for _, j in rows]] if rows else np.zeros((0, len(names)), np.float32)
-    touched = sorted(image for image, fix in table.items() if fix.action != "add" and image in folder
+    touched = sorted(image for image, fix in table.items() if not fix.added and image in folder
                      and folder[image][0] == old.split)
     figures = _figures(corrected, old_p, new_p, names, before.class_names)
     left_out = len(position) - (len(rows) - len(fresh))

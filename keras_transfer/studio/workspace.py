@@ -174,7 +174,7 @@ class Workspace:
 
     def class_names(self) -> list[str]:
         """The folder's classes, then the added ones."""
-        added = sorted({fix.label for fix in self.corrections().values() if fix.action == "add"})
+        added = sorted({fix.label for fix in self.corrections().values() if fix.added})
         return [*self.folder_dataset.class_names, *(n for n in added if n not in self.folder_dataset.class_names)]
 
     def path_of(self, image: str, table: dict[str, Correction] | None = None) -> Path:
@@ -182,7 +182,7 @@ class Workspace:
         if image in self.index:
             return self.data / image
         for fix in (self.corrections() if table is None else table).values():
-            if fix.action == "add" and f"{fix.label}/{Path(fix.path).name}" == image:
+            if fix.added and f"{fix.label}/{Path(fix.path).name}" == image:
                 return Path(fix.path)
         raise DatasetError(f"unknown image id {image!r}", "the id of an image of the studio (its path "
                            f"relative to {self.data})", image)
@@ -210,7 +210,7 @@ class Workspace:
             raise DatasetError(f"no class {label!r} to relabel to", "one of " + ", ".join(self.class_names()),
                                repr(label), hint="adding a class is its own action (add_class)")
         table = self.corrections()
-        added = {f"{fix.label}/{Path(fix.path).name}": key for key, fix in table.items() if fix.action == "add"}
+        added = {f"{fix.label}/{Path(fix.path).name}": key for key, fix in table.items() if fix.added}
         before = dict(table)
         for image in ids:
             path = self.path_of(image, table)
@@ -235,7 +235,7 @@ class Workspace:
         if action == "exclude":
             table.pop(key, None)
         elif action == "relabel":
-            table[key] = Correction(key, "add", label)
+            table[key] = Correction(key, table[key].action, label)
 
     def keep_one(self, group: list[str], keep: str) -> dict:
         """A duplicate group: excludes every image of ``group`` but ``keep`` (which is restored)."""
