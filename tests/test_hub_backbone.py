@@ -147,6 +147,8 @@ def test_train_predict_stored_and_exported_probabilities_agree_without_the_prese
     out, preset = tmp_path / "run", shutil.copytree(presets["dino"], tmp_path / "preset")
     assert main(["train", str(flowers), "--backbone", f"hub:{preset}", "--out", str(out), "--quiet",
                  "--no-baseline"]) == 0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"the KerasHub preset {preset}" in card and "keras.applications" not in card
     shutil.rmtree(preset)  # the run answers from the converted encoder: no preset, no KerasHub needed
     run = Run.open(out)
     stored = run.predictions().with_temperature(run.temperature)

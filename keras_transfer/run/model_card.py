@@ -35,6 +35,8 @@ def weights_licence(backbone: str) -> tuple[str, str]:
         stated = get_backbone(backbone).license
         return ("other", f"as stated with the ONNX encoder: {stated}") if stated != "unknown" else (
             "other", "not stated with the ONNX encoder (license in its metadata or JSON): check its terms")
+    if backbone.startswith("hub:"):  # not keras.applications' weights (the "" family below would say so)
+        return "other", f"the KerasHub preset {backbone[4:]}: see the licence published with the preset"
     families = {next(k for k in WEIGHTS_LICENCES if name.startswith(k)) for name in backbone.split("+")}
     if len(families) == 1:
         return WEIGHTS_LICENCES[families.pop()]
