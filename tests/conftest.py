@@ -28,27 +28,26 @@ def isolated_cache(tmp_path_factory):
         os.environ["KERAS_TRANSFER_CACHE"] = old
 
 
-@pytest.fixture(scope="session")
-def ants_run(tmp_path_factory):
-    """A default bottleneck run on hymenoptera, trained through the CLI once per session."""
+def _hymenoptera_run(tmp_path_factory, name: str, *options: str):
     from keras_transfer.cli import main
     from keras_transfer.run import Run
 
-    out = tmp_path_factory.mktemp("runs") / "ants"
-    assert main(["train", str(HYMENOPTERA), "--out", str(out), "--quiet"]) == 0
+    out = tmp_path_factory.mktemp("runs") / name
+    assert main(["train", str(HYMENOPTERA), "--out", str(out), "--quiet", *options]) == 0
     return Run.open(out)
+
+
+@pytest.fixture(scope="session")
+def ants_run(tmp_path_factory):
+    """A default bottleneck run on hymenoptera, trained through the CLI once per session."""
+    return _hymenoptera_run(tmp_path_factory, "ants")
 
 
 @pytest.fixture(scope="session")
 def lite0_run(tmp_path_factory):
     """A hymenoptera run on EfficientNet-Lite0 alone, once per session: what a test of a run folder's files,
     export or reopening needs, at a third of the default ensemble's cost (the ensemble: ``ants_run``)."""
-    from keras_transfer.cli import main
-    from keras_transfer.run import Run
-
-    out = tmp_path_factory.mktemp("runs") / "ants-lite0"
-    assert main(["train", str(HYMENOPTERA), "--backbone", "efficientnet_lite0", "--out", str(out), "--quiet"]) == 0
-    return Run.open(out)
+    return _hymenoptera_run(tmp_path_factory, "ants-lite0", "--backbone", "efficientnet_lite0")
 
 
 def ctrl_c_reaches_child() -> None:

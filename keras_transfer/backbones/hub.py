@@ -32,7 +32,7 @@ import json
 import warnings
 from pathlib import Path
 
-from keras_transfer.backbones.onnx_encoder import onnx_spec
+from keras_transfer.backbones.onnx_encoder import onnx_spec, write_settings
 from keras_transfer.backbones.spec import BackboneSpec
 from keras_transfer.backbones.weights import file_sha256, offline_requested
 from keras_transfer.base import log
@@ -104,12 +104,12 @@ def identity(preset: str) -> str:
     newer version of a named preset)."""
     folder = Path(preset).expanduser()
     key = str(folder.resolve()) if _is_path(preset) or folder.exists() else preset
-    known = _recorded().get(key)
-    if known and not folder.is_dir():
-        return known
+    records = _recorded()
+    if records.get(key) and not folder.is_dir():
+        return records[key]
     sha = preset_sha(preset_files(preset))
-    if known != sha:
-        write_json(_store() / "presets.json", {**_recorded(), key: sha})
+    if records.get(key) != sha:
+        write_json(_store() / "presets.json", {**records, key: sha})
     return sha
 
 
@@ -173,9 +173,7 @@ def export_encoder(preset: str, pooling: str, target: Path) -> Path:
                                     dynamic_shapes=({0: torch.export.Dim("n")},))
         program.optimize()
     model = program.model_proto
-    for key, value in settings.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    write_settings(model, settings)
     return atomic_file(target, lambda tmp: onnx.save(model, tmp))
 
 

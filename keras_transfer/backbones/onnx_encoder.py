@@ -187,8 +187,13 @@ def save_torch_encoder(module, size: int, path: str | Path, settings: dict) -> P
     torch.onnx.export(module, torch.zeros(1, 3, size, size), str(path), dynamo=False, input_names=["pixel_values"],
                       output_names=["out"], dynamic_axes={"pixel_values": {0: "n"}, "out": {0: "n"}})
     model = onnx.load(str(path))
+    write_settings(model, settings)
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+def write_settings(model, settings: dict) -> None:
+    """``settings`` into an ONNX model's metadata as ``onnx:`` reads them back (text as it is, the rest JSON)."""
     for key, value in settings.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
-    onnx.save(model, str(path))
-    return Path(path)

@@ -59,6 +59,11 @@ class Correction:
         return self.action in ADDED
 
 
+def added_id(label: str, path: str | Path) -> str:
+    """The id an added image has beside the folder's ``<class>/<file>`` ids: its class and file name."""
+    return f"{label}/{Path(path).name}"
+
+
 def _cell(text: str | None) -> str:
     """A cell as written: ``csv_text`` puts a ``'`` before a cell that would start a formula."""
     text = (text or "").strip()
@@ -202,8 +207,7 @@ def added_split(added: list[Correction], held_out_fraction: float, seed: int) ->
     rows = []
     for label in sorted({fix.label for fix in added}):
         paths = sorted(fix.path for fix in added if fix.label == label and fix.action == "add")
-        train, test = (stratified_split(np.zeros(len(paths), np.int64), held_out_fraction, seed) if paths
-                       else (np.zeros(0, np.int64), np.zeros(0, np.int64)))  # a class with label rows only
+        train, test = stratified_split(np.zeros(len(paths), np.int64), held_out_fraction, seed)
         labelled = sorted(fix.path for fix in added if fix.label == label and fix.action == "label")
         rows += [(Path(paths[i]), label, False) for i in train] + [(Path(path), label, False) for path in labelled]
         rows += [(Path(paths[i]), label, True) for i in test]

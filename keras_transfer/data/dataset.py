@@ -149,7 +149,8 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         count = min(max(count, 1 if len(indices) >= 2 else 0), len(indices) - 1)
         taken.append(indices[:count])
         kept.append(indices[count:])
-    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(taken))
+    none = np.zeros(0, np.int64)  # no labels at all: two empty sides
+    return np.sort(np.concatenate([none, *kept])), np.sort(np.concatenate([none, *taken]))
 
 
 def cap_per_class(labels: np.ndarray, limit: int, seed: int = 0) -> np.ndarray:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_transfer.audit.near import unit
-from keras_transfer.data.corrections import relative_id
+from keras_transfer.data.corrections import added_id, relative_id
 from keras_transfer.data.dataset import Split
 
 
@@ -88,7 +88,7 @@ def likely_label_errors(ws) -> list[dict]:
     key = identity_hash({"features": source.identity, "seed": config.seed, "labels": pool.labels[rows].tolist(),
                          "contents": [pool.hashes[i] for i in rows]})
     found, _ = label_issues(pool, features.reshape(len(rows), -1), rows, config.seed, key)
-    added = {fix.path: f"{fix.label}/{Path(fix.path).name}" for fix in ws.corrections().values() if fix.added}
+    added = {fix.path: added_id(fix.label, fix.path) for fix in ws.corrections().values() if fix.added}
     return [{"id": added.get(finding["images"][0]["file"]) or relative_id(finding["images"][0]["file"], ws.data),
              "label": finding["given"], "suggested": finding["suggested"], "score": finding["score"]}
             for finding in found]

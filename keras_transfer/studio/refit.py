@@ -27,7 +27,8 @@ import numpy as np
 
 from keras_transfer.base.errors import DatasetError
 from keras_transfer.config import TrainConfig
-from keras_transfer.data.corrections import Correction, added_split, apply_corrections, write_corrections
+from keras_transfer.data.corrections import (Correction, added_id, added_split, apply_corrections, relative_id,
+                                             write_corrections)
 from keras_transfer.data.dataset import Dataset, Split
 from keras_transfer.data.images import is_image_file
 from keras_transfer.evaluation.metrics import classification_metrics
@@ -41,7 +42,7 @@ def added_images(table: dict[str, Correction], config: TrainConfig,
                  held_out: str = "val") -> list[tuple[str, Path, str, str]]:
     """(id, file, class, split) of every added image, split as ``apply_corrections`` splits them."""
     added = [fix for fix in table.values() if fix.added]
-    return [(f"{label}/{path.name}", path, label, held_out if held else "train")
+    return [(added_id(label, path), path, label, held_out if held else "train")
             for path, label, held in added_split(added, config.val_fraction, config.seed)]
 
 
@@ -142,9 +143,7 @@ def compare(ws, before: Run, after: Run, model: RunModel | None = None) -> dict:
 
 
 def _image_id(ws, path: str, added: dict[str, str]) -> str:
-    from keras_transfer.data.corrections import relative_id
-
-    return f"{added[path]}/{Path(path).name}" if path in added else relative_id(path, ws.data)
+    return added_id(added[path], path) if path in added else relative_id(path, ws.data)
 
 
 def _label(table: dict, folder: dict, image: str, added: dict, path: str) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 from keras_transfer.base.errors import DatasetError, unknown_choice
 from keras_transfer.base.paths import write_json
 from keras_transfer.config import TrainConfig, dataset_of
-from keras_transfer.data.corrections import Correction, read_corrections, relative_id, write_corrections
+from keras_transfer.data.corrections import Correction, added_id, read_corrections, relative_id, write_corrections
 from keras_transfer.data.dataset import Dataset
 from keras_transfer.run.folder import Run
 from keras_transfer.run.model import RunModel
@@ -182,7 +182,7 @@ class Workspace:
         if image in self.index:
             return self.data / image
         for fix in (self.corrections() if table is None else table).values():
-            if fix.added and f"{fix.label}/{Path(fix.path).name}" == image:
+            if fix.added and added_id(fix.label, fix.path) == image:
                 return Path(fix.path)
         raise DatasetError(f"unknown image id {image!r}", "the id of an image of the studio (its path "
                            f"relative to {self.data})", image)
@@ -210,7 +210,7 @@ class Workspace:
             raise DatasetError(f"no class {label!r} to relabel to", "one of " + ", ".join(self.class_names()),
                                repr(label), hint="adding a class is its own action (add_class)")
         table = self.corrections()
-        added = {f"{fix.label}/{Path(fix.path).name}": key for key, fix in table.items() if fix.added}
+        added = {added_id(fix.label, fix.path): key for key, fix in table.items() if fix.added}
         before = dict(table)
         for image in ids:
             path = self.path_of(image, table)
