@@ -5,6 +5,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TIMM_VENV := .venv-timm
+TIMM_STAMP := $(TIMM_VENV)/.installed
 
 .PHONY: install demo test bench
 
@@ -21,7 +23,17 @@ $(STAMP): pyproject.toml constraints.txt
 		|| echo "warning: could not install chromium (needed by the report browser test); run as root or install it"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(TIMM_STAMP)
+
+# The timm route's tests convert timm models in a venv of their own: timm imports torchvision, and no
+# torchvision wheel here loads beside the CPU torch 2.13.0 that .venv pins (PyPI's 0.28 is a CUDA
+# build). torch 2.14.1 + torchvision 0.29.1 is a matching pair (a CUDA build, used on the CPU; about
+# 5.5 GB, a minute to install). What it converts is an onnx: encoder that .venv then uses.
+$(TIMM_STAMP): Makefile constraints.txt
+	python3 -m venv $(TIMM_VENV)
+	$(TIMM_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(TIMM_VENV)/bin/python -m pip install -q timm==1.0.31 onnx onnxscript onnx-ir onnxruntime pillow -c constraints.txt
+	touch $(TIMM_STAMP)
 
 # The demo trains one backbone (efficientnet_lite0, its 4 stages pooled): the default ensemble
 # (lite0+lite2) gains a few more points but takes about twice as long on a 2-core CPU.
@@ -36,7 +48,7 @@ demo: $(STAMP)
 
 # Two pytest workers, a test file each at a time (module fixtures stay in one worker): most tests
 # wait on a child process, a server or Ray starting, so two overlap well on two cores.
-test: $(STAMP)
+test: $(STAMP) $(TIMM_STAMP)
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)

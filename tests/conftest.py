@@ -83,3 +83,78 @@ def colour_folder(tmp_path) -> Path:
             ext, mode = formats[i % len(formats)]
             make_image(root / name / f"{name}_{i}.{ext}", colour, mode=mode)
     return root
+
+
+FLOWERS5 = DATASETS / "flowers5"
+FLOWER_CLASSES = ("daisy", "sunflower", "tulip")
+
+
+@pytest.fixture(scope="session")
+def flowers3(tmp_path_factory) -> Path:
+    """10 photos of each of three flowers5 classes, as symlinks (a quick dataset for a new backbone route)."""
+    root = tmp_path_factory.mktemp("flowers3")
+    for name in FLOWER_CLASSES:
+        (root / name).mkdir()
+        for photo in sorted((FLOWERS5 / name).glob("*.jpg"))[:10]:
+            (root / name / photo.name).symlink_to(photo)
+    return root
+
+
+def engine_features(backbone: str, folder: Path, out: Path) -> np.ndarray:
+    """Pooled features of every image under ``folder`` (sorted) through the engine and feature cache."""
+    from keras_transfer.config import TrainConfig, feature_source
+    from keras_transfer.data.dataset import Split
+
+    paths = sorted(folder.rglob("*.jpg"))
+    config = TrainConfig(data=str(folder), backbone=backbone, stages=1).validate()
+    features, indices = feature_source(config, out)(Split("x", paths, np.zeros(len(paths), np.int64)))
+    assert len(indices) == len(paths)
+    return features
+
+
+def resized_pixels(paths, size: int, mode: str = "stretch") -> np.ndarray:
+    """The engine's resized uint8 pixels of ``paths`` (what every consumer of a run feeds its graph)."""
+    from keras_transfer.data.images import read_image, resize
+
+    return np.stack([resize(read_image(p, size), size, mode) for p in paths])
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def predictions_of(results: list[dict], paths: list[str], classes: int, key: str = "path",
+                   listed: str = "predictions") -> np.ndarray:
+    """(N, classes) probabilities from predict's or the server's result rows, in ``paths``' order."""
+    by_path = {r[key]: r[listed] for r in results}
+    found = np.zeros((len(paths), classes), np.float32)
+    for row, path in enumerate(paths):
+        for entry in by_path[path]:
+            found[row, entry["index"]] = entry["probability"]
+    return found
+
+
+def assert_consumers_agree(out: Path, serve: bool = False) -> None:
+    """predict, the ONNX export (and the real server) give the run's stored held-out probabilities (< 1e-4)."""
+    import httpx
+
+    from keras_transfer.export import export_run
+    from keras_transfer.export.parity import session
+    from keras_transfer.run import Run, RunModel, predict
+    from keras_transfer.serve.process import ServerProcess
+
+    run = Run.open(out)
+    stored = run.predictions().with_temperature(run.temperature)
+    paths, classes = [str(p) for p in stored.ids], len(run.class_names)
+    predicted = predictions_of(predict(run, paths, top_k=classes), paths, classes)
+    assert np.abs(predicted - stored.probabilities).max() < 1e-4
+    model = RunModel.open(run)
+    exported = session(export_run(run, "onnx", parity=False))(resized_pixels(paths, model.size, model.resize_mode))
+    assert np.abs(exported - stored.probabilities).max() < 1e-4
+    if serve:
+        with ServerProcess([out]) as server:
+            files = [("files", (p, open(p, "rb").read(), "image/jpeg")) for p in paths]
+            answer = httpx.post(server.url + "/v1/predict", files=files, data={"top_k": str(classes)}, timeout=120)
+        assert answer.status_code == 200, answer.text
+        results = [{**r, "path": p} for r, p in zip(answer.json()["results"], paths)]
+        assert np.abs(predictions_of(results, paths, classes, listed="top_k") - stored.probabilities).max() < 1e-4

@@ -11,15 +11,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import DATASETS
-from keras_transfer.data.dataset import Split
+from conftest import FLOWERS5 as FLOWERS
+from conftest import assert_consumers_agree, engine_features, relative_error, resized_pixels
 
 keras_hub = pytest.importorskip("keras_hub")
-FLOWERS = DATASETS / "flowers5"
-CLASSES = ("daisy", "sunflower", "tulip")
 pytestmark = [pytest.mark.skipif(not FLOWERS.is_dir(), reason="needs ../shared/datasets/flowers5"),
               pytest.mark.filterwarnings("ignore:The structure of `inputs`")]  # KerasHub's own backbone call
 DINO_SIDE, RESNET_SIDE = 28, 32
@@ -65,51 +62,21 @@ def presets(tmp_path_factory) -> dict[str, Path]:
             "resnet": _save(_resnet(1), root / "resnet")}
 
 
-@pytest.fixture(scope="module")
-def flowers(tmp_path_factory) -> Path:
-    """10 photos of each of three flowers5 classes, as symlinks."""
-    root = tmp_path_factory.mktemp("flowers")
-    for name in CLASSES:
-        (root / name).mkdir()
-        for photo in sorted((FLOWERS / name).glob("*.jpg"))[:10]:
-            (root / name / photo.name).symlink_to(photo)
-    return root
-
-
-def _features(backbone: str, folder: Path, out: Path) -> np.ndarray:
-    from keras_transfer.config import TrainConfig, feature_source
-
-    paths = sorted(folder.rglob("*.jpg"))
-    config = TrainConfig(data=str(folder), backbone=backbone, stages=1).validate()
-    features, indices = feature_source(config, out)(Split("x", paths, np.zeros(len(paths), np.int64)))
-    assert len(indices) == len(paths)
-    return features
-
-
-def _pixels(folder: Path, size: int) -> np.ndarray:
-    from keras_transfer.data.images import read_image, resize
-
-    return np.stack([resize(read_image(p, size), size, "stretch") for p in sorted(folder.rglob("*.jpg"))])
-
-
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a - b).max() / np.abs(b).max())
-
-
 @pytest.mark.parametrize("preset,pooling", [("dino", "cls"), ("dino", "mean"), ("resnet", "avg")])
-def test_features_equal_keras_hubs_forward_pass_and_pooling(presets, flowers, tmp_path, preset, pooling):
+def test_features_equal_keras_hubs_forward_pass_and_pooling(presets, flowers3, tmp_path, preset, pooling):
     import keras
 
     suffix = "#mean" if pooling == "mean" else ""
-    features = _features(f"hub:{presets[preset]}{suffix}", flowers, tmp_path / "out")
+    features = engine_features(f"hub:{presets[preset]}{suffix}", flowers3, tmp_path / "out")
     backbone = keras_hub.models.Backbone.from_preset(str(presets[preset]))
     converter = keras_hub.layers.ImageConverter.from_preset(str(presets[preset]))
     side = DINO_SIDE if preset == "dino" else RESNET_SIDE
-    output = keras.ops.convert_to_numpy(backbone(converter(_pixels(flowers, side).astype("float32"))))
+    pixels = resized_pixels(sorted(flowers3.rglob("*.jpg")), side).astype("float32")
+    output = keras.ops.convert_to_numpy(backbone(converter(pixels)))
     expected = {"cls": lambda: output[:, 0], "mean": lambda: output[:, 2:].mean(axis=1),  # CLS + 1 register token
                 "avg": lambda: output.mean(axis=(1, 2))}[pooling]()
     assert features.shape == expected.shape == (30, 24 if preset == "dino" else 32)
-    assert _relative(features, expected) < 1e-4
+    assert relative_error(features, expected) < 1e-4
 
 
 def test_the_spec_carries_the_converters_preprocessing_and_keys_follow_the_weights(presets, tmp_path):
@@ -138,30 +105,13 @@ def test_a_bad_reference_is_a_clear_error(tmp_path):
             get_backbone(reference)
 
 
-def test_train_predict_stored_and_exported_probabilities_agree_without_the_preset(presets, flowers, tmp_path):
+def test_train_predict_stored_and_exported_probabilities_agree_without_the_preset(presets, flowers3, tmp_path):
     from keras_transfer.cli import main
-    from keras_transfer.export import export_run
-    from keras_transfer.export.parity import session
-    from keras_transfer.run import Run, RunModel, predict
 
     out, preset = tmp_path / "run", shutil.copytree(presets["dino"], tmp_path / "preset")
-    assert main(["train", str(flowers), "--backbone", f"hub:{preset}", "--out", str(out), "--quiet",
+    assert main(["train", str(flowers3), "--backbone", f"hub:{preset}", "--out", str(out), "--quiet",
                  "--no-baseline"]) == 0
     card = (out / "MODEL_CARD.md").read_text()
     assert f"the KerasHub preset {preset}" in card and "keras.applications" not in card
     shutil.rmtree(preset)  # the run answers from the converted encoder: no preset, no KerasHub needed
-    run = Run.open(out)
-    stored = run.predictions().with_temperature(run.temperature)
-    paths = [str(p) for p in stored.ids]
-    results = {r["path"]: r["predictions"] for r in predict(run, paths, top_k=len(CLASSES))}
-    predicted = np.zeros_like(stored.probabilities)
-    for row, path in enumerate(paths):
-        for entry in results[path]:
-            predicted[row, entry["index"]] = entry["probability"]
-    assert np.abs(predicted - stored.probabilities).max() < 1e-4
-    model = RunModel.open(run)
-    from keras_transfer.data.images import read_image, resize
-
-    pixels = np.stack([resize(read_image(p, model.size), model.size, model.resize_mode) for p in paths])
-    exported = session(export_run(run, "onnx", parity=False))(pixels)
-    assert np.abs(exported - stored.probabilities).max() < 1e-4
+    assert_consumers_agree(out)

@@ -14,7 +14,7 @@ instead of the CLS token (ViT-style backbones only).
   averaged (``--pooling max``: maximum) over space. Only the final output: one stage, no
   fine-tuning (the features are an ONNX graph, as for ``onnx:``).
 - Identity: the sha256 of the preset's weights file(s), config and converter; the cache key and
-  the converted encoder (``<cache>/hub/<sha>-<pooling>.onnx``) follow it, so other weights give
+  the converted encoder (``<cache>/hub/<sha>-<pooling>.onnx``, ``converted``) follow it, so other weights give
   other keys, and a preset is converted (KerasHub loaded, exported by ``torch.onnx``) only once.
 
 The converted file is then an ``onnx:`` encoder with its settings in its metadata
@@ -24,22 +24,22 @@ The converted file is then an ``onnx:`` encoder with its settings in its metadat
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import io
-import json
 import warnings
 from pathlib import Path
 
-from keras_transfer.backbones.onnx_encoder import onnx_spec, write_settings
+from keras_transfer.backbones.converted import converted, converted_spec, recorded, remember
+from keras_transfer.backbones.onnx_encoder import write_settings
 from keras_transfer.backbones.spec import BackboneSpec
 from keras_transfer.backbones.weights import file_sha256, offline_requested
 from keras_transfer.base import log
 from keras_transfer.base.errors import ConfigError, WeightsError
-from keras_transfer.base.paths import atomic_file, cache_dir, write_json
+from keras_transfer.base.paths import atomic_file
 
 PREFIX = "hub:"
+KIND = "hub"  # its folder of the cache
 POOLINGS = ("cls", "mean")
 _FILES = ("config.json", "image_converter.json", "model.weights.h5")
 
@@ -86,30 +86,18 @@ def _is_path(preset: str) -> bool:
     return "://" not in preset and ("/" in preset or preset.startswith((".", "~")))
 
 
-def _store() -> Path:
-    return cache_dir("hub")
-
-
-def _recorded() -> dict:
-    try:
-        return json.loads((_store() / "presets.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def identity(preset: str) -> str:
     """The preset's content hash (:func:`preset_sha`). A local folder is hashed whenever it is there;
-    a name or handle is fetched and hashed once. Every hash is recorded in ``<cache>/hub/presets.json``,
+    a name or handle is fetched and hashed once. Every hash is recorded in ``<cache>/hub/records.json``,
     so a run keeps working offline, or after its preset folder moved (delete the record to fetch a
     newer version of a named preset)."""
     folder = Path(preset).expanduser()
     key = str(folder.resolve()) if _is_path(preset) or folder.exists() else preset
-    records = _recorded()
-    if records.get(key) and not folder.is_dir():
-        return records[key]
+    known = recorded(KIND).get(key)
+    if known and not folder.is_dir():
+        return known
     sha = preset_sha(preset_files(preset))
-    if records.get(key) != sha:
-        write_json(_store() / "presets.json", {**records, key: sha})
+    remember(KIND, key, sha)
     return sha
 
 
@@ -177,24 +165,14 @@ def export_encoder(preset: str, pooling: str, target: Path) -> Path:
     return atomic_file(target, lambda tmp: onnx.save(model, tmp))
 
 
-@functools.lru_cache(maxsize=16)
-def _converted(preset: str, pooling: str, sha: str) -> Path:
-    target = _store() / f"{sha[:16]}-{pooling}.onnx"
-    if not target.is_file():
-        log.info(f"converting the KerasHub preset {preset} to an ONNX encoder (once)")
-        export_encoder(preset, pooling, target)
-    return target
-
-
 def hub_spec(reference: str) -> BackboneSpec:
     """The spec of ``hub:PRESET[#mean]``: the ``onnx:`` spec of the converted preset, named and keyed
     by the preset (its weights' content hash and the token pooling)."""
     preset, pooling = parse(reference)
     sha = identity(preset)
-    spec = onnx_spec(f"onnx:{_converted(preset, pooling, sha)}")
-    stem = Path(preset.rstrip("/")).name
-    return dataclasses.replace(
-        spec, name=f"hub:{stem}" + ("#mean" if pooling == "mean" else ""),
-        weights_identity=lambda _weights: f"hub:sha256:{sha[:16]}:{pooling}",
-        description=f"KerasHub preset {preset} (features: {'CLS token' if pooling == 'cls' else 'mean of patch tokens'}"
-                    " or the pooled map)")
+    encoder = converted(KIND, sha, pooling, f"the KerasHub preset {preset}",
+                        functools.partial(export_encoder, preset, pooling))
+    return converted_spec(encoder, f"hub:{Path(preset.rstrip('/')).name}" + ("#mean" if pooling == "mean" else ""),
+                          f"hub:sha256:{sha[:16]}:{pooling}",
+                          f"KerasHub preset {preset} (features: "
+                          f"{'CLS token' if pooling == 'cls' else 'mean of patch tokens'} or the pooled map)")

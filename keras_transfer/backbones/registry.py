@@ -37,7 +37,8 @@ def _key(name: str) -> str:
 def get_backbone(name: str) -> BackboneSpec:
     """Returns the spec registered under ``name`` (case-insensitive, '-' same as '_', ``lite0``
     for ``efficientnet_lite0``); ``a+b`` is the ensemble of a and b (:func:`ensemble_spec`);
-    ``onnx:PATH`` is an ONNX image encoder (``onnx_encoder``), ``hub:PRESET`` a KerasHub preset (``hub``)."""
+    ``onnx:PATH`` is an ONNX image encoder (``onnx_encoder``), ``hub:PRESET`` a KerasHub preset (``hub``),
+    ``timm:NAME`` a timm model (``timm_models``)."""
     if name.startswith("onnx:"):
         from keras_transfer.backbones.onnx_encoder import onnx_spec
 
@@ -46,6 +47,10 @@ def get_backbone(name: str) -> BackboneSpec:
         from keras_transfer.backbones.hub import hub_spec
 
         return hub_spec(name)
+    if name.startswith("timm:"):
+        from keras_transfer.backbones.timm_models import timm_spec
+
+        return timm_spec(name)
     if "+" in name:
         return ensemble_spec([get_backbone(part) for part in name.split("+")])
     return _FACTORIES[_key(name)]()

@@ -15,6 +15,7 @@ from keras_transfer.features.executor import check_executor
 from keras_transfer.features.runtime import RuntimeOptions
 
 STRATEGIES = ("bottleneck", "frozen", "finetune", "scratch", "auto")
+CONVERTED = ("onnx:", "hub:", "timm:")  # backbones whose weights come with their reference
 TUNED_STRATEGIES = ("finetune", "scratch")  # strategies whose extractor weights move
 CLASS_WEIGHTS = ("auto", "none")
 THRESHOLD_METRICS = ("f1", "f2", "f0.5")  # strategies.multilabel_solver.THRESHOLD_METRICS (F-beta)
@@ -79,11 +80,11 @@ class TrainConfig:
                                            "images take their new class, excluded ones are left out and listed "
                                            "(the studio writes it)")
     backbone: str | None = option(None, "registered backbone (keras-transfer backbones lists them), or several "
-                                        "joined by + (their pooled features side by side); default: "
-                                        "lite0+lite2 on the solved default path (bottleneck or auto, linear head), "
+                                        "joined by + (their pooled features side by side), or onnx:FILE, hub:PRESET, "
+                                        "timm:NAME (docs/backbones.md); default: lite0+lite2 on the solved default path (bottleneck or auto, linear head), "
                                         "else efficientnet_lite0", short="-b")
-    weights: str | None = option("imagenet", "'imagenet', a local weights file (e.g. a keras *_notop.h5), or "
-                                             "'none' (random)", parse=weights_choice)
+    weights: str | None = option("imagenet", "'imagenet', a local weights file (e.g. a keras *_notop.h5, or a "
+                                             "timm: backbone's state dict), or 'none' (random)", parse=weights_choice)
     offline: bool = option(False, "never use the network: ImageNet weights only from the bundle or the keras "
                                   "cache (also KERAS_TRANSFER_OFFLINE=1)")
     input_size: int | None = option(None, "input side in pixels (default: the backbone's)")
@@ -146,6 +147,15 @@ class TrainConfig:
     def __post_init__(self):
         if self.backbone is None:  # the default depends on what the backbone is for
             object.__setattr__(self, "backbone", DEFAULT_ENSEMBLE if self.solved else DEFAULT_BACKBONE)
+        if self.backbone.startswith(CONVERTED) and self.weights != "imagenet":
+            if self.weights is None or not self.backbone.startswith("timm:"):
+                raise ConfigError(f"{self.backbone} brings its own weights", "--weights imagenet (the default)"
+                                  + (", or a state dict file" if self.backbone.startswith("timm:") else ""),
+                                  f"--weights {self.weights or 'none'}")
+            from keras_transfer.backbones.timm_models import with_weights
+
+            object.__setattr__(self, "backbone", with_weights(self.backbone, self.weights))  # the file is the reference's
+            object.__setattr__(self, "weights", "imagenet")
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self so calls can chain."""

@@ -29,11 +29,11 @@ INTENDED_USE = ("Classifying images like the training images into the classes li
 def weights_licence(backbone: str) -> tuple[str, str]:
     """(licence id for the metadata, sentence) of a backbone's ImageNet weights (an ensemble: its first
     member's family, every member named in the sentence)."""
-    if backbone.startswith("onnx:"):  # an ONNX encoder: the licence its metadata or JSON states
+    if backbone.startswith(("onnx:", "timm:")):  # the licence the encoder's metadata states (timm: from timm)
         from keras_transfer.backbones import get_backbone
 
         stated = get_backbone(backbone).license
-        return ("other", f"as stated with the ONNX encoder: {stated}") if stated != "unknown" else (
+        return ("other", f"as stated with the {'timm' if backbone.startswith('timm:') else 'ONNX'} encoder: {stated}") if stated != "unknown" else (
             "other", "not stated with the ONNX encoder (license in its metadata or JSON): check its terms")
     if backbone.startswith("hub:"):  # not keras.applications' weights (the "" family below would say so)
         return "other", f"the KerasHub preset {backbone[4:]}: see the licence published with the preset"
