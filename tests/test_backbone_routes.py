@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import engine_features, relative_error, resized_pixels
 from keras_transfer.backbones.onnx_encoder import save_torch_encoder
-from keras_transfer.data.dataset import Split
 
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # tracing our own tiny modules
 FLOWERS = Path(__file__).resolve().parents[1] / "keras_transfer" / "data" / "demo" / "flowers"
@@ -78,10 +78,6 @@ def _reference(module: torch.nn.Module, pixels: np.ndarray, mean, std) -> np.nda
         return module.eval()(x.permute(0, 3, 1, 2)).numpy()
 
 
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a - b).max() / np.abs(b).max())
-
-
 @pytest.fixture(scope="module")
 def two_classes(tmp_path_factory) -> Path:
     """10 daisies and 10 sunflowers of the bundled demo (a two-class folder)."""
@@ -94,21 +90,8 @@ def two_classes(tmp_path_factory) -> Path:
 
 
 def _pixels(folder: Path, size: int) -> tuple[list[Path], np.ndarray]:
-    from keras_transfer.data.images import resize
-
     paths = sorted(folder.rglob("*.jpg"))
-    split = Split("x", paths, np.zeros(len(paths), np.int64))
-    return paths, np.stack([resize(split.image(i, size), size, "stretch") for i in range(len(paths))])
-
-
-def _features(backbone: str, folder: Path, out: Path, **options) -> np.ndarray:
-    from keras_transfer.config import TrainConfig, feature_source
-
-    paths = sorted(folder.rglob("*.jpg"))
-    config = TrainConfig(data=str(folder), backbone=backbone, stages=1, **options).validate()
-    features, indices = feature_source(config, out)(Split("x", paths, np.zeros(len(paths), np.int64)))
-    assert len(indices) == len(paths)
-    return features
+    return paths, resized_pixels(paths, size)
 
 
 def test_lite0_through_onnx_gives_the_builtin_lite0_features_and_accuracy(two_classes, tmp_path):
@@ -117,10 +100,10 @@ def test_lite0_through_onnx_gives_the_builtin_lite0_features_and_accuracy(two_cl
     from keras_transfer.cli import main
 
     encoder = lite_encoder(0, tmp_path / "lite0.onnx")
-    routed = _features(f"onnx:{encoder}", two_classes, tmp_path / "a")
-    builtin = _features("efficientnet_lite0", two_classes, tmp_path / "b", runtime="keras", offline=True)
+    routed = engine_features(f"onnx:{encoder}", two_classes, tmp_path / "a")
+    builtin = engine_features("efficientnet_lite0", two_classes, tmp_path / "b", runtime="keras", offline=True)
     assert routed.shape == builtin.shape == (20, 1280)
-    assert _relative(routed, builtin) < 1e-4
+    assert relative_error(routed, builtin) < 1e-4
     metrics = []
     for name, backbone in (("onnx", f"onnx:{encoder}"), ("builtin", "efficientnet_lite0")):
         argv = ["train", str(two_classes), "--backbone", backbone, "--stages", "1", "--out", str(tmp_path / name),
@@ -133,10 +116,10 @@ def test_lite0_through_onnx_gives_the_builtin_lite0_features_and_accuracy(two_cl
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_vit_tokens_through_the_engine_equal_the_torch_forward_pass(two_classes, tmp_path, pooling):
     encoder = _vit(tmp_path, 1, token_pooling=pooling)
-    features = _features(f"onnx:{encoder}", two_classes, tmp_path / "out")
+    features = engine_features(f"onnx:{encoder}", two_classes, tmp_path / "out")
     tokens = _reference(TinyViT(1), _pixels(two_classes, 32)[1], [0.5] * 3, [0.25] * 3)
     expected = tokens[:, 0] if pooling == "cls" else tokens[:, 1:].mean(axis=1)
-    assert features.shape == (20, 24) and _relative(features, expected) < 1e-4
+    assert features.shape == (20, 24) and relative_error(features, expected) < 1e-4
 
 
 def test_settings_from_a_json_beside_the_file_and_cache_keys_from_its_content(tmp_path):
@@ -192,8 +175,8 @@ def test_train_predict_serve_export_agree_and_survive_the_encoder_moving(two_cla
     assert [r["label"] for r in answer["results"]] == [f["predictions"][0]["label"] for f in files[:4]]
 
 
-def test_explain_says_why_and_audit_compares_images_with_the_encoder(two_classes, tmp_path, capsys):
-    """Grad-CAM has nothing to explain in an ONNX graph: one clear message, no traceback; the audit's
+def test_explain_occludes_and_audit_compares_images_with_the_encoder(two_classes, tmp_path, capsys):
+    """Grad-CAM has nothing to explain in an ONNX graph: explain falls back to occlusion maps; the audit's
     near-duplicate and label checks run on the encoder's features like on any backbone's."""
     from keras_transfer.cli import main
 
@@ -202,9 +185,10 @@ def test_explain_says_why_and_audit_compares_images_with_the_encoder(two_classes
     assert main(["train", str(two_classes), "--backbone", f"onnx:{encoder}", "--out", str(out), "-q", "--no-baseline"]) == 0
     photo = sorted(two_classes.rglob("*.jpg"))[0]
     capsys.readouterr()
-    assert main(["explain", str(out), str(photo), "-q"]) == 2
-    err = capsys.readouterr().err
-    assert "Grad-CAM is not available for this run's backbone" in err and "Traceback" not in err
+    assert main(["explain", str(out), str(photo), "--out", str(tmp_path / "maps"), "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [f"{photo.stem}_explain.png",
+                                                                      f"{photo.stem}_occlusion.png"]
+    capsys.readouterr()
     assert main(["audit", str(two_classes), "--backbone", f"onnx:{encoder}", "--out", str(tmp_path / "audit"),
                  "-q", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -103,6 +103,31 @@ def test_heatmap_peaks_on_the_object(run, test_images, tmp_path):
     assert figure.width > 2.5 * figure.height  # the image, Grad-CAM and CAM side by side, and a colour bar
 
 
+def test_occlusion_finds_the_object_without_gradients(run, test_images):
+    """The fallback for backbones with no layer to explain (onnx:, hub:, timm:) asks the run only:
+    greying out the object, not the background, takes the class away."""
+    from keras_transfer.explain.explainer import _explanations, heatmaps
+    from keras_transfer.explain.occlusion import Occlusion
+    from keras_transfer.run import RunModel
+
+    paths, labels, boxes = test_images
+    model = RunModel.open(run.path)
+    images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+    maps = heatmaps(model, Occlusion(model), images)
+    assert maps.method == "occlusion" and maps.cam is None and maps.gradcam.shape == (len(paths), 8, 8)
+    assert np.allclose(maps.probabilities, model.predict_pixels(images).probabilities)  # the run's own answer
+    items = _explanations(list(CLASSES), paths, list(images), maps)
+    # the discs: hiding the disc takes the class away. (The run learnt "square" as "no disc": hiding
+    # part of a square leaves it a square, so those maps are weak or flat; Grad-CAM's gradients differ.)
+    discs = [(item, box) for item, box, label in zip(items, boxes, labels) if label == 0]
+    assert len(discs) == 8 and all(inside(item.peak(), box, margin=14) for item, box in discs)  # half a cell
+    for item, box in discs:
+        heat = upsample(item.gradcam, (SIZE, SIZE))
+        on = np.zeros((SIZE, SIZE), bool)
+        on[box[0]:box[2] + 1, box[1]:box[3] + 1] = True
+        assert heat[on].mean() > 1.5 * heat[~on].mean()
+
+
 def test_explain_shows_the_image_at_its_own_aspect_ratio_with_its_true_class(run, test_images, tmp_path):
     """A wide photo in a class folder: its overlay keeps the width:height of the file (the model
     saw it stretched), and the figure's title names the true class."""

@@ -230,3 +230,20 @@ def test_audit_through_ray_finds_what_local_finds(ray_instance, fresh_cache, tmp
         found[executor] = json.loads(capsys.readouterr().out)
     assert found["ray"]["findings"] == found["local"]["findings"] and found["ray"]["summary"] == found["local"]["summary"]
     assert main(["audit", str(data), "--executor", "spark", "--quiet"]) == 2
+
+
+def test_an_onnx_encoder_through_ray_matches_local(ray_instance, fresh_cache, flowers3, tmp_path):
+    """``onnx:`` (and so ``hub:`` / ``timm:``, converted to one) backbones extract on Ray actors too."""
+    import torch
+
+    from conftest import engine_features, relative_error
+    from keras_transfer.backbones.onnx_encoder import save_torch_encoder
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, stride=2))
+    encoder = save_torch_encoder(net, 32, tmp_path / "enc.onnx", {"mean": [0.5] * 3, "std": [0.25] * 3})
+    fresh_cache("onnx-ray")
+    remote = engine_features(f"onnx:{encoder}", flowers3, tmp_path / "r", executor="ray")
+    fresh_cache("onnx-local")
+    local = engine_features(f"onnx:{encoder}", flowers3, tmp_path / "l")
+    assert remote.shape == local.shape == (30, 16) and relative_error(remote, local) < 1e-5

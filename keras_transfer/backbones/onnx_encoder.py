@@ -113,13 +113,14 @@ def encoder(path: str) -> tuple[str, EncoderSettings, int]:
     """(content sha, settings, pooled feature size) of the encoder at ``path`` (cached in the store)."""
     try:
         stat = Path(path).expanduser().stat()
-        return _encoder(path, stat.st_size, stat.st_mtime_ns)
+        return _encoder(path, stat.st_size, stat.st_mtime_ns, str(store()))
     except OSError:
-        return _encoder(path, 0, 0)
+        return _encoder(path, 0, 0, str(store()))
 
 
 @functools.lru_cache(maxsize=16)
-def _encoder(path: str, _size: int, _mtime: int) -> tuple[str, EncoderSettings, int]:
+def _encoder(path: str, _size: int, _mtime: int, _store: str) -> tuple[str, EncoderSettings, int]:
+    """Memoised per file state and store (another cache root gets its own copy)."""
     sha, copy = _stored(Path(path).expanduser())
     record = store() / f"{sha}.json"
     try:

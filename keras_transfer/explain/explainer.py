@@ -12,10 +12,10 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from keras_transfer.base import log
-from keras_transfer.backbones import get_backbone
 from keras_transfer.data.images import read_batch, read_image, square
 from keras_transfer.base.errors import ConfigError, DatasetError, unknown_choice
 from keras_transfer.explain.gradcam import GradCAM, Heatmaps
+from keras_transfer.explain.occlusion import Occlusion, explainer_for
 from keras_transfer.explain.overlay import overlay, peak
 from keras_transfer.base.paths import atomic_file
 from keras_transfer.run import Run, RunModel, collect_images
@@ -31,9 +31,11 @@ class Explanation:
         label: The class explained (the predicted one unless a target was given).
         probability: The predicted probability of ``label``.
         predicted: The predicted class.
-        gradcam: Grad-CAM map (h, w) in [0, 1].
+        gradcam: The main map (h, w) in [0, 1]: Grad-CAM, or occlusion (``method``) for a backbone
+            with no layer to explain (``onnx:``, ``hub:``, ``timm:``).
         cam: Classic CAM map (h, w) in [0, 1], or None when the head is not GAP -> Dense.
-        files: PNG overlays written, by method (``gradcam``, ``cam``).
+        files: PNG overlays written, by method (``gradcam`` or ``occlusion``, ``cam``).
+        method: What ``gradcam`` holds.
     """
 
     path: str
@@ -46,17 +48,18 @@ class Explanation:
     files: dict[str, str]
     shown: np.ndarray | None = None  # the picture at its own aspect ratio (what the model saw of it)
     true_label: str | None = None  # the class folder the image sits in, when it is one of the classes
+    method: str = "gradcam"
 
     def maps(self) -> dict[str, np.ndarray]:
-        return {"gradcam": self.gradcam} | ({"cam": self.cam} if self.cam is not None else {})
+        return {self.method: self.gradcam} | ({"cam": self.cam} if self.cam is not None else {})
 
-    def peak(self, method: str = "gradcam") -> tuple[int, int]:
-        """(row, column) in the model input of the hottest point of a map."""
-        return peak(self.maps()[method], self.image.shape[:2])
+    def peak(self, method: str | None = None) -> tuple[int, int]:
+        """(row, column) in the model input of the hottest point of a map (default: the main one)."""
+        return peak(self.maps()[method or self.method], self.image.shape[:2])
 
-    def overlay(self, method: str = "gradcam") -> np.ndarray:
-        """The map over the picture at its own aspect ratio (the model input if there is none)."""
-        return overlay(self.image if self.shown is None else self.shown, self.maps()[method])
+    def overlay(self, method: str | None = None) -> np.ndarray:
+        """A map (default: the main one) over the picture at its own aspect ratio (the model input if there is none)."""
+        return overlay(self.image if self.shown is None else self.shown, self.maps()[method or self.method])
 
     def figure(self) -> Figure:
         """The picture beside its overlays at its own aspect ratio, titled with the predicted
@@ -72,7 +75,7 @@ class Explanation:
         axes = figure.subplots(1, 1 + len(maps), squeeze=False)[0]
         for ax, (title, shown) in zip(axes, [("image", picture)] + [(m, self.overlay(m)) for m in maps]):
             ax.imshow(shown)
-            ax.set_title({"image": "image", "gradcam": "Grad-CAM", "cam": "CAM"}[title])
+            ax.set_title({"image": "image", "gradcam": "Grad-CAM", "cam": "CAM", "occlusion": "occlusion"}[title])
             ax.axis("off")
         bar = figure.colorbar(ScalarMappable(cmap=colormaps["jet"]), ax=axes[1:].tolist(), fraction=0.04, pad=0.02)
         bar.set_label("relevance to the explained class")
@@ -97,11 +100,11 @@ def _explanations(names: list[str], paths: list[Path], images: list[np.ndarray],
         target, probabilities = int(maps.targets[i]), maps.probabilities[i]
         cam = None if maps.cam is None else maps.cam[i]
         items.append(Explanation(str(path), images[i], names[target], float(probabilities[target]),
-                                 names[int(probabilities.argmax())], maps.gradcam[i], cam, {}))
+                                 names[int(probabilities.argmax())], maps.gradcam[i], cam, {}, method=maps.method))
     return items
 
 
-def heatmaps(model: RunModel, explainer: GradCAM, images: np.ndarray, targets: np.ndarray | None = None) -> Heatmaps:
+def heatmaps(model: RunModel, explainer: GradCAM | Occlusion, images: np.ndarray, targets: np.ndarray | None = None) -> Heatmaps:
     """The maps of ``images`` for ``targets`` (default: the class the run answers), with the run's
     own probabilities (its ``RunModel``: views, temperature), not those of one Keras pass."""
     probabilities = model.predict_pixels(images).probabilities
@@ -128,7 +131,8 @@ def _unique_stem(path: Path, used: set[str]) -> str:
 
 def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | None = None,
             target: str | None = None, batch_size: int = 8) -> list[Explanation]:
-    """Grad-CAM (and classic CAM where the head allows it) for image files and folders.
+    """Grad-CAM (and classic CAM where the head allows it) for image files and folders; occlusion
+    maps for a backbone with no layer to explain (``onnx:``, ``hub:``, ``timm:``: ``explain.occlusion``).
 
     Args:
         run: The run folder.
@@ -149,7 +153,7 @@ def explain(run: str | Path | Run, inputs: list[str | Path], out: str | Path | N
     paths, problems = collect_images(inputs)
     for path, reason in problems:
         log.warn(f"{path}: {reason}")
-    explainer = GradCAM(run.model, get_backbone(run.config.backbone).gradcam_layer)
+    explainer = explainer_for(run, model)
     if out is not None:
         out = Path(out)
         try:

@@ -32,12 +32,15 @@ class Heatmaps:
         targets: The class index explained for each image (N,).
         gradcam: Grad-CAM maps (N, h, w) at the resolution of the explained layer.
         cam: Classic CAM maps (N, h, w), or None when the head is not GAP -> Dense.
+        method: What ``gradcam`` holds: ``gradcam``, or ``occlusion`` (``explain.occlusion``) for a
+            backbone with no layer to explain.
     """
 
     probabilities: np.ndarray
     targets: np.ndarray
     gradcam: np.ndarray
     cam: np.ndarray | None
+    method: str = "gradcam"
 
 
 def _find(model: keras.Model, name: str):
@@ -95,16 +98,18 @@ class GradCAM:
         >>> maps = explainer(images)  # uint8 (N, S, S, 3) at the model's input size  # doctest: +SKIP
     """
 
+    method = "gradcam"
+
     def __init__(self, classifier: keras.Model, layer: str):
         if keras.backend.backend() != "torch":
             raise ConfigError("Grad-CAM needs the torch backend", "KERAS_BACKEND=torch",
                               keras.backend.backend())
-        if not layer:  # onnx: and hub: encoders run as an ONNX graph inside the model: no layer, no gradients
-            raise ConfigError("Grad-CAM is not available for this run's backbone (an ONNX or KerasHub encoder "
-                              "runs as one ONNX graph: no convolution to explain, no gradients through it)",
-                              "a run on a Keras backbone (efficientnet_lite0, resnet50, ...) to explain",
-                              "a backbone with no Grad-CAM layer",
-                              hint="predict, serve, export and audit work on this run; only heat maps do not")
+        if not layer:  # onnx: / hub: / timm: encoders run as an ONNX graph: no layer, no gradients
+            raise ConfigError("Grad-CAM is not available for this run's backbone (an ONNX encoder runs as one "
+                              "graph: no convolution to explain, no gradients through it)",
+                              "a run on a Keras backbone (efficientnet_lite0, resnet50, ...)",
+                              "a backbone with no Grad-CAM layer", hint="explain.occlusion.explainer_for "
+                              "gives such a run occlusion maps")
         features, head = classifier.get_layer("features"), classifier.get_layer("head")
         self.size = int(features.input_shape[1])
         self._stages, self._probe_index = self._features_stages(features, layer)

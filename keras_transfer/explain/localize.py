@@ -131,14 +131,13 @@ def localize(run: str | Path | Run, inputs: list[str | Path], out: str | Path | 
         >>> found[0].boxes[0]  # doctest: +SKIP
         Box(label='Bengal', score=0.91, x0=31, y0=12, x1=402, y1=377, crop_label='Bengal', crop_probability=0.98)
     """
-    from keras_transfer.backbones import get_backbone
-    from keras_transfer.explain.gradcam import GradCAM
+    from keras_transfer.explain.occlusion import explainer_for
     from keras_transfer.run import collect_images
 
     check_options(method, threshold, top_k)
     run = Run.open(run)
     model = RunModel.open(run)
-    explainer = GradCAM(run.model, get_backbone(run.config.backbone).gradcam_layer)
+    explainer = explainer_for(run, model)  # occlusion for a backbone with no layer to explain
     if method == "cam" and not explainer.cam_available:
         raise ConfigError("this run has no classic CAM", "a head straight on one backbone's pooled map (GAP -> Dense)",
                           f"backbone {run.config.backbone}, head {run.config.head}", hint="use --method gradcam")
@@ -159,6 +158,7 @@ def localize(run: str | Path | Run, inputs: list[str | Path], out: str | Path | 
         probabilities = model.predict_pixels(pixels).probabilities  # the run's answer: the one inference rule
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :min(top_k, len(names))]
         maps = [getattr(explainer(pixels, order[:, k]), method) for k in range(order.shape[1])]
+        shown = explainer.method if method == "gradcam" else method  # the main map: Grad-CAM or occlusion
         for i, picture in enumerate(pictures):
             by_class = {int(order[i, k]): maps[k][i] for k in range(order.shape[1])}
             boxes = image_boxes(picture, by_class, probabilities[i], names, mode, threshold)
@@ -166,8 +166,8 @@ def localize(run: str | Path | Run, inputs: list[str | Path], out: str | Path | 
                 boxes = check_crops(model, picture, boxes, mode)
             top = [{"label": names[c], "probability": float(probabilities[i, c])} for c in order[i]]
             peak = peak_xy(maps[0][i], model.size, picture.decoded.shape[:2], picture.original, mode)
-            item = Localization(picture.path, picture.original[1], picture.original[0], method + ("+crops" if crops else ""),
-                                boxes, top, {method: peak})
+            item = Localization(picture.path, picture.original[1], picture.original[0], shown + ("+crops" if crops else ""),
+                                boxes, top, {shown: peak})
             results.append(item if out is None else _write(item, out, _stem(picture.path, used), names, voc))
     return _finish(results, out, inputs)
 

@@ -177,12 +177,11 @@ def create_app(run_paths: list[str], limits: Limits | None = None, token: str | 
     def gradcam_png(model: ServedModel, pixels: np.ndarray, filename: str) -> bytes:
         from PIL import Image
 
-        from keras_transfer.backbones import get_backbone
         from keras_transfer.explain.explainer import _explanations, heatmaps
-        from keras_transfer.explain.gradcam import GradCAM
+        from keras_transfer.explain.occlusion import explainer_for
 
         if model.name not in explainers:  # the caller holds ``explaining``: one at a time
-            explainers[model.name] = GradCAM(model.run.model, get_backbone(model.run.config.backbone).gradcam_layer)
+            explainers[model.name] = explainer_for(model.run, model.model)
         explainer = explainers[model.name]
         maps = heatmaps(model.model, explainer, pixels[None])  # the class the run answers, as /v1/predict
         item = _explanations(model.model.class_names, [filename], [pixels], maps)[0]
@@ -192,7 +191,8 @@ def create_app(run_paths: list[str], limits: Limits | None = None, token: str | 
 
     @app.post("/v1/explain", responses={200: {"content": {"image/png": {}}}}, openapi_extra=_PREDICT_SCHEMA)
     async def explain(request: Request):
-        """Grad-CAM overlay (PNG) of the first uploaded image for its predicted class."""
+        """Grad-CAM overlay (PNG) of the first uploaded image for its predicted class (occlusion for a
+        backbone with no layer to explain: onnx:, hub:, timm:)."""
         if explaining.locked():
             raise HTTPException(503, "a Grad-CAM is being computed; retry shortly", headers={"Retry-After": "2"})
         async with explaining, uploads(request) as (files, fields):

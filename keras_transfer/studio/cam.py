@@ -44,7 +44,7 @@ class CamMaps:
             CAM only; empty for Grad-CAM).
         heatmap: The map shown, (h, w) in [0, 1].
         image: The model input (S, S, 3) uint8.
-        method: ``"cam"`` (exact) or ``"gradcam"``.
+        method: ``"cam"`` (exact), ``"gradcam"``, or ``"occlusion"`` (a backbone with no layer to explain).
     """
 
     target: int
@@ -123,17 +123,17 @@ def cam_maps(ws, image_id: str) -> CamMaps:
 
 
 def _gradcam(ws, pixels: np.ndarray) -> CamMaps:
-    """Grad-CAM of a Keras-trained head (``explain.gradcam``), built once per run."""
-    from keras_transfer.backbones import get_backbone
-    from keras_transfer.explain.gradcam import GradCAM
+    """Grad-CAM of a Keras-trained head (``explain.gradcam``), or occlusion for a backbone with no
+    layer to explain (``explain.occlusion``), built once per run."""
+    from keras_transfer.explain.occlusion import explainer_for
 
     run = ws.run
     cached = ws.__dict__.get("_gradcam")
     if cached is None or cached[0] != run.path:
-        cached = (run.path, GradCAM(run.model, get_backbone(run.config.backbone).gradcam_layer))
+        cached = (run.path, explainer_for(run, ws.model))
         ws.__dict__["_gradcam"] = cached
     heat = cached[1](pixels[None])
-    return CamMaps(int(heat.targets[0]), float("nan"), [], heat.gradcam[0], pixels, "gradcam")
+    return CamMaps(int(heat.targets[0]), float("nan"), [], heat.gradcam[0], pixels, heat.method)
 
 
 def cam_png(ws, image_id: str) -> bytes:
