@@ -172,7 +172,11 @@ def test_train_predict_serve_export_agree_and_survive_the_encoder_moving(two_cla
     with ServerProcess([out]) as server:
         answer = httpx.post(server.url + "/v1/predict", data={"top_k": "1"},
                             files=[("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths[:4]]).json()
+        heat = httpx.post(server.url + "/v1/explain", files=[("files", (paths[0].name, paths[0].read_bytes(),
+                                                                        "image/jpeg"))], timeout=60)
     assert [r["label"] for r in answer["results"]] == [f["predictions"][0]["label"] for f in files[:4]]
+    assert heat.status_code == 200 and heat.headers["content-type"] == "image/png"  # occlusion: no gradients
+    assert heat.content.startswith(b"\x89PNG") and "Traceback" not in server.log
 
 
 def test_explain_occludes_and_audit_compares_images_with_the_encoder(two_classes, tmp_path, capsys):
@@ -189,6 +193,11 @@ def test_explain_occludes_and_audit_compares_images_with_the_encoder(two_classes
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [f"{photo.stem}_explain.png",
                                                                       f"{photo.stem}_occlusion.png"]
     capsys.readouterr()
+    from keras_transfer.studio.cam import cam_maps
+    from keras_transfer.studio.workspace import Workspace
+
+    maps = cam_maps(Workspace.open(two_classes, out, root=tmp_path / "ws"), photo.relative_to(two_classes).as_posix())
+    assert maps.method == "occlusion" and maps.heatmap.shape == (8, 8)  # the studio's map of the same run
     assert main(["audit", str(two_classes), "--backbone", f"onnx:{encoder}", "--out", str(tmp_path / "audit"),
                  "-q", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
