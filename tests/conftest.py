@@ -100,13 +100,13 @@ def flowers3(tmp_path_factory) -> Path:
     return root
 
 
-def engine_features(backbone: str, folder: Path, out: Path, **options) -> np.ndarray:
+def engine_features(backbone: str, folder: Path, out: Path, stages: int = 1, **options) -> np.ndarray:
     """Pooled features of every image under ``folder`` (sorted) through the engine and feature cache."""
     from keras_transfer.config import TrainConfig, feature_source
     from keras_transfer.data.dataset import Split
 
     paths = sorted(folder.rglob("*.jpg"))
-    config = TrainConfig(data=str(folder), backbone=backbone, stages=1, **options).validate()
+    config = TrainConfig(data=str(folder), backbone=backbone, stages=stages, **options).validate()
     features, indices = feature_source(config, out)(Split("x", paths, np.zeros(len(paths), np.int64)))
     assert len(indices) == len(paths)
     return features

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import FLOWERS5 as FLOWERS
@@ -79,6 +80,31 @@ def test_features_equal_keras_hubs_forward_pass_and_pooling(presets, flowers3, t
     assert relative_error(features, expected) < 1e-4
 
 
+@pytest.mark.parametrize("preset,stages", [("dino", 3), ("resnet", 2)])
+def test_stages_pool_the_backbones_earlier_pyramid_outputs(presets, flowers3, tmp_path, preset, stages):
+    """--stages N: the final output and the last N - 1 earlier pyramid outputs (a ViT's blocks: their
+    CLS tokens; a CNN's maps: their means), concatenated, as KerasHub computes them."""
+    import keras
+
+    from keras_transfer.backbones import get_backbone
+
+    reference = f"hub:{presets[preset]}"
+    assert get_backbone(reference).max_stages == stages
+    features = engine_features(reference, flowers3, tmp_path / "out", stages=stages)
+    backbone = keras_hub.models.Backbone.from_preset(str(presets[preset]))
+    converter = keras_hub.layers.ImageConverter.from_preset(str(presets[preset]))
+    levels = list(backbone.pyramid_outputs)[:-1][::-1]  # last first
+    taps = keras.Model(backbone.inputs, [backbone.output, *[backbone.pyramid_outputs[n] for n in levels]])
+    side = DINO_SIDE if preset == "dino" else RESNET_SIDE
+    outputs = [keras.ops.convert_to_numpy(x) for x in taps(converter(
+        resized_pixels(sorted(flowers3.rglob("*.jpg")), side).astype("float32")))]
+    expected = np.concatenate([x[:, 0] if x.ndim == 3 else x.mean(axis=(1, 2)) for x in outputs], axis=1)
+    assert features.shape == expected.shape == (30, {"dino": 72, "resnet": 96}[preset])
+    assert relative_error(features, expected) < 1e-4
+    one = engine_features(reference, flowers3, tmp_path / "one")
+    assert np.allclose(features[:, :one.shape[1]], one, atol=1e-4 * np.abs(one).max())  # the final output first
+
+
 def test_the_spec_carries_the_converters_preprocessing_and_keys_follow_the_weights(presets, tmp_path):
     from keras_transfer.backbones import get_backbone
 
@@ -109,8 +135,8 @@ def test_train_predict_stored_and_exported_probabilities_agree_without_the_prese
     from keras_transfer.cli import main
 
     out, preset = tmp_path / "run", shutil.copytree(presets["dino"], tmp_path / "preset")
-    assert main(["train", str(flowers3), "--backbone", f"hub:{preset}", "--out", str(out), "--quiet",
-                 "--no-baseline"]) == 0
+    assert main(["train", str(flowers3), "--backbone", f"hub:{preset}", "--stages", "2", "--out", str(out), "--quiet",
+                 "--no-baseline"]) == 0  # two pooled stages: the encoder converted for them
     card = (out / "MODEL_CARD.md").read_text()
     assert f"the KerasHub preset {preset}" in card and "keras.applications" not in card
     shutil.rmtree(preset)  # the run answers from the converted encoder: no preset, no KerasHub needed

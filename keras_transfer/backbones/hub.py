@@ -11,8 +11,9 @@ instead of the CLS token (ViT-style backbones only).
   engine resizes as for every backbone (``--resize-mode``), not with the converter's crop.
 - Pooled features: a token output ``(N, tokens, D)`` gives the CLS token (token 0; ``#mean``:
   the mean of the tokens after the CLS and register tokens); a spatial map ``(N, h, w, C)`` is
-  averaged (``--pooling max``: maximum) over space. Only the final output: one stage, no
-  fine-tuning (the features are an ONNX graph, as for ``onnx:``).
+  averaged (``--pooling max``: maximum) over space. ``--stages N`` adds the last N - 1 of the
+  backbone's ``pyramid_outputs`` (a CNN's earlier maps, a ViT's earlier blocks), each pooled alike,
+  concatenated (converted once per N). No fine-tuning (the features are an ONNX graph, as for ``onnx:``).
 - Identity: the sha256 of the preset's weights file(s), config and converter; the cache key and
   the converted encoder (``<cache>/hub/<sha>-<pooling>.onnx``, ``converted``) follow it, so other weights give
   other keys, and a preset is converted (KerasHub loaded, exported by ``torch.onnx``) only once.
@@ -24,19 +25,21 @@ The converted file is then an ``onnx:`` encoder with its settings in its metadat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import io
+import json
 import warnings
 from pathlib import Path
 
 from keras_transfer.backbones.converted import converted, converted_spec, recorded, remember
-from keras_transfer.backbones.onnx_encoder import write_settings
+from keras_transfer.backbones.onnx_encoder import onnx_spec, write_settings
 from keras_transfer.backbones.spec import BackboneSpec
 from keras_transfer.backbones.weights import file_sha256, offline_requested
 from keras_transfer.base import log
 from keras_transfer.base.errors import ConfigError, WeightsError
-from keras_transfer.base.paths import atomic_file
+from keras_transfer.base.paths import atomic_file, cache_dir, write_json
 
 PREFIX = "hub:"
 KIND = "hub"  # its folder of the cache
@@ -126,9 +129,20 @@ def encoder_settings(backbone, converter, pooling: str) -> dict:
             "token_pooling": pooling, "prefix_tokens": prefix, "license": "as published with the KerasHub preset"}
 
 
-def export_encoder(preset: str, pooling: str, target: Path) -> Path:
+def levels_of(backbone) -> list[tuple[str, int]]:
+    """(name, channels) of the backbone's ``pyramid_outputs`` before its last one, last first: the
+    stages ``--stages N`` pools beside the final output (a CNN's feature maps, a ViT's block outputs)."""
+    outputs = getattr(backbone, "pyramid_outputs", None) or {}
+    return [(name, int(outputs[name].shape[-1])) for name in reversed(list(outputs)[:-1])]
+
+
+def export_encoder(preset: str, pooling: str, target: Path, stages: int = 1, spatial: str = "avg",
+                   levels_file: Path | None = None) -> Path:
     """Loads the preset with KerasHub and writes it to ``target`` as an ``onnx:`` encoder: NHWC images
-    (normalised as the converter says) -> the backbone's output, settings in the file's metadata."""
+    (normalised as the converter says) -> the backbone's output, settings in the file's metadata.
+    With ``stages`` > 1: -> the final output and the ``stages - 1`` last levels (``levels_of``), each
+    pooled (tokens: ``pooling``; maps: ``spatial``) and concatenated. ``levels_file`` records the levels."""
+    import keras
     import keras_hub
     import onnx
     import torch
@@ -143,15 +157,29 @@ def export_encoder(preset: str, pooling: str, target: Path) -> Path:
         raise ConfigError("the preset's backbone has no single token or feature-map output", "(N, tokens, D) or "
                           "(N, h, w, C)", f"{backbone.output_shape}")
     settings = encoder_settings(backbone, converter, pooling)
+    levels = levels_of(backbone)
+    if levels_file is not None:
+        write_json(levels_file, levels)
+    if stages > 1 + len(levels):
+        raise ConfigError(f"the preset has {1 + len(levels)} stages", f"--stages 1 to {1 + len(levels)}", str(stages))
     backbone.trainable = False
+    taps = backbone if stages == 1 else keras.Model(
+        backbone.inputs, [backbone.output, *[backbone.pyramid_outputs[name] for name, _ in levels[:stages - 1]]])
+    prefix = settings["prefix_tokens"]
+
+    def pooled(x):  # one output of ``taps`` -> (N, C)
+        if x.ndim == 3:
+            return x[:, 0] if pooling == "cls" else x[:, prefix:].mean(dim=1)
+        return x.amax(dim=(1, 2)) if spatial == "max" else x.mean(dim=(1, 2))
 
     class Images(torch.nn.Module):  # one named tensor argument, for torch.export's dynamic batch
         def __init__(self):
             super().__init__()
-            self.backbone = backbone
+            self.taps = taps
 
         def forward(self, images):
-            return self.backbone(images)
+            outputs = self.taps(images)
+            return outputs if stages == 1 else torch.cat([pooled(x) for x in outputs], dim=1)
 
     size = settings["input_size"]
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), log.silenced((1, 2)), torch.no_grad():
@@ -167,12 +195,29 @@ def export_encoder(preset: str, pooling: str, target: Path) -> Path:
 
 def hub_spec(reference: str) -> BackboneSpec:
     """The spec of ``hub:PRESET[#mean]``: the ``onnx:`` spec of the converted preset, named and keyed
-    by the preset (its weights' content hash and the token pooling)."""
+    by the preset (its weights' content hash and the token pooling); ``--stages N`` converts (once)
+    an encoder of N pooled stages (``export_encoder``)."""
     preset, pooling = parse(reference)
     sha = identity(preset)
+    levels_file = cache_dir(KIND) / f"{sha[:16]}-levels.json"
     encoder = converted(KIND, sha, pooling, f"the KerasHub preset {preset}",
-                        functools.partial(export_encoder, preset, pooling))
-    return converted_spec(encoder, f"hub:{Path(preset.rstrip('/')).name}" + ("#mean" if pooling == "mean" else ""),
+                        functools.partial(export_encoder, preset, pooling, levels_file=levels_file))
+    spec = converted_spec(encoder, f"hub:{Path(preset.rstrip('/')).name}" + ("#mean" if pooling == "mean" else ""),
                           f"hub:sha256:{sha[:16]}:{pooling}",
                           f"KerasHub preset {preset} (features: "
                           f"{'CLS token' if pooling == 'cls' else 'mean of patch tokens'} or the pooled map)")
+    try:
+        levels = tuple((name, int(channels)) for name, channels in json.loads(levels_file.read_text()))
+    except (OSError, ValueError, TypeError):  # converted by an earlier release: the final output only
+        return spec
+    one_stage = spec.build_features
+
+    def build_features(size: int, pooling_: str = "avg", stages: int = 1):
+        if stages == 1:
+            return one_stage(size, pooling_, 1)
+        stacked = converted(KIND, sha, f"{pooling}-{pooling_}-s{stages}", f"{stages} stages of the KerasHub "
+                            f"preset {preset}", functools.partial(export_encoder, preset, pooling, stages=stages,
+                                                                  spatial=pooling_))
+        return onnx_spec(f"onnx:{stacked}").build_features(size, pooling_, 1)
+
+    return dataclasses.replace(spec, stages=levels, build_features=build_features)
