@@ -65,9 +65,9 @@ def test_the_spec_carries_timms_preprocessing_and_keys_follow_the_weights_file(c
     assert get_backbone(f"timm:test_vit.r160_in1k@{copy}").weights_identity(None) == keys["vit"]  # same bytes
 
 
-def test_the_weights_option_names_the_file_and_bad_references_are_clear(converted, tmp_path):
+def test_the_weights_option_names_the_file_and_bad_references_are_clear(converted, tmp_path, monkeypatch):
     from keras_transfer.backbones import get_backbone
-    from keras_transfer.base.errors import ConfigError, KerasTransferError
+    from keras_transfer.base.errors import ConfigError, KerasTransferError, WeightsError
     from keras_transfer.config import TrainConfig
 
     folder, _ = converted
@@ -84,6 +84,9 @@ def test_the_weights_option_names_the_file_and_bad_references_are_clear(converte
     other.write_bytes((folder / "vit.safetensors").read_bytes() + b" ")
     with pytest.raises(ConfigError, match="timm cannot be imported here"):
         get_backbone(f"timm:test_vit.r160_in1k@{other}")
+    monkeypatch.setenv("KERAS_TRANSFER_OFFLINE", "1")  # timm's own weights would be downloaded: refused at once
+    with pytest.raises(WeightsError, match="not converted on this machine"):
+        get_backbone("timm:test_vit.r160_in1k")
 
 
 def test_train_predict_serve_and_export_agree_without_the_weights_file(converted, flowers3, tmp_path):
