@@ -29,7 +29,7 @@ install: $(STAMP) $(TIMM_STAMP)
 # torchvision wheel here loads beside the CPU torch 2.13.0 that .venv pins (PyPI's 0.28 is a CUDA
 # build). torch 2.14.1 + torchvision 0.29.1 is a matching pair (a CUDA build, used on the CPU; about
 # 5.5 GB, a minute to install). What it converts is an onnx: encoder that .venv then uses.
-$(TIMM_STAMP): Makefile constraints.txt
+$(TIMM_STAMP): constraints.txt
 	python3 -m venv $(TIMM_VENV)
 	$(TIMM_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(TIMM_VENV)/bin/python -m pip install -q timm==1.0.31 onnx onnxscript onnx-ir onnxruntime pillow -c constraints.txt

@@ -119,6 +119,13 @@ def test_the_spec_carries_the_converters_preprocessing_and_keys_follow_the_weigh
     assert get_backbone(f"hub:{copy}").weights_identity(None) == dino.weights_identity(None)  # same bytes, same key
     _save(_dino(3), copy)  # the same folder, new weights: a new key
     assert get_backbone(f"hub:{copy}").weights_identity(None) != dino.weights_identity(None)
+    from keras_transfer.base.paths import cache_dir
+
+    moved = shutil.copytree(presets["resnet"], tmp_path / "moved")
+    key = get_backbone(f"hub:{moved}").weights_identity(None)
+    (cache_dir("hub") / "records.json").rename(cache_dir("hub") / "presets.json")  # the earlier record's name
+    shutil.rmtree(moved)
+    assert get_backbone(f"hub:{moved}").weights_identity(None) == key  # a run of an earlier release still opens
 
 
 def test_a_bad_reference_is_a_clear_error(tmp_path):

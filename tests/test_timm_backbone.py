@@ -65,7 +65,7 @@ def test_the_spec_carries_timms_preprocessing_and_keys_follow_the_weights_file(c
     assert get_backbone(f"timm:test_vit.r160_in1k@{copy}").weights_identity(None) == keys["vit"]  # same bytes
 
 
-def test_the_weights_option_names_the_file_and_bad_references_are_clear(converted, tmp_path, monkeypatch):
+def test_the_weights_option_names_the_file_and_bad_references_are_clear(converted, tmp_path, monkeypatch, capsys):
     from keras_transfer.backbones import get_backbone
     from keras_transfer.base.errors import ConfigError, KerasTransferError, WeightsError
     from keras_transfer.config import TrainConfig
@@ -74,16 +74,24 @@ def test_the_weights_option_names_the_file_and_bad_references_are_clear(converte
     config = TrainConfig(data="x", backbone="timm:test_vit.r160_in1k#avg", weights=str(folder / "vit.safetensors"))
     assert (config.backbone, config.weights) == (f"timm:test_vit.r160_in1k@{folder / 'vit.safetensors'}#avg",
                                                  "imagenet")
+    monkeypatch.chdir(folder)  # a relative @FILE is made absolute: the run opens from anywhere
+    assert TrainConfig(data="x", backbone="timm:test_vit.r160_in1k@vit.safetensors").backbone == \
+        f"timm:test_vit.r160_in1k@{folder / 'vit.safetensors'}"
     for backbone, weights in (("timm:test_vit.r160_in1k", None), ("onnx:enc.onnx", "w.h5")):
-        with pytest.raises(ConfigError, match="brings its own weights"):
-            TrainConfig(data="x", backbone=backbone, weights=weights)
-    for reference in ("timm:", "timm:test_vit@", f"timm:test_vit@{tmp_path / 'missing.pth'}"):
+        with pytest.raises(ConfigError, match="brings its own weights"):  # said by validate: runs still open
+            TrainConfig(data="x", backbone=backbone, weights=weights).validate()
+    for reference in ("timm:", "timm:test_vit@", f"timm:test_vit@{tmp_path / 'missing.pth'}", "timm:test_vit#Max!",
+                      "timm:test_vit#default"):
         with pytest.raises(KerasTransferError):
             get_backbone(reference)
     other = tmp_path / "other.safetensors"  # weights never converted: this process has no timm to do it
     other.write_bytes((folder / "vit.safetensors").read_bytes() + b" ")
     with pytest.raises(ConfigError, match="timm cannot be imported here"):
         get_backbone(f"timm:test_vit.r160_in1k@{other}")
+    from keras_transfer.cli import main
+
+    assert main(["train", str(folder), "--backbone", "timm:test_vit.r160_in1k", "--offline", "-q"]) == 1
+    assert "not converted on this machine" in capsys.readouterr().err  # --offline reaches the timm route
     monkeypatch.setenv("KERAS_TRANSFER_OFFLINE", "1")  # timm's own weights would be downloaded: refused at once
     with pytest.raises(WeightsError, match="not converted on this machine"):
         get_backbone("timm:test_vit.r160_in1k")

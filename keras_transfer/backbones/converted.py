@@ -19,12 +19,18 @@ from keras_transfer.base import log
 from keras_transfer.base.paths import cache_dir, write_json
 
 
+_EARLIER = {"hub": "presets.json"}  # the record's name before the routes shared this module
+
+
 def recorded(kind: str) -> dict:
     """reference -> sha256 of the weights seen by the ``kind`` route on this machine."""
-    try:
-        return json.loads((cache_dir(kind) / "records.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    found = {}
+    for name in (_EARLIER.get(kind), "records.json"):
+        try:
+            found.update(json.loads((cache_dir(kind) / name).read_text()) if name else {})
+        except (OSError, ValueError):
+            pass
+    return found
 
 
 def remember(kind: str, key: str, sha: str) -> None:

@@ -2,8 +2,8 @@
 
 ``NAME`` is what ``timm.create_model`` takes (``vit_small_patch14_dinov2.lvd142m``,
 ``convnext_tiny.fb_in22k``). ``timm:NAME@FILE`` (or ``--weights FILE``) loads a state dict the user
-has (``.safetensors``, or ``.pth`` / ``.bin`` read with ``weights_only=True``) by timm's own loader,
-which drops a classifier that does not fit and remaps original checkpoints; without a file timm
+has (``.safetensors``, or ``.pth`` / ``.bin`` read with ``weights_only=True``), through timm's own
+filter, which drops a classifier that does not fit and remaps original checkpoints; without a file timm
 downloads its pretrained weights (once, online). ``timm:NAME#POOL`` passes ``global_pool`` to timm
 (``avg``: the mean of a ViT's patch tokens; ``token``: its CLS token; a CNN's ``avg`` / ``max``);
 without it, the model's own default.
@@ -13,9 +13,9 @@ without it, the model's own default.
   engine resizes as for every backbone (``--resize``), not with timm's crop.
 - Features: the model's pooled features (``num_classes=0``), exported by ``torch.onnx`` once.
 - Identity: a weights file's sha256 (with the model name), or, for timm's pretrained weights, the
-  sha256 of the loaded tensors; recorded in ``<cache>/timm/records.json`` (``converted``), so a run
-  keeps working after the file moved, offline, and without timm: the run, ``predict``, ``serve`` and
-  ``export`` need only the converted encoder.
+  sha256 of the loaded tensors (with the name); recorded in ``<cache>/timm/records.json``
+  (``converted``), so on this machine a run keeps working after the file moved, offline, and without
+  timm: the run, ``predict``, ``serve`` and ``export`` need only the converted encoder.
 
 timm imports torchvision, which must be built for the installed torch (a mismatched pair fails to
 import: the message says so).
@@ -26,6 +26,7 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import re
 from pathlib import Path
 
 from keras_transfer.backbones.converted import converted, converted_spec, encoder_path, recorded, remember
@@ -33,6 +34,7 @@ from keras_transfer.backbones.onnx_encoder import save_torch_encoder
 from keras_transfer.backbones.spec import BackboneSpec
 from keras_transfer.backbones.weights import file_sha256, offline_requested
 from keras_transfer.base.errors import ConfigError, WeightsError
+from keras_transfer.base.paths import atomic_file
 
 PREFIX = "timm:"
 KIND = "timm"  # its folder of the cache
@@ -42,19 +44,23 @@ def parse(reference: str) -> tuple[str, str | None, str]:
     """``timm:NAME[@FILE][#POOL]`` -> (model name, weights file or None, global pool or '' for the default)."""
     rest, _, pool = reference[len(PREFIX):].strip().partition("#")
     name, at, weights = rest.partition("@")
-    if not name.strip() or (at and not weights.strip()):
+    if not name.strip() or (at and not weights.strip()) or not re.fullmatch(r"[a-z]*", pool.strip()) \
+            or pool.strip() == "default":
         raise ConfigError(f"invalid timm backbone {reference!r}", "timm:NAME, timm:NAME@WEIGHTS_FILE or "
-                          "timm:NAME#POOL (e.g. timm:convnext_tiny.fb_in22k)", reference)
+                          "timm:NAME#POOL with one of timm's global_pool names (e.g. timm:convnext_tiny#max)",
+                          reference)
     return name.strip(), weights.strip() or None, pool.strip()
 
 
-def with_weights(reference: str, weights: str) -> str:
-    """``timm:NAME[#POOL]`` with ``--weights FILE`` -> ``timm:NAME@/absolute/FILE[#POOL]``."""
+def resolved(reference: str, weights: str | None = None) -> str:
+    """``timm:NAME[@FILE][#POOL]`` (with ``--weights FILE``) -> ``timm:NAME[@/absolute/FILE][#POOL]``: a
+    run's reference names its weights file wherever it is opened from."""
     name, given, pool = parse(reference)
-    if given:
+    if given and weights:
         raise ConfigError("two weights files for one timm backbone", "timm:NAME@FILE or --weights FILE",
                           f"{reference} and --weights {weights}")
-    return f"{PREFIX}{name}@{Path(weights).expanduser().resolve()}" + (f"#{pool}" if pool else "")
+    file = given or weights
+    return f"{PREFIX}{name}" + (f"@{Path(file).expanduser().resolve()}" if file else "") + (f"#{pool}" if pool else "")
 
 
 def _import_timm():
@@ -76,15 +82,36 @@ def load(name: str, pool: str, weights: Path | None):
         raise ConfigError(f"unknown timm model {name!r}", "a name timm.list_models() lists",
                           name, hint=f"did you mean {' or '.join(close)}?" if close else "")
     options = {"num_classes": 0, "pretrained": True, **({"global_pool": pool} if pool else {})}
-    if weights is not None:
-        options["pretrained_cfg_overlay"] = {"file": str(weights)}
+    if weights is not None:  # timm's own filter (classifier, original checkpoints) still applies to it
+        options["pretrained_cfg_overlay"] = {"state_dict": read_state_dict(weights)}
     try:
         return timm.create_model(name, **options).eval()
     except Exception as error:  # a state dict that does not fit, a failed download, an invalid pool
         where = f"the weights in {weights}" if weights else "timm's pretrained weights (downloaded once, online)"
-        raise WeightsError(f"timm cannot build {name} with {where}", f"a state dict of {name}" if weights else
-                           "a pretrained timm model name reachable now", f"{type(error).__name__}: "
+        raise WeightsError(f"timm cannot build {name}" + (f"#{pool}" if pool else "") + f" with {where}",
+                           (f"a state dict of {name}" if weights else "a pretrained timm model name reachable now")
+                           + (f" and a global_pool {name} has" if pool else ""), f"{type(error).__name__}: "
                            f"{str(error).splitlines()[0] if str(error) else ''}") from error
+
+
+def read_state_dict(file: Path) -> dict:
+    """A state dict file, never unpickling code: ``.safetensors``, or a torch file read with
+    ``weights_only=True`` (here, not by timm, whose older releases did not)."""
+    import torch
+
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(file))
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # safetensors' and torch's own errors for a damaged or foreign file
+        raise WeightsError(f"cannot read the state dict {file}", "a .safetensors file or a torch.save'd "
+                           "state dict (tensors only)", f"{type(error).__name__}: {error}") from error
+    for key in ("state_dict", "model", "state_dict_ema"):  # a training checkpoint: its weights
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            return state[key]
+    return state
 
 
 def tensors_sha(model) -> str:
@@ -109,7 +136,7 @@ def export_encoder(model, target: Path) -> Path:
     settings = {"input_size": int(height), "layout": "NCHW", "mean": [float(v) for v in config["mean"]],
                 "std": [float(v) for v in config["std"]], "interpolation": str(config["interpolation"]),
                 "license": f"{licence} (timm's published weights; a weights file of your own: its author's)"}
-    return save_torch_encoder(model, int(height), target, settings)
+    return atomic_file(target, lambda tmp: save_torch_encoder(model, int(height), tmp, settings))
 
 
 def timm_spec(reference: str) -> BackboneSpec:
@@ -128,7 +155,7 @@ def timm_spec(reference: str) -> BackboneSpec:
             raise WeightsError(f"timm's pretrained {name} is not converted on this machine", "timm:NAME@FILE of "
                                "weights on this machine, or a first use online", "KERAS_TRANSFER_OFFLINE=1")
         model = load(name, pool, file)
-        sha = sha or tensors_sha(model)
+        sha = sha or hashlib.sha256(f"{name}:{tensors_sha(model)}".encode()).hexdigest()
         converted(KIND, sha, tag, f"timm's {name}", functools.partial(export_encoder, model))
     remember(KIND, key, sha)
     source = f"weights {file}" if file else "timm's pretrained weights"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -15,6 +16,22 @@ OFFLINE_ENV = "KERAS_TRANSFER_OFFLINE"
 def offline_requested(flag: bool = False) -> bool:
     """True when ``flag`` is set or the environment says ``KERAS_TRANSFER_OFFLINE=1``."""
     return flag or os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@contextlib.contextmanager
+def offline_mode(flag: bool):
+    """``KERAS_TRANSFER_OFFLINE=1`` while inside, when ``flag`` (a command's ``--offline``): what reads
+    a backbone by its name alone (``hub:``, ``timm:``) sees the flag too; restored on the way out."""
+    before = os.environ.get(OFFLINE_ENV)
+    if flag:
+        os.environ[OFFLINE_ENV] = "1"
+    try:
+        yield
+    finally:
+        if flag and before is None:
+            os.environ.pop(OFFLINE_ENV, None)
+        elif flag:
+            os.environ[OFFLINE_ENV] = before
 
 
 @functools.lru_cache(maxsize=32)

@@ -81,7 +81,10 @@ def _run(argv: list[str] | None) -> int:
     try:
         if args.command not in ("serve", "studio"):  # uvicorn stops these on SIGTERM (in-flight requests finish)
             _stop_on_signals()
-        return args.handler(args)
+        from keras_transfer.backbones.weights import offline_mode
+
+        with offline_mode(getattr(args, "offline", False)):
+            return args.handler(args)
     except KerasTransferError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

@@ -147,18 +147,19 @@ class TrainConfig:
     def __post_init__(self):
         if self.backbone is None:  # the default depends on what the backbone is for
             object.__setattr__(self, "backbone", DEFAULT_ENSEMBLE if self.solved else DEFAULT_BACKBONE)
-        if self.backbone.startswith(CONVERTED) and self.weights != "imagenet":
-            if self.weights is None or not self.backbone.startswith("timm:"):
-                raise ConfigError(f"{self.backbone} brings its own weights", "--weights imagenet (the default)"
-                                  + (", or a state dict file" if self.backbone.startswith("timm:") else ""),
-                                  f"--weights {self.weights or 'none'}")
-            from keras_transfer.backbones.timm_models import with_weights
+        if self.backbone.startswith("timm:"):  # a weights file is the reference's, by its absolute path
+            from keras_transfer.backbones.timm_models import resolved
 
-            object.__setattr__(self, "backbone", with_weights(self.backbone, self.weights))  # the file is the reference's
-            object.__setattr__(self, "weights", "imagenet")
+            file = self.weights if self.weights not in ("imagenet", None) else None
+            object.__setattr__(self, "backbone", resolved(self.backbone, file))
+            object.__setattr__(self, "weights", "imagenet" if file else self.weights)
 
     def validate(self) -> TrainConfig:
         """Checks every field; returns self so calls can chain."""
+        if self.backbone.startswith(CONVERTED) and self.weights != "imagenet":
+            raise ConfigError(f"{self.backbone} brings its own weights", "--weights imagenet (the default)"
+                              + (", or a state dict file" if self.backbone.startswith("timm:") else ""),
+                              f"--weights {self.weights or 'none'}")
         spec = get_backbone(self.backbone)
         if self.resize not in RESIZE_MODES:
             raise unknown_choice("resize mode", self.resize, RESIZE_MODES)

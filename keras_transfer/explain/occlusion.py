@@ -76,9 +76,12 @@ class Occlusion:
 
 
 def explainer_for(run, model):
-    """The run's explainer: Grad-CAM where its backbone has a layer to explain, else :class:`Occlusion`."""
+    """The run's explainer: Grad-CAM where its backbone has a layer to explain, else :class:`Occlusion`
+    (decided from the reference: a converted encoder's spec is not needed, nor its weights)."""
     from keras_transfer.backbones import get_backbone
+    from keras_transfer.config import CONVERTED
     from keras_transfer.explain.gradcam import GradCAM
 
-    layer = get_backbone(run.config.backbone).gradcam_layer
-    return GradCAM(run.model, layer) if layer else Occlusion(model)
+    if run.config.backbone.startswith(CONVERTED):
+        return Occlusion(model)
+    return GradCAM(run.model, get_backbone(run.config.backbone).gradcam_layer)

@@ -32,9 +32,9 @@ def weights_licence(backbone: str) -> tuple[str, str]:
     if backbone.startswith(("onnx:", "timm:")):  # the licence the encoder's metadata states (timm: from timm)
         from keras_transfer.backbones import get_backbone
 
-        stated = get_backbone(backbone).license
-        return ("other", f"as stated with the {'timm' if backbone.startswith('timm:') else 'ONNX'} encoder: {stated}") if stated != "unknown" else (
-            "other", "not stated with the ONNX encoder (license in its metadata or JSON): check its terms")
+        stated, kind = get_backbone(backbone).license, "timm" if backbone.startswith("timm:") else "ONNX"
+        return ("other", f"as stated with the {kind} encoder: {stated}") if stated != "unknown" else (
+            "other", f"not stated with the {kind} encoder (license in its metadata or JSON): check its terms")
     if backbone.startswith("hub:"):  # not keras.applications' weights (the "" family below would say so)
         return "other", f"the KerasHub preset {backbone[4:]}: see the licence published with the preset"
     families = {next(k for k in WEIGHTS_LICENCES if name.startswith(k)) for name in backbone.split("+")}
