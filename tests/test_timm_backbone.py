@@ -34,13 +34,14 @@ def converted(flowers3, tmp_path_factory) -> tuple[Path, dict]:
     assert TIMM_PYTHON.is_file(), "no .venv-timm: `make install` builds it"
     folder = tmp_path_factory.mktemp("timm")
     np.save(folder / "pixels.npy", resized_pixels(sorted(flowers3.rglob("*.jpg")), SIDE), allow_pickle=False)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HOME": str(folder / "hf"), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([str(TIMM_PYTHON), str(ROOT / "tests" / "timm_side.py"), str(folder)], cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return folder, json.loads((folder / "side.json").read_text())
 
 
-@pytest.mark.parametrize("key", ["vit", "vit_avg", "convnext"])
+@pytest.mark.parametrize("key", ["vit", "vit_avg", "convnext", "downloaded"])
 def test_features_equal_timms_forward_pass(converted, flowers3, tmp_path, key):
     folder, side = converted
     features = engine_features(side[key]["reference"], flowers3, tmp_path / "out")  # no timm in this process
@@ -59,7 +60,9 @@ def test_the_spec_carries_timms_preprocessing_and_keys_follow_the_weights_file(c
     assert vit.preprocessing.std == pytest.approx(tuple(s * 255 for s in side["vit"]["std"]))
     assert "apache-2.0" in vit.license  # timm's pretrained config of the test models
     keys = {k: v["key"] for k, v in side.items()}
-    assert len(set(keys.values())) == 4  # other weights (vit2), another pooling (vit_avg), another model
+    assert len(set(keys.values())) == 5  # other weights (vit2), another pooling (vit_avg), another model
+    downloaded = get_backbone("timm:test_convnext.r160_in1k")  # timm's own weights: converted once, recorded
+    assert downloaded.weights_identity(None) == keys["downloaded"] and "apache-2.0" in downloaded.license
     assert vit.weights_identity(None) == keys["vit"]
     copy = shutil.copy(folder / "vit.safetensors", tmp_path / "renamed.safetensors")
     assert get_backbone(f"timm:test_vit.r160_in1k@{copy}").weights_identity(None) == keys["vit"]  # same bytes
