@@ -212,12 +212,12 @@ def hub_spec(reference: str) -> BackboneSpec:
         return spec
     one_stage = spec.build_features
 
-    def build_features(size: int, pooling_: str = "avg", stages: int = 1):
+    def build_features(size: int, spatial: str = "avg", stages: int = 1):  # spatial: --pooling avg | max
         if stages == 1:
-            return one_stage(size, pooling_, 1)
-        stacked = converted(KIND, sha, f"{pooling}-{pooling_}-s{stages}", f"{stages} stages of the KerasHub "
+            return one_stage(size, spatial, 1)
+        stacked = converted(KIND, sha, f"{pooling}-{spatial}-s{stages}", f"{stages} stages of the KerasHub "
                             f"preset {preset}", functools.partial(export_encoder, preset, pooling, stages=stages,
-                                                                  spatial=pooling_))
-        return onnx_spec(f"onnx:{stacked}").build_features(size, pooling_, 1)
+                                                                  spatial=spatial))
+        return onnx_spec(f"onnx:{stacked}").build_features(size, spatial, 1)
 
     return dataclasses.replace(spec, stages=levels, build_features=build_features)
