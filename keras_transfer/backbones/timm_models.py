@@ -124,8 +124,9 @@ def tensors_sha(model) -> str:
     return digest.hexdigest()
 
 
-def export_encoder(model, target: Path) -> Path:
-    """Writes a loaded timm model to ``target`` as an ``onnx:`` encoder with timm's preprocessing."""
+def export_encoder(model, weights: Path | None, target: Path) -> Path:
+    """Writes a loaded timm model to ``target`` as an ``onnx:`` encoder with timm's preprocessing and
+    the licence of its weights (timm's published ones, or a file's)."""
     timm = _import_timm()
     config = timm.data.resolve_data_config({}, model=model)
     _, height, width = config["input_size"]
@@ -133,9 +134,11 @@ def export_encoder(model, target: Path) -> Path:
         raise ConfigError("the timm model's input is not square", "a model with a square input size",
                           f"{height}x{width}")
     licence = model.pretrained_cfg.get("license") or "not stated by timm"
+    if weights is not None:
+        licence = f"its author's, of {weights.name} (timm's published weights: {licence})"
     settings = {"input_size": int(height), "layout": "NCHW", "mean": [float(v) for v in config["mean"]],
                 "std": [float(v) for v in config["std"]], "interpolation": str(config["interpolation"]),
-                "license": f"{licence} (timm's published weights; a weights file of your own: its author's)"}
+                "license": licence}
     return atomic_file(target, lambda tmp: save_torch_encoder(model, int(height), tmp, settings))
 
 
@@ -156,7 +159,7 @@ def timm_spec(reference: str) -> BackboneSpec:
                                "weights on this machine, or a first use online", "KERAS_TRANSFER_OFFLINE=1")
         model = load(name, pool, file)
         sha = sha or hashlib.sha256(f"{name}:{tensors_sha(model)}".encode()).hexdigest()
-        converted(KIND, sha, tag, f"timm's {name}", functools.partial(export_encoder, model))
+        converted(KIND, sha, tag, f"timm's {name}", functools.partial(export_encoder, model, file))
     remember(KIND, key, sha)
     source = f"weights {file}" if file else "timm's pretrained weights"
     return converted_spec(encoder_path(KIND, sha, tag), f"{PREFIX}{name}" + (f"#{pool}" if pool else ""),
