@@ -105,7 +105,7 @@ def test_heatmap_peaks_on_the_object(run, test_images, tmp_path):
 
 def test_occlusion_finds_the_object_without_gradients(run, test_images):
     """The fallback for backbones with no layer to explain (onnx:, hub:, timm:) asks the run only:
-    greying out the object, not the background, takes the class away."""
+    the class's probability is high under the random masks that leave the object visible."""
     from keras_transfer.explain.explainer import _explanations, heatmaps
     from keras_transfer.explain.occlusion import Occlusion
     from keras_transfer.run import RunModel
@@ -114,18 +114,21 @@ def test_occlusion_finds_the_object_without_gradients(run, test_images):
     model = RunModel.open(run.path)
     images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
     maps = heatmaps(model, Occlusion(model), images)
-    assert maps.method == "occlusion" and maps.cam is None and maps.gradcam.shape == (len(paths), 8, 8)
+    assert maps.method == "occlusion" and maps.cam is None and maps.gradcam.shape == (len(paths), 56, 56)
     assert np.allclose(maps.probabilities, model.predict_pixels(images).probabilities)  # the run's own answer
+    again = Occlusion(model)(images[:2])
+    assert np.array_equal(again.gradcam, maps.gradcam[:2])  # seeded masks: the same map every time
     items = _explanations(list(CLASSES), paths, list(images), maps)
-    # the discs: hiding the disc takes the class away. (The run learnt "square" as "no disc": hiding
-    # part of a square leaves it a square, so those maps are weak or flat; Grad-CAM's gradients differ.)
-    discs = [(item, box) for item, box, label in zip(items, boxes, labels) if label == 0]
-    assert len(discs) == 8 and all(inside(item.peak(), box, margin=14) for item, box in discs)  # half a cell
-    for item, box in discs:
+    hits = sum(inside(item.peak(), box) for item, box in zip(items, boxes))
+    near = sum(inside(item.peak(), box, margin=16) for item, box in zip(items, boxes))  # half a 32-px mask cell
+    assert hits >= 0.75 * len(paths) and near >= 0.9 * len(paths), (hits, near)
+    hotter = 0
+    for item, box in zip(items, boxes):
         heat = upsample(item.gradcam, (SIZE, SIZE))
         on = np.zeros((SIZE, SIZE), bool)
         on[box[0]:box[2] + 1, box[1]:box[3] + 1] = True
-        assert heat[on].mean() > 1.5 * heat[~on].mean()
+        hotter += heat[on].mean() > heat[~on].mean()
+    assert hotter >= 0.9 * len(paths), f"{hotter}/{len(paths)} maps hotter on the object than around it"
 
 
 def test_explain_shows_the_image_at_its_own_aspect_ratio_with_its_true_class(run, test_images, tmp_path):
