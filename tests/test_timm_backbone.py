@@ -83,6 +83,8 @@ def test_the_weights_option_names_the_file_and_bad_references_are_clear(converte
     for backbone, weights in (("timm:test_vit.r160_in1k", None), ("onnx:enc.onnx", "w.h5")):
         with pytest.raises(ConfigError, match="brings its own weights"):  # said by validate: runs still open
             TrainConfig(data="x", backbone=backbone, weights=weights).validate()
+    with pytest.raises(ConfigError, match="its weights cannot be trained"):  # not a traceback in finetune
+        TrainConfig(data="x", backbone=converted[1]["vit"]["reference"], strategy="finetune").validate()
     for reference in ("timm:", "timm:test_vit@", f"timm:test_vit@{tmp_path / 'missing.pth'}", "timm:test_vit#Max!",
                       "timm:test_vit#default"):
         with pytest.raises(KerasTransferError):

@@ -160,6 +160,10 @@ class TrainConfig:
             raise ConfigError(f"{self.backbone} brings its own weights", "--weights imagenet (the default)"
                               + (", or a state dict file" if self.backbone.startswith("timm:") else ""),
                               f"--weights {self.weights or 'none'}")
+        if self.backbone.startswith(CONVERTED) and self.strategy in TUNED_STRATEGIES:
+            raise ConfigError(f"{self.backbone} runs as one ONNX graph: its weights cannot be trained",
+                              "--strategy bottleneck, frozen or auto", f"--strategy {self.strategy}",
+                              hint="fine-tune a Keras backbone (efficientnet_lite0, resnet50, ...)")
         spec = get_backbone(self.backbone)
         if self.resize not in RESIZE_MODES:
             raise unknown_choice("resize mode", self.resize, RESIZE_MODES)
