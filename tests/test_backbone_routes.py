@@ -164,6 +164,7 @@ def test_train_predict_serve_export_agree_and_survive_the_encoder_moving(two_cla
     files = predict(out, paths, top_k=2)
     assert [f["predictions"][0]["label"] for f in files] == [["daisy", "sunflowers"][i] for i in expected.argmax(1)]
     assert main(["export", str(out), "--format", "onnx", "--quiet"]) == 0
+    assert main(["export", str(out), "--format", "litert", "--quiet"]) == 2  # said at once: no ONNX in LiteRT
     session = ort.InferenceSession(str(out / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
     assert np.abs(session.run(["probabilities"], {"image": pixels})[0] - expected).max() < 1e-4
     encoder.rename(tmp_path / "moved.onnx")  # the run keeps answering from the encoder store

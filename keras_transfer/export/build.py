@@ -30,7 +30,7 @@ from keras_transfer.base.errors import ConfigError, KerasTransferError, RunError
 from keras_transfer.export.graph import (first_view, keras_head, linear_head, mean_of_views, unknown_score,
                                          with_mirror_images)
 from keras_transfer.base.paths import atomic_file
-from keras_transfer.config import dataset_of
+from keras_transfer.config import CONVERTED, dataset_of
 from keras_transfer.run import Run, RunModel
 from keras_transfer.run.model_card import copy_model_card
 
@@ -153,6 +153,10 @@ def export_run(run: str | Path | Run | RunModel, fmt: str = "onnx", out: str | P
         require_litert()
     run_model = RunModel.open(run)
     run = run_model.run
+    if fmt == "litert" and run.config.backbone.startswith(CONVERTED):  # litert-torch converts PyTorch, not ONNX
+        raise ConfigError(f"LiteRT cannot hold {run.config.backbone}: it runs as an ONNX graph",
+                          "--format onnx or openvino for this run", "--format litert",
+                          hint="a run on a Keras backbone (efficientnet_lite0, ...) exports to LiteRT")
     path = Path(out) if out else run.export_dir / f"model{'.int8' if int8 else ''}{SUFFIX[fmt]}"
     if path.suffix != SUFFIX[fmt]:
         raise ConfigError(f"an {fmt} file must end in {SUFFIX[fmt]}", SUFFIX[fmt], str(path))
