@@ -80,9 +80,10 @@ class TrainConfig:
                                            "images take their new class, excluded ones are left out and listed "
                                            "(the studio writes it)")
     backbone: str | None = option(None, "registered backbone (keras-transfer backbones lists them), or several "
-                                        "joined by + (their pooled features side by side), or onnx:FILE, hub:PRESET, "
-                                        "timm:NAME (docs/backbones.md); default: lite0+lite2 on the solved default path (bottleneck or auto, linear head), "
-                                        "else efficientnet_lite0", short="-b")
+                                        "joined by + (their pooled features side by side), or onnx:FILE, "
+                                        "hub:PRESET, timm:NAME (docs/backbones.md); default: lite0+lite2 on the "
+                                        "solved default path (bottleneck or auto, linear head), else "
+                                        "efficientnet_lite0", short="-b")
     weights: str | None = option("imagenet", "'imagenet', a local weights file (e.g. a keras *_notop.h5, or a "
                                              "timm: backbone's state dict), or 'none' (random)", parse=weights_choice)
     offline: bool = option(False, "never use the network: ImageNet weights only from the bundle or the keras "
