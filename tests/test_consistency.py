@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import HYMENOPTERA
+from conftest import HYMENOPTERA, predictions_of
 from keras_transfer.cli import main
 from keras_transfer.data.images import read_image, resize
 from keras_transfer.export import export_run
@@ -79,12 +79,8 @@ def answers(runs) -> dict[str, dict[str, dict]]:
 
 def _from_results(paths: list[str], results: list[dict], key: str, listed: str) -> dict:
     by_path = {r[key]: r for r in results}
-    probabilities = np.zeros((len(paths), len(by_path[paths[0]][listed])), np.float32)
-    for row, path in enumerate(paths):
-        for entry in by_path[path][listed]:
-            probabilities[row, entry["index"]] = entry["probability"]
     unknown = [by_path[p].get("unknown_score") for p in paths]
-    return {"paths": paths, "probabilities": probabilities,
+    return {"paths": paths, "probabilities": predictions_of(results, paths, len(by_path[paths[0]][listed]), key, listed),
             "unknown": None if unknown[0] is None else np.asarray(unknown, np.float32)}
 
 
