@@ -97,6 +97,8 @@ def test_the_weights_option_names_the_file_and_bad_references_are_clear(converte
 
     assert main(["train", str(folder), "--backbone", "timm:test_vit.r160_in1k", "--offline", "-q"]) == 1
     assert "not converted on this machine" in capsys.readouterr().err  # --offline reaches the timm route
+    with pytest.raises(WeightsError, match="not converted on this machine"):  # and TrainConfig(offline=True)
+        TrainConfig(data=str(folder), backbone="timm:test_vit.r160_in1k", offline=True).validate()
     monkeypatch.setenv("KERAS_TRANSFER_OFFLINE", "1")  # timm's own weights would be downloaded: refused at once
     with pytest.raises(WeightsError, match="not converted on this machine"):
         get_backbone("timm:test_vit.r160_in1k")

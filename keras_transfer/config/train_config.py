@@ -11,6 +11,7 @@ from keras_transfer.data.images import RESIZE_MODES
 from keras_transfer.base.errors import ConfigError, unknown_choice
 from keras_transfer.base.paths import write_json
 from keras_transfer.backbones import DEFAULT_BACKBONE, DEFAULT_ENSEMBLE, get_backbone
+from keras_transfer.backbones.weights import offline_mode
 from keras_transfer.features.executor import check_executor
 from keras_transfer.features.runtime import RuntimeOptions
 
@@ -165,7 +166,8 @@ class TrainConfig:
             raise ConfigError(f"{self.backbone} runs as one ONNX graph: its weights cannot be trained",
                               "--strategy bottleneck, frozen or auto", f"--strategy {self.strategy}",
                               hint="fine-tune a Keras backbone (efficientnet_lite0, resnet50, ...)")
-        spec = get_backbone(self.backbone)
+        with offline_mode(self.offline):  # hub: / timm: convert by name here: --offline must reach them
+            spec = get_backbone(self.backbone)
         if self.resize not in RESIZE_MODES:
             raise unknown_choice("resize mode", self.resize, RESIZE_MODES)
         if self.pooling not in POOLINGS:
